@@ -1,0 +1,66 @@
+"""Proxy settings, read once per cold start from the environment (set by the CDK stack)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Literal
+
+from fewclick_contract.wire import DEFAULT_INPUT_SIZE
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    try:
+        return int(env.get(name, "") or default)
+    except ValueError:
+        return default
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    try:
+        return float(env.get(name, "") or default)
+    except ValueError:
+        return default
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    endpoint_name: str = "fewclick"
+    # Local stack / tests: point boto3 at the SageMaker Runtime stand-in.
+    runtime_endpoint_url: str | None = None
+    allowed_buckets: frozenset[str] = frozenset()
+    input_size: int = DEFAULT_INPUT_SIZE
+    crop_format: Literal["png", "jpeg"] = "png"
+    # HMAC key for session tokens; unset -> unsigned (the token then only carries hints
+    # the proxy re-validates: bucket allow-list, point bounds).
+    session_secret: bytes | None = None
+    # S3 objects larger than this are refused before download (inline images are bounded
+    # by Lambda's 6 MB payload already).
+    max_image_bytes: int = 25 * 1024 * 1024
+    # Decoded size limit (decompression-bomb guard): 50 MP is a 8660 x 5773 photo.
+    max_image_pixels: int = 50_000_000
+    connect_timeout_s: float = 2.0
+    # A cold crop encodes in well under a second on GPU; 20 s stays inside API Gateway's 29 s.
+    read_timeout_s: float = 20.0
+    max_attempts: int = 2
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ProxyConfig:
+        env = os.environ if env is None else env
+        buckets = frozenset(b.strip() for b in env.get("ALLOWED_BUCKETS", "").split(",") if b.strip())
+        secret = env.get("SESSION_TOKEN_SECRET")
+        fmt = env.get("CROP_FORMAT", "png").lower()
+        return cls(
+            endpoint_name=env.get("ENDPOINT_NAME") or env.get("SAGEMAKER_ENDPOINT_NAME") or "fewclick",
+            runtime_endpoint_url=env.get("SAGEMAKER_RUNTIME_ENDPOINT_URL") or None,
+            allowed_buckets=buckets,
+            input_size=_int(env, "MODEL_INPUT_SIZE", DEFAULT_INPUT_SIZE),
+            crop_format="jpeg" if fmt in ("jpeg", "jpg") else "png",
+            session_secret=secret.encode() if secret else None,
+            max_image_bytes=_int(env, "MAX_IMAGE_BYTES", cls.max_image_bytes),
+            max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
+            connect_timeout_s=_float(env, "ENDPOINT_CONNECT_TIMEOUT_S", cls.connect_timeout_s),
+            read_timeout_s=_float(env, "ENDPOINT_READ_TIMEOUT_S", cls.read_timeout_s),
+            max_attempts=max(1, _int(env, "ENDPOINT_MAX_ATTEMPTS", cls.max_attempts)),
+        )

@@ -1,0 +1,157 @@
+"""Benchmark folders (``images/`` + ``masks/``) and the training sample generator.
+
+A folder holds one instance per mask; a mask's name without extension equals
+its image's. Mask values: 0 background; 128 unknown (GrabCut's band, ignored);
+anything else object (COCO stores 255, DAVIS 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fewclick_contract.crop import CropBox, extract_crop, relaxed_box
+
+from .simulator import extreme_points
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
+IGNORE_VALUE = 128
+
+
+@dataclass
+class Instance:
+    name: str
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+    mask: np.ndarray  # (H, W) bool, the object
+    ignore: np.ndarray | None  # (H, W) bool, unknown pixels, or None
+
+
+def default_datasets_root() -> Path:
+    """``../shared/datasets`` beside the checkout."""
+    return Path(__file__).resolve().parents[3] / "shared" / "datasets"
+
+
+def _find_image(images_dir: Path, stem: str) -> Path | None:
+    for path in images_dir.glob(stem + ".*"):
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            return path
+    return None
+
+
+def read_image_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot decode image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    raw = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if raw is None:
+        raise ValueError(f"cannot decode mask {path}")
+    ignore = raw == IGNORE_VALUE
+    obj = (raw > 0) & ~ignore
+    return obj, (ignore if ignore.any() else None)
+
+
+def list_instances(folder: Path) -> list[tuple[Path, Path]]:
+    """(image, mask) path pairs of a benchmark folder, sorted by name."""
+    folder = Path(folder)
+    images_dir, masks_dir = folder / "images", folder / "masks"
+    if not images_dir.is_dir() or not masks_dir.is_dir():
+        raise FileNotFoundError(f"{folder} needs images/ and masks/ folders")
+    pairs = []
+    for mask_path in sorted(masks_dir.iterdir()):
+        if mask_path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        image_path = _find_image(images_dir, mask_path.stem)
+        if image_path is not None:
+            pairs.append((image_path, mask_path))
+    if not pairs:
+        raise FileNotFoundError(f"no image/mask pairs in {folder}")
+    return pairs
+
+
+def load_instance(image_path: Path, mask_path: Path) -> Instance:
+    image = read_image_rgb(image_path)
+    mask, ignore = read_mask(mask_path)
+    if mask.shape != image.shape[:2]:
+        raise ValueError(f"{mask_path} is {mask.shape}, its image is {image.shape[:2]}")
+    return Instance(mask_path.stem, image, mask, ignore)
+
+
+def is_holdout(name: str, share: float) -> bool:
+    """A stable split by name, so resumed runs and evaluation agree on it."""
+    digest = hashlib.sha1(name.encode()).digest()
+    return digest[0] / 256.0 < share
+
+
+@dataclass
+class TrainingSample:
+    crop: np.ndarray  # (S, S, 3) uint8
+    mask: np.ndarray  # (S, S) bool
+    points: np.ndarray  # (4, 2) float crop pixel indices, the extreme points
+
+
+class SampleGenerator:
+    """Random, augmented crops of training instances, as the network will see them served."""
+
+    def __init__(self, instances: Sequence[Instance], size: int, seed: int = 0) -> None:
+        self.instances = [i for i in instances if i.mask.sum() >= 16]
+        self.size = size
+        self.rng = np.random.default_rng(seed)
+
+    def _geometric(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Small rotations and anisotropic scaling of the whole image, sometimes."""
+        if self.rng.random() > 0.35:
+            return image, mask
+        h, w = mask.shape
+        angle = self.rng.uniform(-20, 20)
+        a = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
+        a[0, :2] *= self.rng.uniform(0.85, 1.15)
+        return (
+            cv2.warpAffine(image, a, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT),
+            cv2.warpAffine(mask.astype(np.uint8), a, (w, h), flags=cv2.INTER_NEAREST).astype(bool),
+        )
+
+    def _photometric(self, crop: np.ndarray) -> np.ndarray:
+        x = crop.astype(np.float32)
+        if self.rng.random() < 0.8:
+            x = x * self.rng.uniform(0.7, 1.3) + self.rng.uniform(-30, 30)
+            gray = x.mean(axis=2, keepdims=True)
+            x = gray + (x - gray) * self.rng.uniform(0.6, 1.4)
+        if self.rng.random() < 0.1:
+            x = np.repeat(x.mean(axis=2, keepdims=True), 3, axis=2)
+        if self.rng.random() < 0.2:
+            x = x + self.rng.normal(0, self.rng.uniform(2, 8), x.shape)
+        return np.clip(x, 0, 255).astype(np.uint8)
+
+    def sample(self) -> TrainingSample:
+        while True:
+            inst = self.instances[int(self.rng.integers(len(self.instances)))]
+            image, mask = self._geometric(inst.image, inst.mask)
+            if mask.sum() >= 16:
+                break
+        ys, xs = np.nonzero(mask)
+        extent = max(xs.max() - xs.min(), ys.max() - ys.min())
+        points = extreme_points(mask, self.rng, jitter=min(0.02 * extent, 6.0))
+        box = relaxed_box(points, margin_ratio=self.rng.uniform(0.06, 0.2))
+        box = self._jitter_box(box)
+        crop = extract_crop(image, box, self.size)
+        crop_mask = extract_crop(mask.astype(np.float32), box, self.size) > 0.5
+        crop_points = box.to_crop(points, self.size)
+        if self.rng.random() < 0.5:
+            crop = crop[:, ::-1].copy()
+            crop_mask = crop_mask[:, ::-1].copy()
+            crop_points[:, 0] = self.size - 1 - crop_points[:, 0]
+        return TrainingSample(self._photometric(crop), crop_mask, crop_points)
+
+    def _jitter_box(self, box: CropBox) -> CropBox:
+        """Shift each side a little: served crops also see objects off-centre (grown crops)."""
+        d = self.rng.uniform(-0.05, 0.05, size=4) * np.array([box.width, box.height] * 2)
+        return CropBox(box.x0 + d[0], box.y0 + d[1], box.x1 + d[2], box.y1 + d[3])

@@ -1,0 +1,238 @@
+"""`fewclick evaluate`: the standard robot-user protocol on any images/ + masks/ folder.
+
+Click 0 is the 4 extreme points of the true mask; each corrective click goes
+where `simulator` says (``region``: distance-transform maximum of the largest
+error region; ``boundary``: the true-boundary point farthest from the
+predicted boundary). IoU ignores unknown pixels (GrabCut's 128 band). NoC@k
+is the number of corrective clicks until IoU >= k%, capped at 20.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .data import Instance, list_instances, load_instance
+from .simulator import Click, boundary_of, extreme_points, next_click
+
+MAX_CLICKS = 20
+REPORT_CLICKS = 5
+THRESHOLD = 0.5
+BOUNDARY_TOLERANCE_PX = 3.0
+
+
+class Predictor(Protocol):
+    def set_image(self, image: np.ndarray) -> None: ...
+    def predict(self, extreme_points: np.ndarray, clicks: list[Click]) -> np.ndarray: ...
+
+
+def masked_iou(pred: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None) -> float:
+    if ignore is not None:
+        pred, truth = pred & ~ignore, truth & ~ignore
+    union = np.logical_or(pred, truth).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, truth).sum() / union)
+
+
+def click_respected(click: Click, mask: np.ndarray) -> bool:
+    """Positive inside, negative outside, boundary within 3 px of the mask's edge."""
+    if click.kind == "positive":
+        return bool(mask[click.y, click.x])
+    if click.kind == "negative":
+        return not bool(mask[click.y, click.x])
+    edge = boundary_of(mask) | boundary_of(~mask)
+    if not edge.any():
+        return False
+    y0, y1 = max(click.y - 4, 0), click.y + 5
+    x0, x1 = max(click.x - 4, 0), click.x + 5
+    ys, xs = np.nonzero(edge[y0:y1, x0:x1])
+    if len(xs) == 0:
+        return False
+    d = np.hypot(xs + x0 - click.x, ys + y0 - click.y).min()
+    return bool(d <= BOUNDARY_TOLERANCE_PX)
+
+
+@dataclass
+class InstanceResult:
+    name: str
+    ious: list[float]
+    respected: list[bool] = field(default_factory=list)
+    first_ms: float = 0.0
+    click_ms: list[float] = field(default_factory=list)
+
+    def noc(self, target: float) -> int:
+        """Clicks until IoU >= target; the number of clicks run (the cap) if never."""
+        for k, v in enumerate(self.ious):
+            if v >= target:
+                return k
+        return len(self.ious) - 1
+
+
+def evaluate_instance(predictor: Predictor, inst: Instance, kind: str, max_clicks: int) -> InstanceResult:
+    predictor.set_image(inst.image)
+    points = extreme_points(inst.mask)
+    t = time.perf_counter()
+    pred = predictor.predict(points, []) > THRESHOLD
+    result = InstanceResult(
+        inst.name, [masked_iou(pred, inst.mask, inst.ignore)], first_ms=1000 * (time.perf_counter() - t)
+    )
+    clicks: list[Click] = []
+    for _ in range(max_clicks):
+        click = next_click(kind, inst.mask, pred, inst.ignore)
+        if click is None:  # nothing left to correct
+            result.ious.append(result.ious[-1])
+            continue
+        clicks.append(click)
+        t = time.perf_counter()
+        pred = predictor.predict(points, clicks) > THRESHOLD
+        result.click_ms.append(1000 * (time.perf_counter() - t))
+        result.ious.append(masked_iou(pred, inst.mask, inst.ignore))
+        result.respected.append(click_respected(click, pred))
+    return result
+
+
+@dataclass
+class Summary:
+    method: str
+    kind: str
+    miou: list[float]
+    noc85: float
+    noc90: float
+    respected: float
+    never_drops: bool
+    first_ms_p50: float
+    click_ms_p50: float
+    click_ms_p90: float
+
+    def row(self) -> str:
+        shown = [f"{100 * v:.2f}" for v in self.miou[: REPORT_CLICKS + 1]]
+        cells = " | ".join(shown + ["—"] * (REPORT_CLICKS + 1 - len(shown)))
+        return (
+            f"| {self.method} | {self.kind} | {cells} | {self.noc85:.2f} | {self.noc90:.2f} | "
+            f"{100 * self.respected:.1f} | {self.click_ms_p90:.0f} |"
+        )
+
+
+def summarise(method: str, kind: str, results: list[InstanceResult]) -> Summary:
+    ious = np.array([r.ious for r in results])
+    miou = ious.mean(axis=0)
+    respected = [x for r in results for x in r.respected]
+    click_ms = [x for r in results for x in r.click_ms] or [0.0]
+    return Summary(
+        method=method,
+        kind=kind,
+        miou=[float(v) for v in miou],
+        noc85=float(np.mean([r.noc(0.85) for r in results])),
+        noc90=float(np.mean([r.noc(0.90) for r in results])),
+        respected=float(np.mean(respected)) if respected else 1.0,
+        never_drops=bool(np.all(np.diff(miou) >= -1e-9)),
+        first_ms_p50=float(np.median([r.first_ms for r in results])),
+        click_ms_p50=float(np.percentile(click_ms, 50)),
+        click_ms_p90=float(np.percentile(click_ms, 90)),
+    )
+
+
+TABLE_HEADER = (
+    "| method | clicks | "
+    + " | ".join(f"mIoU@{k}" for k in range(REPORT_CLICKS + 1))
+    + " | NoC@85 | NoC@90 | clicks respected % | click ms p90 |\n"
+    + "|---" * (REPORT_CLICKS + 7)
+    + "|"
+)
+
+
+def plot(summaries: list[Summary], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in summaries:
+        ax.plot(range(len(s.miou)), [100 * v for v in s.miou], marker="o", ms=3, label=f"{s.method} / {s.kind}")
+    ax.set_xlabel("corrective clicks after the 4 extreme points")
+    ax.set_ylabel("mIoU (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", type=Path, required=True, help="folder with images/ and masks/")
+    parser.add_argument("--clicks", nargs="+", choices=["region", "boundary"], default=["region", "boundary"])
+    parser.add_argument("--weights", type=Path, default=None, help="model weights (default: the committed ones)")
+    parser.add_argument("--baseline", choices=["grabcut"], default=None, help="also run a classical baseline")
+    parser.add_argument("--baseline-clicks", type=int, default=REPORT_CLICKS, help="clicks for the slow baseline")
+    parser.add_argument("--max-clicks", type=int, default=MAX_CLICKS)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument(
+        "--seed", type=int, default=0, help="fixes every tie-break; the protocol itself is deterministic"
+    )
+    parser.add_argument("--out", type=Path, default=Path("artifacts/eval"))
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from .grabcut_baseline import GrabCutPredictor
+    from .predictor import FewClickPredictor, load_crop_predictor
+
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cv2.setRNGSeed(args.seed)
+    pairs = list_instances(args.dataset)
+    if args.limit:
+        pairs = pairs[: args.limit]
+    instances = [load_instance(i, m) for i, m in pairs]
+    crop_predictor = load_crop_predictor(args.weights)
+    methods: list[tuple[str, Predictor, int]] = [
+        (f"fewclick {crop_predictor.model_version}", FewClickPredictor(crop_predictor), args.max_clicks)
+    ]
+    if args.baseline == "grabcut":
+        methods.append(("opencv grabcut", GrabCutPredictor(), args.baseline_clicks))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    summaries: list[Summary] = []
+    csv_path = args.out / "per_instance.csv"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(
+            ["method", "clicks", "instance", "noc85", "noc90", *[f"iou_{k}" for k in range(args.max_clicks + 1)]]
+        )
+        for method, predictor, max_clicks in methods:
+            for kind in args.clicks:
+                results = []
+                for inst in tqdm(instances, desc=f"{method} / {kind}", unit="inst"):
+                    r = evaluate_instance(predictor, inst, kind, max_clicks)
+                    results.append(r)
+                    writer.writerow([method, kind, r.name, r.noc(0.85), r.noc(0.90), *[f"{v:.4f}" for v in r.ious]])
+                summaries.append(summarise(method, kind, results))
+
+    name = args.dataset.resolve().name
+    print(f"\n{name}: {len(instances)} instances; click 0 = the 4 extreme points; NoC capped at {args.max_clicks}")
+    print(TABLE_HEADER)
+    for s in summaries:
+        print(s.row())
+    for s in summaries:
+        print(
+            f"{s.method} / {s.kind}: mean IoU never drops after a click: {s.never_drops}; "
+            f"first request {s.first_ms_p50:.0f} ms p50; click {s.click_ms_p50:.0f} ms p50, {s.click_ms_p90:.0f} ms p90"
+        )
+    plot(summaries, args.out / "miou_per_click.png", f"{name}: mIoU per click")
+    (args.out / "summary.json").write_text(json.dumps([s.__dict__ for s in summaries], indent=2))
+    print(f"per-instance CSV: {csv_path}\nplot: {args.out / 'miou_per_click.png'}")
+    return 0

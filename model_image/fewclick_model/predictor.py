@@ -1,0 +1,167 @@
+"""Predictors: the expensive part once per crop, the cheap part once per click.
+
+`CropPredictor` works in crop pixels and is what the model server holds;
+`FewClickPredictor` wraps it SAM-style (`set_image` / `predict`) for callers
+that speak full-image pixels (evaluation, notebooks, the GrabCut comparison),
+using the same `fewclick_contract.crop` geometry as the proxy.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop, paste_crop
+
+from . import DEFAULT_INPUT_SIZE
+from .checkpoints import DEFAULT_WEIGHTS, load_weights
+from .encoding import CropClick, encode_guidance
+from .network import FewClickNet, ImageFeatures
+from .simulator import Click
+
+logger = logging.getLogger(__name__)
+
+UNTRAINED_VERSION = "untrained"
+PREFIX_CACHE_ENTRIES = 32
+
+
+class PrefixCache(OrderedDict[tuple[CropClick, ...], np.ndarray]):
+    """Predictions of a session's click prefixes, newest last, bounded.
+
+    Undo, redo and a resent request all land on a prefix already computed, and a
+    new click costs one decoder pass because its previous mask is here.
+    """
+
+    def __init__(self, max_entries: int = PREFIX_CACHE_ENTRIES) -> None:
+        super().__init__()
+        self.max_entries = max_entries
+
+    def put(self, key: tuple[CropClick, ...], value: np.ndarray) -> None:
+        self[key] = value
+        self.move_to_end(key)
+        while len(self) > self.max_entries:
+            self.popitem(last=False)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(v.nbytes for v in self.values())
+
+
+class CropPredictor:
+    def __init__(
+        self, model: FewClickNet, input_size: int, model_version: str, device: str | torch.device = "cpu"
+    ) -> None:
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.input_size = input_size
+        self.model_version = model_version
+
+    @torch.inference_mode()
+    def encode(self, crop_rgb: np.ndarray) -> ImageFeatures:
+        """(S, S, 3) uint8 RGB crop -> the features every click of this crop reuses."""
+        s = self.input_size
+        if crop_rgb.shape != (s, s, 3) or crop_rgb.dtype != np.uint8:
+            raise ValueError(f"crop must be ({s}, {s}, 3) uint8, got {crop_rgb.shape} {crop_rgb.dtype}")
+        rgb = torch.from_numpy(np.ascontiguousarray(crop_rgb)).permute(2, 0, 1)[None].float().to(self.device)
+        return self.model.encode_image(rgb)
+
+    @torch.inference_mode()
+    def predict(
+        self, features: ImageFeatures, clicks: Sequence[CropClick], previous: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Probabilities (S, S) float32 for the clicks (extreme points first, as kind boundary)."""
+        guidance = torch.from_numpy(encode_guidance(clicks, self.input_size, previous))[None].to(self.device)
+        logits = self.model.decode(features, guidance)
+        return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+
+    def predict_sequence(
+        self,
+        features: ImageFeatures,
+        extreme_points: Sequence[CropClick],
+        corrective_clicks: Sequence[CropClick],
+        cache: PrefixCache | dict | None = None,
+    ) -> np.ndarray:
+        """The prediction after all clicks, each step fed the previous one's mask.
+
+        Replays only the prefixes missing from ``cache`` (a cold session rebuilt
+        from its image replays them all, and gets the same answer as the warm one).
+        """
+        extremes = tuple(extreme_points)
+        clicks = tuple(corrective_clicks)
+        cache = PrefixCache() if cache is None else cache
+        start, previous = 0, None
+        for k in range(len(clicks), -1, -1):
+            hit = cache.get(extremes + clicks[:k])
+            if hit is not None:
+                start, previous = k + 1, hit.astype(np.float32)
+                break
+        for k in range(start, len(clicks) + 1):
+            previous = self.predict(features, extremes + clicks[:k], previous)
+            key = extremes + clicks[:k]
+            value = previous.astype(np.float16)
+            if isinstance(cache, PrefixCache):
+                cache.put(key, value)
+            else:
+                cache[key] = value
+        assert previous is not None
+        return previous
+
+
+def load_crop_predictor(weights: str | Path | None = None, device: str | None = None) -> CropPredictor:
+    """The committed weights by default; an untrained network (pretrained encoder) if none exist."""
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch.set_flush_denormal(True)
+    path = Path(weights) if weights else DEFAULT_WEIGHTS
+    if path.exists():
+        model, meta = load_weights(path, device)
+        return CropPredictor(model, int(meta["input_size"]), str(meta["model_version"]), device)
+    if weights:
+        raise FileNotFoundError(f"weights file {path} does not exist")
+    warnings.warn(f"no trained weights at {path}; serving an UNTRAINED network", RuntimeWarning, stacklevel=2)
+    return CropPredictor(FewClickNet(pretrained=True), DEFAULT_INPUT_SIZE, UNTRAINED_VERSION, device)
+
+
+class FewClickPredictor:
+    """Full-image interface: ``set_image`` once, then ``predict`` per interaction."""
+
+    def __init__(self, crop_predictor: CropPredictor) -> None:
+        self.crop_predictor = crop_predictor
+        self._image: np.ndarray | None = None
+        self._box: CropBox | None = None
+        self._features: ImageFeatures | None = None
+        self._cache = PrefixCache()
+
+    def set_image(self, image: np.ndarray) -> None:
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(f"image must be (H, W, 3) uint8 RGB, got {image.shape} {image.dtype}")
+        self._image = image
+        self._box = None
+        self._features = None
+
+    def crop_for(self, extreme_points: np.ndarray, clicks: Sequence[Click]) -> CropBox:
+        points = np.array([(c.x, c.y) for c in clicks], dtype=np.float64).reshape(-1, 2)
+        return crop_box_for_clicks(np.asarray(extreme_points), points)
+
+    def predict(self, extreme_points: np.ndarray, clicks: Sequence[Click] = ()) -> np.ndarray:
+        """Object probabilities (H, W) float32 for 4 extreme points (image px) and corrective clicks."""
+        if self._image is None:
+            raise RuntimeError("call set_image first")
+        box = self.crop_for(extreme_points, clicks)
+        size = self.crop_predictor.input_size
+        if box != self._box or self._features is None:
+            # The crop grew (a click outside it): new pixels, new features, new history.
+            self._box = box
+            self._features = self.crop_predictor.encode(extract_crop(self._image, box, size))
+            self._cache = PrefixCache()
+        extremes = [CropClick(float(x), float(y), "boundary") for x, y in box.to_crop(extreme_points, size)]
+        crop_xy = box.to_crop(np.array([(c.x, c.y) for c in clicks], dtype=np.float64).reshape(-1, 2), size)
+        corrective = [CropClick(float(x), float(y), c.kind) for (x, y), c in zip(crop_xy, clicks, strict=True)]
+        prob = self.crop_predictor.predict_sequence(self._features, extremes, corrective, self._cache)
+        h, w = self._image.shape[:2]
+        return paste_crop(prob, box, h, w)

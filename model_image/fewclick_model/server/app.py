@@ -1,0 +1,244 @@
+"""HTTP side of the model server: the SageMaker hosting contract on a ThreadingHTTPServer.
+
+- ``GET /ping``: 200 once the model is loaded and warmed up, 503 before (SageMaker
+  waits for 200 before routing traffic; a load failure stays 503 and the CLI exits).
+- ``POST /invocations``: a `fewclick_contract.wire.WireRequest`; the session comes in
+  the ``X-Amzn-SageMaker-Session-Id`` header (``NEW_SESSION`` opens one).
+
+Why the standard library server: the work per request is one small JSON body and a
+PNG, and the heavy part runs on the engine's inference threads, so an ASGI stack would
+add dependencies and an event loop without removing any latency. HTTP/1.1 keep-alive
+is on (SageMaker reuses connections); every response has a Content-Length.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES, SESSION_HEADER, WireError, WireErrorCode
+
+from .engine import DEFAULT_MAX_PENDING, ClickFactory, InferenceEngine, PredictorFactory
+from .sessions import SessionCache
+
+LOG = logging.getLogger("fewclick.model_server")
+
+# Slack over SageMaker's own 6 MB limit for JSON framing; anything larger is refused
+# before it is read into memory.
+MAX_BODY_BYTES = SAGEMAKER_MAX_PAYLOAD_BYTES + 64 * 1024
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fewclick-model-server"
+    # A client that stops sending mid-request must not hold a thread forever.
+    timeout = 65
+    server: ModelHttpServer
+
+    def log_message(self, format: str, *args: object) -> None:
+        LOG.debug("%s - %s", self.address_string(), format % args)
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {"Content-Type": "application/json"}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _send_error(self, status: int, code: WireErrorCode, message: str) -> None:
+        self._send(status, WireError.of(code, message).model_dump_json().encode())
+
+    def do_GET(self) -> None:
+        engine = self.server.engine
+        if self.path == "/ping":
+            if engine.ready:
+                body = {"status": "ok", "modelVersion": engine.model_version}
+                self._send(200, json.dumps(body).encode())
+            else:
+                state = "failed" if engine.load_error is not None else "loading"
+                self._send(503, json.dumps({"status": state}).encode())
+            return
+        self._send_error(404, WireErrorCode.BAD_REQUEST, f"no route GET {self.path[:100]}")
+
+    do_HEAD = do_GET
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] != "/invocations":
+            self.close_connection = True
+            self._send_error(404, WireErrorCode.BAD_REQUEST, f"no route POST {self.path[:100]}")
+            return
+        length_text = self.headers.get("Content-Length")
+        if length_text is None or not length_text.isdigit():
+            self.close_connection = True
+            self._send_error(411, WireErrorCode.BAD_REQUEST, "Content-Length required")
+            return
+        length = int(length_text)
+        if length > MAX_BODY_BYTES:
+            # Not reading the body means the connection cannot be reused.
+            self.close_connection = True
+            self._send_error(413, WireErrorCode.PAYLOAD_TOO_LARGE, "request body over 6 MB")
+            return
+        body = self.rfile.read(length)
+        result = self.server.engine.invoke(body, self.headers.get(SESSION_HEADER))
+        self._send(result.status, result.body, result.headers)
+
+
+class ModelHttpServer(ThreadingHTTPServer):
+    daemon_threads = True
+    # Fast restarts in development; SageMaker starts each container once.
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], engine: InferenceEngine) -> None:
+        self.engine = engine
+        super().__init__(address, _Handler)
+
+
+@dataclass
+class ModelServerHandle:
+    """A running model server (see `start_model_server`)."""
+
+    server: ModelHttpServer
+    engine: InferenceEngine
+    thread: threading.Thread
+    loader: threading.Thread
+
+    @property
+    def host(self) -> str:
+        return str(self.server.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self.server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Block until /ping would answer 200; raise if loading failed or timed out."""
+        self.loader.join(timeout)
+        if self.engine.load_error is not None:
+            raise RuntimeError("model server failed to load the model") from self.engine.load_error
+        if not self.engine.ready:
+            raise TimeoutError("model server not ready in time")
+
+    def evict_session(self, session_id: str) -> bool:
+        """Drop a session's cache (tests and benchmarks simulate expiry with this)."""
+        return self.engine.cache.evict(session_id)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.engine.close()
+        self.thread.join(timeout=5)
+
+
+def detect_devices(device: str | None = None) -> list[str]:
+    """One entry per model replica: every visible GPU, else the CPU once."""
+    if device and device != "auto":
+        return [device]
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    except ImportError:
+        pass
+    return ["cpu"]
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: affinity mask and cgroup v2 quota (containers)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+        if quota != "max":
+            n = min(n, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, n)
+
+
+def configure_torch(devices: Sequence[str]) -> None:
+    """Process-wide torch settings for serving, set once before the first model load."""
+    import torch
+
+    # Sigmoid tails and guidance maps produce denormals; on CPU they are ~10x slower.
+    torch.set_flush_denormal(True)
+    cpus = available_cpus()
+    if all(d == "cpu" for d in devices):
+        # One CPU replica: its intra-op pool may use every core; request threads mostly
+        # wait on it, so they need no cores of their own.
+        torch.set_num_threads(cpus)
+    else:
+        # On GPU the CPU only launches kernels and does pre/post-processing.
+        torch.set_num_threads(min(4, cpus))
+        torch.backends.cudnn.benchmark = True  # fixed S x S input: autotune once
+
+
+def default_predictor_factory(weights: str | None = None) -> PredictorFactory:
+    def factory(device: str):
+        from fewclick_model.predictor import load_crop_predictor
+
+        return load_crop_predictor(weights=weights, device=device)
+
+    return factory
+
+
+def start_model_server(
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    *,
+    predictor_factory: PredictorFactory | None = None,
+    weights: str | None = None,
+    devices: Sequence[str] | None = None,
+    cache: SessionCache | None = None,
+    max_pending: int = DEFAULT_MAX_PENDING,
+    click_factory: ClickFactory | None = None,
+    wait: bool = True,
+    ready_timeout: float = 300.0,
+    tune_torch: bool = False,
+) -> ModelServerHandle:
+    """Bind (port 0 picks a free one), serve in a daemon thread, load the model.
+
+    With ``wait`` it returns once the model answers /ping with 200. ``tune_torch``
+    applies `configure_torch` (process-wide: leave it off inside test processes).
+    """
+    devs = list(devices) if devices else detect_devices()
+    if tune_torch:
+        configure_torch(devs)
+    engine = InferenceEngine(
+        predictor_factory or default_predictor_factory(weights),
+        devs,
+        cache=cache,
+        max_pending=max_pending,
+        click_factory=click_factory,
+    )
+    server = ModelHttpServer((host, port), engine)
+    thread = threading.Thread(target=server.serve_forever, name="model-server", daemon=True)
+    thread.start()
+
+    def _load() -> None:
+        # A failure is recorded on the engine and reported by wait_ready() and /ping.
+        with contextlib.suppress(BaseException):
+            engine.load()
+
+    loader = threading.Thread(target=_load, name="model-loader", daemon=True)
+    loader.start()
+    handle = ModelServerHandle(server, engine, thread, loader)
+    if wait:
+        try:
+            handle.wait_ready(ready_timeout)
+        except BaseException:
+            handle.stop()
+            raise
+    return handle

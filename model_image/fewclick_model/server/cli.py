@@ -1,0 +1,127 @@
+"""`fewclick model-server` and the container's `serve`: run the SageMaker-compatible model server."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from types import FrameType
+
+from .sessions import DEFAULT_IDLE_TTL_S, DEFAULT_LIFETIME_S, DEFAULT_MAX_BYTES, DEFAULT_MAX_SESSIONS
+
+LOG = logging.getLogger("fewclick.model_server")
+
+
+def _env_int(name: str, default: int) -> int:
+    try:
+        return int(os.environ.get(name, default))
+    except ValueError:
+        return default
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # SageMaker tells the container its port in SAGEMAKER_BIND_TO_PORT (8080 by default).
+    parser.add_argument(
+        "--host", default=os.environ.get("FEWCLICK_HOST", "127.0.0.1"), help="bind address (the container uses 0.0.0.0)"
+    )
+    parser.add_argument("--port", type=int, default=_env_int("SAGEMAKER_BIND_TO_PORT", 8080))
+    parser.add_argument(
+        "--weights",
+        default=os.environ.get("FEWCLICK_WEIGHTS"),
+        help="weights file (default: the ones baked into the package)",
+    )
+    parser.add_argument(
+        "--device",
+        default=os.environ.get("FEWCLICK_DEVICE", "auto"),
+        help="auto (one replica per GPU, else CPU), cpu, cuda:0, ...",
+    )
+    parser.add_argument("--max-sessions", type=int, default=_env_int("FEWCLICK_MAX_SESSIONS", DEFAULT_MAX_SESSIONS))
+    parser.add_argument(
+        "--cache-mb",
+        type=int,
+        default=_env_int("FEWCLICK_CACHE_MB", DEFAULT_MAX_BYTES // 2**20),
+        help="memory cap of the session cache (features + click-prefix cache)",
+    )
+    parser.add_argument(
+        "--session-ttl",
+        type=float,
+        default=float(_env_int("FEWCLICK_SESSION_TTL_S", int(DEFAULT_IDLE_TTL_S))),
+        help="seconds a session survives without a click",
+    )
+    parser.add_argument(
+        "--session-lifetime",
+        type=float,
+        default=float(_env_int("FEWCLICK_SESSION_LIFETIME_S", int(DEFAULT_LIFETIME_S))),
+        help="hard session lifetime, announced to SageMaker as Expires",
+    )
+    parser.add_argument(
+        "--max-pending",
+        type=int,
+        default=_env_int("FEWCLICK_MAX_PENDING", 16),
+        help="queued requests per model replica before answering 503 OVERLOADED",
+    )
+    parser.add_argument("--log-level", default=os.environ.get("FEWCLICK_LOG_LEVEL", "INFO"))
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    from .app import detect_devices, start_model_server
+    from .sessions import SessionCache
+
+    devices = detect_devices(args.device)
+    cache = SessionCache(
+        max_sessions=args.max_sessions,
+        max_bytes=args.cache_mb * 2**20,
+        idle_ttl_s=args.session_ttl,
+        lifetime_s=args.session_lifetime,
+    )
+    handle = start_model_server(
+        args.host,
+        args.port,
+        weights=args.weights,
+        devices=devices,
+        cache=cache,
+        max_pending=args.max_pending,
+        wait=False,
+        tune_torch=True,
+    )
+    LOG.info("listening on %s (devices: %s); loading the model", handle.url, ", ".join(devices))
+
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        # SageMaker stops containers with SIGTERM; finish in-flight requests, then exit.
+        LOG.info("signal %d: shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        handle.wait_ready(timeout=None)
+    except RuntimeError:
+        # Exit non-zero so the platform restarts the container instead of a /ping that never turns 200.
+        handle.stop()
+        return 1
+    LOG.info("ready: model %s on %s", handle.engine.model_version, handle.url)
+    while not stop.wait(1.0):
+        pass
+    handle.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Container entry: SageMaker runs the image as `<entrypoint> serve`."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["serve"]:
+        argv = argv[1:]
+        # Inside the container SageMaker connects from outside the network namespace.
+        os.environ.setdefault("FEWCLICK_HOST", "0.0.0.0")
+    parser = argparse.ArgumentParser(prog="serve", description="FewClick model server (SageMaker hosting)")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

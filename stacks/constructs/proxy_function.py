@@ -1,0 +1,129 @@
+"""The proxy Lambda: click JSON in, model tensors to the SageMaker endpoint, mask JSON out.
+
+The asset root is the repository root filtered down to `lambda/proxy/` and
+`fewclick_contract/` (Docker ignore syntax), so a change to either redeploys the function.
+Packaging prefers `LocalPipBundling` (no Docker) and falls back to the SAM Python image.
+
+Permissions are not granted here: the stack wires them (`sagemaker:InvokeEndpoint` on the one
+endpoint, `s3:GetObject` on the configured buckets) so this construct stays testable alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from aws_cdk import BundlingOptions, Duration, IgnoreMode, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from stacks.constructs.local_bundling import RUNTIME_PROVIDED, LocalPipBundling
+
+HANDLER = "fewclick_proxy.handler.lambda_handler"
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+PYTHON_VERSION = "3.12"
+POWERTOOLS_SERVICE_NAME = "fewclick-proxy"
+METRICS_NAMESPACE = "FewClick"
+
+
+def asset_excludes(handler_dir: str, extra_packages: Sequence[str]) -> list[str]:
+    """Docker-ignore patterns keeping only the handler folder and the shared packages."""
+    parent = str(Path(handler_dir).parent)
+    keep = [f"!{parent}", f"{parent}/*", f"!{handler_dir}"] if parent != "." else [f"!{handler_dir}"]
+    return [
+        "*",
+        *keep,
+        *(f"!{package}" for package in extra_packages),
+        "**/__pycache__",
+        "**/*.pyc",
+        "**/.pytest_cache",
+    ]
+
+
+class ProxyFunction(Construct):
+    """Python 3.12 Lambda with its own role, log group, X-Ray tracing and Powertools settings."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        source_root: Path,
+        handler_dir: str,
+        extra_packages: Sequence[str],
+        endpoint_name: str,
+        allowed_buckets: Sequence[str],
+        allowed_origins: Sequence[str],
+        log_level: str,
+        timeout: Duration | None = None,
+        memory_size: int = 1024,
+        log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        requirements = f"{handler_dir}/requirements.txt"
+        local = LocalPipBundling(
+            source_root=source_root,
+            handler_dir=handler_dir,
+            extra_packages=extra_packages,
+            requirements_file=requirements,
+            python_version=PYTHON_VERSION,
+        )
+        docker_copy = " && ".join(
+            [
+                f"cp -r /asset-input/{handler_dir}/. /asset-output/",
+                *(f"cp -r /asset-input/{package} /asset-output/" for package in extra_packages),
+                f"pip install --no-cache-dir --no-compile -r /asset-input/{requirements} -t /asset-output",
+                "cd /asset-output",
+                "rm -rf bin " + " ".join(f"{name} {name}-*.dist-info" for name in RUNTIME_PROVIDED),
+            ]
+        )
+        code = lambda_.Code.from_asset(
+            str(source_root),
+            exclude=asset_excludes(handler_dir, extra_packages),
+            ignore_mode=IgnoreMode.DOCKER,
+            bundling=BundlingOptions(
+                image=RUNTIME.bundling_image,
+                command=["bash", "-c", docker_copy],
+                local=local,
+            ),
+        )
+
+        self.log_group = logs.LogGroup(
+            self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
+        )
+        # An explicit role instead of the default one: the default attaches the managed
+        # AWSLambdaBasicExecutionRole (logs on every group); this one writes to its own group only.
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description="FewClick proxy Lambda",
+        )
+        self.log_group.grant_write(self.role)
+
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            runtime=RUNTIME,
+            architecture=lambda_.Architecture.X86_64,  # the wheels above are x86_64
+            handler=HANDLER,
+            code=code,
+            # API Gateway gives up after 29 s; a longer Lambda would only burn money.
+            timeout=timeout or Duration.seconds(29),
+            # Memory also buys CPU for decoding images and building tensors.
+            memory_size=memory_size,
+            role=self.role,
+            log_group=self.log_group,
+            tracing=lambda_.Tracing.ACTIVE,
+            environment={
+                "ENDPOINT_NAME": endpoint_name,
+                "ALLOWED_BUCKETS": ",".join(allowed_buckets),
+                "ALLOWED_ORIGINS": ",".join(allowed_origins),
+                "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "LOG_LEVEL": log_level,
+            },
+            description="FewClick proxy: click JSON -> model tensors -> SageMaker endpoint -> mask",
+        )

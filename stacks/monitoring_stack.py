@@ -1,0 +1,49 @@
+"""Monitoring stack: dashboard, alarms and the SNS topic they notify."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_cdk import CfnOutput, Stack
+from constructs import Construct
+
+from stacks.constructs.alarm_topic import AlarmTopic
+from stacks.constructs.dashboard import OperationsDashboard
+from stacks.constructs.service_alarms import ServiceAlarms
+from stacks.constructs.service_metrics import ServiceMetrics
+
+
+class MonitoringStack(Stack):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        endpoint_name: str,
+        variant_name: str,
+        function_name: str,
+        api_name: str,
+        stage_name: str,
+        latency_p90_threshold_microseconds: float,
+        alarm_email: str | None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        metrics = ServiceMetrics(
+            endpoint_name=endpoint_name,
+            variant_name=variant_name,
+            function_name=function_name,
+            api_name=api_name,
+            stage_name=stage_name,
+        )
+        self.alarm_topic = AlarmTopic(self, "AlarmTopic", email=alarm_email)
+        self.dashboard = OperationsDashboard(self, "Dashboard", metrics=metrics)
+        self.alarms = ServiceAlarms(
+            self,
+            "Alarms",
+            metrics=metrics,
+            topic=self.alarm_topic.topic,
+            latency_p90_threshold_microseconds=latency_p90_threshold_microseconds,
+        )
+        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic.topic_arn)
+        CfnOutput(self, "DashboardName", value=self.dashboard.dashboard.dashboard_name)

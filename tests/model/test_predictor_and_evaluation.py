@@ -1,0 +1,129 @@
+import argparse
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fewclick_model import evaluate
+from fewclick_model.checkpoints import export_weights
+from fewclick_model.encoding import CropClick
+from fewclick_model.network import FewClickNet
+from fewclick_model.predictor import FewClickPredictor, PrefixCache, load_crop_predictor
+from fewclick_model.simulator import Click, extreme_points
+
+from .synthetic import make_instance, write_folder
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), path, 64, 16, {})
+    return path
+
+
+def test_a_warm_click_costs_one_pass_and_equals_a_cold_replay(weights: Path) -> None:
+    p = load_crop_predictor(weights, device="cpu")
+    crop = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    feats = p.encode(crop)
+    assert feats.nbytes > 0
+    extremes = [
+        CropClick(32, 5, "boundary"),
+        CropClick(5, 32, "boundary"),
+        CropClick(32, 58, "boundary"),
+        CropClick(58, 32, "boundary"),
+    ]
+    clicks = [CropClick(30, 30, "positive"), CropClick(2, 2, "negative"), CropClick(45, 20, "boundary")]
+    cache = PrefixCache()
+    for k in range(len(clicks) + 1):
+        warm = p.predict_sequence(feats, extremes, clicks[:k], cache)
+    assert len(cache) == len(clicks) + 1
+    calls = 0
+    original = p.predict
+
+    def counting(*a, **kw):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        return original(*a, **kw)
+
+    p.predict = counting  # type: ignore[method-assign]
+    p.predict_sequence(feats, extremes, [*clicks, CropClick(10, 40, "negative")], cache)
+    assert calls == 1
+    cold = p.predict_sequence(p.encode(crop), extremes, clicks, PrefixCache())
+    assert np.allclose(warm, cold, atol=2e-3)  # cache keeps fp16
+
+
+def test_full_image_predictor_grows_the_crop_for_a_far_click(weights: Path) -> None:
+    image, mask = make_instance(np.random.default_rng(4))
+    fp = FewClickPredictor(load_crop_predictor(weights, device="cpu"))
+    fp.set_image(image)
+    pts = extreme_points(mask > 0)
+    prob = fp.predict(pts)
+    assert prob.shape == mask.shape and prob.dtype == np.float32
+    box = fp._box
+    fp.predict(pts, [Click(1, 1, "negative")])
+    assert fp._box != box and fp._box.contains(np.array([[1, 1]]))[0]
+
+
+def test_evaluate_cli_writes_table_csv_and_plot_with_the_baseline(
+    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_folder(tmp_path / "bench", 3, seed=5, ignore_band=True)
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    args = parser.parse_args(
+        [
+            "--dataset",
+            str(data),
+            "--weights",
+            str(weights),
+            "--max-clicks",
+            "3",
+            "--baseline",
+            "grabcut",
+            "--baseline-clicks",
+            "2",
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert evaluate.run(args) == 0
+    out = capsys.readouterr().out
+    assert "| opencv grabcut | region |" in out and "| boundary |" in out
+    rows = read_rows(tmp_path / "out" / "per_instance.csv")
+    assert len(rows) == 3 * 2 * 2
+    assert (tmp_path / "out" / "miou_per_click.png").stat().st_size > 1000
+    # Deterministic: a second run gives the same per-instance figures.
+    assert evaluate.run(args) == 0
+    assert read_rows(tmp_path / "out" / "per_instance.csv") == rows
+
+
+def test_grabcut_baseline_finds_a_high_contrast_object() -> None:
+    from fewclick_model.grabcut_baseline import GrabCutPredictor
+
+    image, mask = make_instance(np.random.default_rng(7))
+    g = GrabCutPredictor()
+    g.set_image(image)
+    pred = g.predict(extreme_points(mask > 0)) > 0.5
+    truth = mask > 0
+    assert (pred & truth).sum() / (pred | truth).sum() > 0.7
+
+
+def test_masked_iou_ignores_unknown_pixels_and_click_respect_rules() -> None:
+    truth = np.zeros((10, 10), bool)
+    truth[2:8, 2:8] = True
+    pred = truth.copy()
+    pred[0, :] = True
+    ignore = np.zeros_like(truth)
+    ignore[0, :] = True
+    assert evaluate.masked_iou(pred, truth, ignore) == 1.0
+    assert evaluate.click_respected(Click(4, 4, "positive"), truth)
+    assert not evaluate.click_respected(Click(4, 4, "negative"), truth)
+    assert evaluate.click_respected(Click(2, 5, "boundary"), truth)
+    assert not evaluate.click_respected(Click(5, 5, "boundary"), np.zeros((10, 10), bool))
