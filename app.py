@@ -2,12 +2,15 @@
 """FewClick CDK app: reads and validates the `fewclick:*` context once, then wires the stacks.
 
     cdk synth                        # via cdk.json ("app": "python3 app.py")
-    python app.py                    # same, without the CDK CLI (writes cdk.out/)
+    python app.py                    # same without the CDK CLI, offline: writes cdk.out/, skips
+                                     # Lambda bundling unless FEWCLICK_BUNDLE=1
 
 Stacks (names prefixed by `fewclick:stackPrefix`, default FewClick):
     <prefix>-Model       model image (ECR) + SageMaker GPU endpoint + autoscaling
     <prefix>-Api         Cognito, proxy Lambda, REST API, WAF
     <prefix>-Monitoring  dashboard, alarms, SNS topic
+    <prefix>-Labeling    Ground Truth template, Lambdas, job role (only with fewclick:labeling=true,
+                         which also adds POST /v1/task/segment to <prefix>-Api; stacks/labeling_stack.py)
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ if TYPE_CHECKING:  # runtime imports happen after the environment above is set
 
     from stacks.api_stack import ApiStack
     from stacks.config import FewClickConfig
+    from stacks.labeling_stack import LabelingStack
     from stacks.model_stack import ModelStack
     from stacks.monitoring_stack import MonitoringStack
 
@@ -54,6 +58,7 @@ class FewClickStacks:
     model: ModelStack
     api: ApiStack
     monitoring: MonitoringStack
+    labeling: LabelingStack | None = None
 
 
 def build_app(app: cdk.App, *, nag: bool = True) -> FewClickStacks:
@@ -98,6 +103,7 @@ def build_app(app: cdk.App, *, nag: bool = True) -> FewClickStacks:
         contract_dir=paths.CONTRACT_DIR,
         endpoint_name=model.endpoint_name,
         endpoint_arn=model.endpoint_arn,
+        model_instance_type=config.instance_type,
         image_buckets=config.image_buckets,
         ui_origins=config.ui_origins,
         user_pool_arn=config.user_pool_arn,
@@ -115,16 +121,22 @@ def build_app(app: cdk.App, *, nag: bool = True) -> FewClickStacks:
         description="FewClick: dashboard, alarms and alarm topic",
         endpoint_name=model.endpoint_name,
         variant_name=model.variant_name,
+        instance_type=config.instance_type,
         function_name=api.function_name,
         api_name=api.api_name,
         stage_name=api.stage_name,
         latency_p90_threshold_microseconds=config.latency_alarm_p90_microseconds,
         alarm_email=config.alarm_email,
     )
+    from stacks.labeling_stack import add_labeling
+
+    labeling = add_labeling(
+        app, api=api, config=config, env=env, source_root=paths.REPO_ROOT, contract_dir=paths.CONTRACT_DIR
+    )
     cdk.Tags.of(app).add("project", "fewclick")
     if nag:
         cdk.Aspects.of(app).add(AwsSolutionsChecks(verbose=True))
-    return FewClickStacks(config=config, model=model, api=api, monitoring=monitoring)
+    return FewClickStacks(config=config, model=model, api=api, monitoring=monitoring, labeling=labeling)
 
 
 def main() -> int:
@@ -134,8 +146,13 @@ def main() -> int:
 
     if "CDK_OUTDIR" in os.environ:  # run by the CDK CLI, which passes context and outdir
         app = cdk.App()
-    else:  # `python app.py`: behave like `cdk synth` would
-        app = cdk.App(context=project_context(), outdir=str(APP_DIR / "cdk.out"))
+    else:
+        # `python app.py`: the CLI's context, written to ./cdk.out. Lambda bundling (pip
+        # downloads wheels) is skipped so this works offline; FEWCLICK_BUNDLE=1 turns it on.
+        context = project_context()
+        if os.environ.get("FEWCLICK_BUNDLE") != "1":
+            context.setdefault("aws:cdk:bundling-stacks", [])
+        app = cdk.App(context=context, outdir=str(APP_DIR / "cdk.out"))
     try:
         build_app(app)
     except ConfigError as exc:

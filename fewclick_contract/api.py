@@ -68,9 +68,7 @@ class Click(Point):
 
 
 class SegmentRequest(_Api):
-    image: S3Image | Base64Image | None = Field(
-        default=None, description="Required unless sessionId is given."
-    )
+    image: S3Image | Base64Image | None = Field(default=None, description="Required unless sessionId is given.")
     sessionId: str | None = Field(
         default=None,
         min_length=1,
@@ -216,17 +214,13 @@ def openapi_schema(server_url: str | None = None) -> dict[str, Any]:
                     "summary": "Segment an object from extreme points and corrective clicks",
                     "requestBody": {
                         "required": True,
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/SegmentRequest"}}
-                        },
+                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SegmentRequest"}}},
                     },
                     "responses": {
                         "200": {
                             "description": "The mask at full image size",
                             "content": {
-                                "application/json": {
-                                    "schema": {"$ref": "#/components/schemas/SegmentResponse"}
-                                }
+                                "application/json": {"schema": {"$ref": "#/components/schemas/SegmentResponse"}}
                             },
                         },
                         "400": _error_response_doc(
@@ -234,9 +228,7 @@ def openapi_schema(server_url: str | None = None) -> dict[str, Any]:
                         ),
                         "401": _error_response_doc("Not authenticated (from the gateway)"),
                         "403": _error_response_doc("Bucket not allowed or access denied"),
-                        "404": _error_response_doc(
-                            "SESSION_EXPIRED: send the image again (with the same clicks)"
-                        ),
+                        "404": _error_response_doc("SESSION_EXPIRED: send the image again (with the same clicks)"),
                         "413": _error_response_doc("Image, request or click list too large"),
                         "429": {**_error_response_doc("Throttled"), "headers": retry},
                         "502": _error_response_doc("The model endpoint failed"),

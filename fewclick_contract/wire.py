@@ -255,7 +255,7 @@ def format_session_header(session_id: str, expires: datetime) -> str:
 
 
 def parse_session_header(value: str) -> tuple[str, datetime | None]:
-    """"<id>; Expires=..." (or a bare id) -> (id, expiry or None)."""
+    """ "<id>; Expires=..." (or a bare id) -> (id, expiry or None)."""
     head, _, rest = value.partition(";")
     expires: datetime | None = None
     rest = rest.strip()
@@ -276,4 +276,3 @@ def dump_request(req: WireRequest) -> bytes:
     if len(body) > SAGEMAKER_MAX_PAYLOAD_BYTES:
         raise WireRequestTooLarge(f"wire request is {len(body)} bytes, SageMaker takes at most 6 MB")
     return body
-

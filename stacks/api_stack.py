@@ -11,6 +11,7 @@ from aws_cdk import aws_iam as iam
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from fewclick_contract.api import OPENAPI_PATH, SEGMENT_PATH
 from stacks.constructs.proxy_function import ProxyFunction
 from stacks.constructs.segmentation_api import SegmentationApi
 from stacks.constructs.user_pool import LabelerUserPool
@@ -32,6 +33,7 @@ class ApiStack(Stack):
         contract_dir: str,
         endpoint_name: str,
         endpoint_arn: str,
+        model_instance_type: str,
         image_buckets: Sequence[str],
         ui_origins: Sequence[str],
         user_pool_arn: str | None,
@@ -56,6 +58,10 @@ class ApiStack(Stack):
             allowed_buckets=image_buckets,
             allowed_origins=ui_origins,
             log_level=log_level,
+            # Not only informative: the endpoint is replaced (new generated name) when the
+            # instance type changes, and this value changing makes CloudFormation update the
+            # function, re-reading ENDPOINT_NAME from the model stack's output.
+            extra_environment={"MODEL_INSTANCE_TYPE": model_instance_type},
         )
         self.api = SegmentationApi(
             self,
@@ -67,9 +73,19 @@ class ApiStack(Stack):
             throttle_rate_limit=throttle_rate_limit,
             throttle_burst_limit=throttle_burst_limit,
             api_name=api_name,
+            # One source of truth for the routes: the UI-facing contract.
+            segment_path=SEGMENT_PATH,
+            openapi_path=OPENAPI_PATH,
         )
         self.waf = ApiWebAcl(
-            self, "Waf", resource_arn=self.api.stage.stage_arn, rate_limit_per_5_minutes=waf_rate_limit
+            self,
+            "Waf",
+            resource_arn=self.api.stage.stage_arn,
+            rate_limit_per_5_minutes=waf_rate_limit,
+            # The click JSON may carry the image inline (base64, up to MAX_INLINE_IMAGE_BYTES in
+            # fewclick_contract.api); the common rule set would block every body above 8 KB.
+            # The proxy bounds and validates the body instead.
+            common_rules_count_only=["SizeRestrictions_BODY"],
         )
 
         # Wiring (least privilege): this one endpoint, and reads from the configured buckets only.
@@ -91,34 +107,30 @@ class ApiStack(Stack):
             CfnOutput(self, "UiClientId", value=self.users.ui_client.user_pool_client_id)
 
     def _suppress_nag_findings(self, image_buckets: Sequence[str]) -> None:
-        NagSuppressions.add_resource_suppressions(
-            self.proxy.role,
-            [
+        suppressions = [
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                reason="X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions.",
+                applies_to=["Resource::*"],
+            )
+        ]
+        if image_buckets:
+            suppressions.append(
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    reason="X-Ray PutTraceSegments/PutTelemetryRecords have no resource-level permissions; "
-                    "the Lambda reads any object of the configured image buckets (object keys come "
-                    "with each request), and nothing outside them.",
-                    applies_to=[
-                        "Resource::*",
-                        *(f"Resource::arn:<AWS::Partition>:s3:::{name}/*" for name in image_buckets),
-                    ],
-                ),
-                NagPackSuppression(
-                    id="AwsSolutions-L1",
-                    reason="The proxy is pinned to Python 3.12, the version its wheels are built for "
-                    "(LocalPipBundling --python-version) and that the contract package is tested on.",
-                ),
-            ],
-            apply_to_children=True,
-        )
+                    reason="s3:GetObject on the objects of the configured image buckets only "
+                    "(fewclick:imageBuckets); object keys arrive with each request.",
+                    applies_to=[f"Resource::arn:<AWS::Partition>:s3:::{name}/*" for name in image_buckets],
+                )
+            )
+        NagSuppressions.add_resource_suppressions(self.proxy.role.node.find_child("DefaultPolicy"), suppressions)
         NagSuppressions.add_resource_suppressions(
             self.proxy.function,
             [
                 NagPackSuppression(
                     id="AwsSolutions-L1",
-                    reason="The proxy is pinned to Python 3.12, the version its wheels are built for "
-                    "(LocalPipBundling --python-version) and that the contract package is tested on.",
+                    reason="The proxy is pinned to Python 3.12: its wheels are built for it "
+                    "(LocalPipBundling --python-version 3.12) and the issue fixes that runtime.",
                 )
             ],
         )

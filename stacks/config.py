@@ -19,8 +19,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
+
+from fewclick_contract.labelmap import validate_labels
 
 CONTEXT_PREFIX = "fewclick:"
 
@@ -33,10 +37,9 @@ InstanceType = Literal["ml.g4dn.xlarge", "ml.g5.xlarge", "ml.g6.xlarge"]
 _BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # A browser origin: scheme + host (+ port), no path, no trailing slash, never "*".
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
-_USER_POOL_ARN = re.compile(
-    r"^arn:aws[a-z-]*:cognito-idp:[a-z0-9-]+:[0-9]{12}:userpool/[a-z0-9-]+_[A-Za-z0-9]+$"
-)
+_USER_POOL_ARN = re.compile(r"^arn:aws[a-z-]*:cognito-idp:[a-z0-9-]+:[0-9]{12}:userpool/[a-z0-9-]+_[A-Za-z0-9]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_WORKTEAM_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:workteam/[A-Za-z0-9_./-]+$")
 
 
 class ConfigError(ValueError):
@@ -74,9 +77,7 @@ def _check_bucket(name: str) -> str:
 
 def _check_origin(origin: str) -> str:
     if not _ORIGIN.match(origin):
-        raise ValueError(
-            f"{origin!r} is not a browser origin like https://label.example.com (no path, no '*')"
-        )
+        raise ValueError(f"{origin!r} is not a browser origin like https://label.example.com (no path, no '*')")
     return origin
 
 
@@ -92,6 +93,17 @@ def _check_email(email: str | None) -> str | None:
     return email
 
 
+def _check_workteam_arn(arn: str | None) -> str | None:
+    if arn is not None and not _WORKTEAM_ARN.match(arn):
+        raise ValueError(f"{arn!r} is not a SageMaker workteam ARN")
+    return arn
+
+
+def _check_labels(labels: tuple[str, ...]) -> tuple[str, ...]:
+    # The same rules as the job launcher's --labels (unique, no BACKGROUND, safe characters).
+    return tuple(validate_labels(labels))
+
+
 BucketName = Annotated[str, AfterValidator(_check_bucket)]
 Origin = Annotated[str, AfterValidator(_check_origin)]
 StringList = BeforeValidator(_split_list)
@@ -105,15 +117,21 @@ class FewClickConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     stack_prefix: str = Field(
-        "FewClick", alias="stackPrefix", pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$",
+        "FewClick",
+        alias="stackPrefix",
+        pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$",
         description="Prefix of the CloudFormation stack names.",
     )
     account: str | None = Field(
-        None, alias="account", pattern=r"^[0-9]{12}$",
+        None,
+        alias="account",
+        pattern=r"^[0-9]{12}$",
         description="Target account; unset = environment-agnostic stacks.",
     )
     region: str | None = Field(
-        None, alias="region", pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$",
+        None,
+        alias="region",
+        pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$",
         description="Target region; unset = environment-agnostic stacks.",
     )
     instance_type: InstanceType = Field(
@@ -122,7 +140,9 @@ class FewClickConfig(BaseModel):
     instance_count_min: int = Field(1, alias="instanceCountMin", ge=1, le=20)
     instance_count_max: int = Field(2, alias="instanceCountMax", ge=1, le=20)
     target_invocations_per_instance: int = Field(
-        300, alias="targetInvocationsPerInstance", ge=1,
+        300,
+        alias="targetInvocationsPerInstance",
+        ge=1,
         description="Autoscaling target: invocations per instance per minute.",
     )
     image_build: Literal["asset", "codebuild"] = Field("asset", alias="imageBuild")
@@ -139,13 +159,50 @@ class FewClickConfig(BaseModel):
     # WAF counts requests per source IP over a 5-minute window; AWS allows 10..2e9.
     waf_rate_limit: int = Field(2000, alias="wafRateLimit", ge=10, le=2_000_000_000)
     latency_alarm_p90_ms: float = Field(
-        300.0, alias="latencyAlarmP90Ms", gt=0, le=60_000,
+        300.0,
+        alias="latencyAlarmP90Ms",
+        gt=0,
+        le=60_000,
         description="Alarm when SageMaker ModelLatency p90 exceeds this many milliseconds.",
     )
-    alarm_email: Annotated[str | None, OptionalString, AfterValidator(_check_email)] = Field(
-        None, alias="alarmEmail"
-    )
+    alarm_email: Annotated[str | None, OptionalString, AfterValidator(_check_email)] = Field(None, alias="alarmEmail")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="logLevel")
+    # --- Ground Truth integration (stacks/labeling_stack.py, docs/README_groundtruth.md) ---
+    labeling: bool = Field(
+        False, alias="labeling", description="Deploy <prefix>-Labeling and the API's task-token route."
+    )
+    label_classes: Annotated[tuple[str, ...], StringList, AfterValidator(_check_labels)] = Field(
+        ("object",), alias="labelClasses", description="Labels a job gets when `labeling-job create` has no --labels."
+    )
+    # Tasks can wait up to 30 days for a worker (TaskAvailabilityLifetimeInSeconds) plus 8 h of work.
+    task_token_max_ttl_hours: int = Field(7 * 24, alias="taskTokenMaxTtlHours", ge=1, le=30 * 24 + 8)
+    workteam_arn: Annotated[str | None, OptionalString, AfterValidator(_check_workteam_arn)] = Field(
+        None, alias="workteamArn", description="Existing private work team; becomes the job launcher's default."
+    )
+    create_workteam: bool = Field(False, alias="createWorkteam")
+    worker_domain_prefix: Annotated[str | None, OptionalString] = Field(
+        None,
+        alias="workerDomainPrefix",
+        pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
+        description="Cognito hosted-UI domain prefix of the created workforce (default: derived, unique).",
+    )
+
+    @field_validator("labeling")
+    @classmethod
+    def _labeling_needs_image_buckets(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("image_buckets"):
+            # Workers' images must be readable by the proxy, i.e. in fewclick:imageBuckets.
+            raise ValueError("fewclick:labeling needs fewclick:imageBuckets (the buckets tasks' images are in)")
+        return value
+
+    @field_validator("create_workteam")
+    @classmethod
+    def _one_workteam_source(cls, value: bool, info: ValidationInfo) -> bool:
+        if value and not info.data.get("labeling"):
+            raise ValueError("fewclick:createWorkteam needs fewclick:labeling=true")
+        if value and info.data.get("workteam_arn"):
+            raise ValueError("set fewclick:workteamArn or fewclick:createWorkteam, not both")
+        return value
 
     @model_validator(mode="after")
     def _max_not_below_min(self) -> FewClickConfig:
@@ -175,7 +232,7 @@ def _key_of(error: dict[str, Any]) -> str:
 def config_from_context(values: dict[str, Any]) -> FewClickConfig:
     """Validate `{"fewclick:instanceType": ..., ...}` (other keys are ignored)."""
     raw = {
-        key[len(CONTEXT_PREFIX):]: value
+        key[len(CONTEXT_PREFIX) :]: value
         for key, value in values.items()
         if key.startswith(CONTEXT_PREFIX) and value is not None
     }

@@ -21,6 +21,7 @@ class MonitoringStack(Stack):
         *,
         endpoint_name: str,
         variant_name: str,
+        instance_type: str,
         function_name: str,
         api_name: str,
         stage_name: str,
@@ -37,7 +38,9 @@ class MonitoringStack(Stack):
             stage_name=stage_name,
         )
         self.alarm_topic = AlarmTopic(self, "AlarmTopic", email=alarm_email)
-        self.dashboard = OperationsDashboard(self, "Dashboard", metrics=metrics)
+        # The instance type in the dashboard also makes this stack update (and re-read the
+        # endpoint name) when a new instance type replaces the endpoint.
+        self.dashboard = OperationsDashboard(self, "Dashboard", metrics=metrics, instance_type=instance_type)
         self.alarms = ServiceAlarms(
             self,
             "Alarms",

@@ -35,6 +35,14 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from fewclick_contract.task_token import (
+    TASK_SEGMENT_PATH,
+    TaskTokenError,
+    authorizer_context,
+    bearer_token,
+    verify_task_token,
+)
+
 LOG = logging.getLogger("fewclick.gateway")
 
 # Lambda's synchronous invoke payload limit: the deployed gateway passes bigger bodies, but the
@@ -50,6 +58,8 @@ INTEGRATION_TIMEOUT_S = 29.0
 API_ROUTES: dict[tuple[str, str], str] = {
     ("POST", "/v1/segment"): "/v1/segment",
     ("GET", "/v1/openapi.json"): "/v1/openapi.json",
+    # Ground Truth task route: task-token auth instead of the Bearer token (see check_task_token).
+    ("POST", TASK_SEGMENT_PATH): TASK_SEGMENT_PATH,
 }
 API_PREFIX = "/v1/"
 LOCAL_PREFIX = "/local/"
@@ -79,9 +89,7 @@ class HttpResponse:
         )
 
     @classmethod
-    def error(
-        cls, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
-    ) -> HttpResponse:
+    def error(cls, status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> HttpResponse:
         return cls.json(status, {"error": {"code": code, "message": message}}, headers)
 
 
@@ -101,6 +109,9 @@ class GatewayConfig:
     cors_origin: str = "*"
     stage: str = "local"
     ui_dir: Path | None = None
+    # HMAC key of Ground Truth task tokens (fewclick_contract.task_token.derive_key); None = the
+    # task route refuses every request, as a deployment without the labeling stack has no such route.
+    task_token_key: bytes | None = None
 
 
 class TokenBucket:
@@ -154,6 +165,7 @@ def build_proxy_event(
     source_ip: str,
     stage: str,
     request_id: str,
+    authorizer: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST API proxy-integration event (payload format 1.0) for one HTTP request."""
     single: dict[str, str] = {}
@@ -193,6 +205,8 @@ def build_proxy_event(
             "requestTimeEpoch": int(now * 1000),
             "domainName": "localhost",
             "identity": {"sourceIp": source_ip, "userAgent": user_agent},
+            # What a Lambda authorizer's context becomes in the deployed event (task-token route).
+            **({"authorizer": dict(authorizer)} if authorizer is not None else {}),
         },
         "body": text,
         "isBase64Encoded": is_base64,
@@ -216,9 +230,7 @@ def response_from_lambda(result: Mapping[str, Any]) -> HttpResponse:
 class Gateway:
     """Routing, auth, limits and the Lambda invocation; independent of the HTTP server for testing."""
 
-    def __init__(
-        self, config: GatewayConfig, handler: LambdaHandler, local_api: LocalApi | None = None
-    ) -> None:
+    def __init__(self, config: GatewayConfig, handler: LambdaHandler, local_api: LocalApi | None = None) -> None:
         self.config = config
         self.handler = handler
         self.local_api = local_api
@@ -251,6 +263,21 @@ class Gateway:
             )
         return None
 
+    def check_task_token(self, authorization: str | None) -> tuple[HttpResponse | None, dict[str, Any] | None]:
+        """The deployed task-token authorizer's job: (refusal, None) or (None, authorizer context).
+
+        Same verification code as the Lambda authorizer (fewclick_contract.task_token); like API
+        Gateway after a Lambda authorizer says "Unauthorized", every failure is a 401.
+        """
+        token = bearer_token(authorization)
+        if self.config.task_token_key is None or token is None:
+            return HttpResponse.error(401, "UNAUTHORIZED", "a Ground Truth task token is required"), None
+        try:
+            claims = verify_task_token(self.config.task_token_key, token)
+        except TaskTokenError as exc:
+            return HttpResponse.error(401, "UNAUTHORIZED", f"task token refused ({exc.reason})"), None
+        return None, dict(authorizer_context(claims))
+
     def too_large(self, length: int) -> HttpResponse | None:
         if length > self.config.max_body_bytes:
             return HttpResponse.error(
@@ -277,6 +304,7 @@ class Gateway:
         query: Mapping[str, list[str]],
         body: bytes,
         source_ip: str,
+        authorizer: Mapping[str, Any] | None = None,
     ) -> HttpResponse:
         resource = API_ROUTES.get((method, path))
         if resource is None:
@@ -295,6 +323,7 @@ class Gateway:
             source_ip=source_ip,
             stage=self.config.stage,
             request_id=request_id,
+            authorizer=authorizer,
         )
         context = LambdaContext(aws_request_id=request_id, deadline=time.monotonic() + INTEGRATION_TIMEOUT_S)
         try:
@@ -365,7 +394,11 @@ class _RequestHandler(BaseHTTPRequestHandler):
                     return
                 self._send(gateway.static(path))
                 return
-            denied = gateway.check_auth(self.headers.get("Authorization"))
+            authorizer: dict[str, Any] | None = None
+            if path == TASK_SEGMENT_PATH:
+                denied, authorizer = gateway.check_task_token(self.headers.get("Authorization"))
+            else:
+                denied = gateway.check_auth(self.headers.get("Authorization"))
             if denied is not None:
                 self._send(denied, drain=True)
                 return
@@ -391,7 +424,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body = self.rfile.read(length) if length else b""
             if path.startswith(API_PREFIX):
                 response = gateway.invoke(
-                    method, path, self.headers.items(), query, body, self.client_address[0]
+                    method, path, self.headers.items(), query, body, self.client_address[0], authorizer=authorizer
                 )
             elif gateway.local_api is None:
                 response = HttpResponse.error(404, "NOT_FOUND", "no local labeling API here")

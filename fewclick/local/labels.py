@@ -163,9 +163,7 @@ def _empty_coco(labels: Sequence[str]) -> dict[str, Any]:
         "licenses": [],
         "images": [],
         "annotations": [],
-        "categories": [
-            {"id": i + 1, "name": name, "supercategory": "object"} for i, name in enumerate(labels)
-        ],
+        "categories": [{"id": i + 1, "name": name, "supercategory": "object"} for i, name in enumerate(labels)],
     }
 
 
@@ -316,9 +314,7 @@ class LabelStore:
             if image is None:
                 image = {"id": max((i["id"] for i in coco["images"]), default=0) + 1, "file_name": entry.name}
                 coco["images"].append(image)
-            image.update(
-                width=entry.width, height=entry.height, label_map=f"{LABEL_MAPS_DIR}/{self._map_names[name]}"
-            )
+            image.update(width=entry.width, height=entry.height, label_map=f"{LABEL_MAPS_DIR}/{self._map_names[name]}")
             coco["annotations"] = [a for a in coco["annotations"] if a["image_id"] != image["id"]]
             next_id = max((a["id"] for a in coco["annotations"]), default=0) + 1
             for index, (obj, binary) in enumerate(zip(request.objects, masks, strict=True)):
@@ -381,12 +377,39 @@ class LabelStore:
                     f"object {index + 1}: point ({point.x}, {point.y}) is outside the image",
                 )
         try:
+            # pycocotools decodes garbage without complaint, so the runs are checked to cover the mask.
+            if rle_counts_total(obj.mask.counts) != entry.height * entry.width:
+                raise ValueError("runs do not add up to the mask size")
             binary = mask_utils.decode({"size": [entry.height, entry.width], "counts": obj.mask.counts})
         except Exception as exc:  # pycocotools raises bare exceptions on malformed counts
-            raise LabelStoreError(
-                400, "BAD_LABELS", f"object {index + 1}: mask counts are not COCO RLE"
-            ) from exc
+            raise LabelStoreError(400, "BAD_LABELS", f"object {index + 1}: mask counts are not COCO RLE") from exc
         return binary.astype(bool)
+
+
+def rle_counts_total(counts: str) -> int:
+    """Sum of the run lengths in a COCO compressed counts string (pycocotools' rleFrString)."""
+    runs: list[int] = []
+    p = 0
+    while p < len(counts):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(counts):
+                raise ValueError("truncated RLE counts")
+            c = ord(counts[p]) - 48
+            if not 0 <= c < 64:
+                raise ValueError("character outside the RLE alphabet")
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p += 1
+            k += 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        if x < 0:
+            raise ValueError("negative run length")
+        runs.append(x)
+    return sum(runs)
 
 
 def _label_map(masks: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:

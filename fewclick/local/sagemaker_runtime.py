@@ -25,6 +25,7 @@ import http.client
 import json
 import logging
 import re
+import sys
 import threading
 import time
 import uuid
@@ -77,6 +78,9 @@ class _StubState:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fewclick-sagemaker-runtime-stub"
+    # Headers and body go out in separate writes; with Nagle on, the body can wait for the
+    # peer's delayed ACK (tens of ms per request).
+    disable_nagle_algorithm = True
     timeout = 75
     server: _StubServer
 
@@ -156,36 +160,37 @@ class _Handler(BaseHTTPRequestHandler):
             closed = resp_headers.get(CLOSED_SESSION_HEADER.lower())
             if closed:
                 headers[CLOSED_SESSION_HEADER] = closed
+            # Logged before replying: a caller that reads the log right after its call returns
+            # must find the exchange there.
+            self._record(Exchange(endpoint, session, body, 200, resp_body, headers, container_ms))
             self._reply(200, resp_body, headers)
-            out_status, out_body, out_headers = 200, resp_body, headers
-        else:
-            text = resp_body.decode("utf-8", errors="replace")
-            kind = "client" if status < 500 else "server"
-            message = (
-                f'Received {kind} error ({status}) from primary with message "{text}". See '
-                f"https://{state.region}.console.aws.amazon.com/cloudwatch/home?region={state.region}"
-                f"#logEventViewer:group=/aws/sagemaker/Endpoints/{endpoint} in account {ACCOUNT} "
-                "for more information."
-            )
-            extra = {
-                "ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL",
-                "OriginalStatusCode": status,
-                "OriginalMessage": text,
-                "LogStreamArn": (
-                    f"arn:aws:logs:{state.region}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{endpoint}"
-                ),
-            }
-            self._aws_error(424, "ModelError", message, extra)
-            out_status, out_body, out_headers = 424, resp_body, {}
-        with state.lock:
-            state.log.append(
-                Exchange(endpoint, session, body, out_status, out_body, out_headers, container_ms)
-            )
+            return
+        text = resp_body.decode("utf-8", errors="replace")
+        kind = "client" if status < 500 else "server"
+        message = (
+            f'Received {kind} error ({status}) from primary with message "{text}". See '
+            f"https://{state.region}.console.aws.amazon.com/cloudwatch/home?region={state.region}"
+            f"#logEventViewer:group=/aws/sagemaker/Endpoints/{endpoint} in account {ACCOUNT} "
+            "for more information."
+        )
+        extra = {
+            "ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL",
+            "OriginalStatusCode": status,
+            "OriginalMessage": text,
+            "LogStreamArn": (f"arn:aws:logs:{state.region}:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/{endpoint}"),
+        }
+        self._record(Exchange(endpoint, session, body, 424, resp_body, {}, container_ms))
+        self._aws_error(424, "ModelError", message, extra)
+
+    def _record(self, exchange: Exchange) -> None:
+        with self.server.state.lock:
+            self.server.state.log.append(exchange)
 
     def _forward(self, body: bytes) -> tuple[int, bytes, dict[str, str]]:
         target = urlsplit(self.server.state.model_url)
-        conn = http.client.HTTPConnection(target.hostname or "127.0.0.1", target.port or 8080,
-                                          timeout=CONTAINER_TIMEOUT_S)
+        conn = http.client.HTTPConnection(
+            target.hostname or "127.0.0.1", target.port or 8080, timeout=CONTAINER_TIMEOUT_S
+        )
         try:
             headers = {h: v for h in _FORWARDED_HEADERS if (v := self.headers.get(h)) is not None}
             conn.request("POST", "/invocations", body=body, headers=headers)
@@ -199,6 +204,14 @@ class _Handler(BaseHTTPRequestHandler):
 class _StubServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that hung up (timeout, cancelled click) is routine, not a stack trace.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError, TimeoutError)):
+            LOG.debug("client %s went away: %s", client_address, exc)
+            return
+        LOG.exception("error while serving %s", client_address)
 
     def __init__(self, address: tuple[str, int], state: _StubState) -> None:
         self.state = state
@@ -268,6 +281,8 @@ def start_runtime_stub(
     """
     state = _StubState(model_url.rstrip("/"), frozenset(endpoint_names) if endpoint_names else None, region)
     server = _StubServer((host, port), state)
-    thread = threading.Thread(target=server.serve_forever, name="sagemaker-runtime-stub", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sagemaker-runtime-stub", daemon=True
+    )
     thread.start()
     return RuntimeStubHandle(server, thread)

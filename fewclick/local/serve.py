@@ -69,18 +69,14 @@ class ServeError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument(
-        "--port", type=int, default=8000, help="port of the UI and API (default: 8000; 0 = any)"
-    )
+    parser.add_argument("--port", type=int, default=8000, help="port of the UI and API (default: 8000; 0 = any)")
     parser.add_argument(
         "--images",
         type=Path,
         default=None,
         help="folder of PNG/JPEG images to label (default: sample photos shipped with matplotlib)",
     )
-    parser.add_argument(
-        "--out", type=Path, default=Path("labels"), help="where labels go (default: ./labels)"
-    )
+    parser.add_argument("--out", type=Path, default=Path("labels"), help="where labels go (default: ./labels)")
     parser.add_argument(
         "--token", default=None, help="Bearer token for the UI and API (default: a new random one, printed)"
     )
@@ -92,9 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=",".join(DEFAULT_LABELS),
         help=f"comma-separated class labels offered in the UI (default: {','.join(DEFAULT_LABELS)})",
     )
-    parser.add_argument(
-        "--weights", type=Path, default=None, help="model weights (default: the committed ones)"
-    )
+    parser.add_argument("--weights", type=Path, default=None, help="model weights (default: the committed ones)")
     parser.add_argument(
         "--max-body-mb",
         type=float,
@@ -104,9 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rate", type=float, default=DEFAULT_RATE_PER_S, help="throttling: requests per second (default: 20)"
     )
-    parser.add_argument(
-        "--burst", type=int, default=DEFAULT_BURST, help="throttling: burst size (default: 40)"
-    )
+    parser.add_argument("--burst", type=int, default=DEFAULT_BURST, help="throttling: burst size (default: 40)")
     parser.add_argument(
         "--ready-timeout", type=float, default=60.0, help="seconds to wait for the model server (default: 60)"
     )
@@ -259,26 +251,15 @@ class ModelServerProcess:
     def __init__(self, port: int, weights: Path | None, verbose: bool) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        command = [
-            sys.executable,
-            "-m",
-            "fewclick.cli",
-            "model-server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ]
+        command = [sys.executable, "-m", "fewclick.cli", "model-server", "--host", "127.0.0.1"]
+        command += ["--port", str(port)]
+        # Its per-request INFO lines would drown the URL we print; warnings and errors still show.
+        command += ["--log-level", "INFO" if verbose else "WARNING"]
         if weights is not None:
             command += ["--weights", str(weights)]
-        env = dict(os.environ)
-        # Two cores shared with everything else: one intra-op thread answers a click fastest (see
-        # shared/MODEL_NOTES.md: two busy processes on 2 threads each run slower than on 1).
-        env.setdefault("OMP_NUM_THREADS", "1")
-        env.setdefault("FEWCLICK_TORCH_THREADS", env["OMP_NUM_THREADS"])
+        # Thread counts and devices are the model server's own business (it tunes torch for the machine).
         self.process = subprocess.Popen(
             command,
-            env=env,
             stdin=subprocess.DEVNULL,
             stdout=None if verbose else subprocess.DEVNULL,
             stderr=None,  # its errors (a missing weights file, a traceback) must reach the user
@@ -294,9 +275,7 @@ class ModelServerProcess:
                 raise ServeError("interrupted while the model server was starting")
             code = self.process.poll()
             if code is not None:
-                raise ServeError(
-                    f"the model server exited with code {code} while starting (see its output above)"
-                )
+                raise ServeError(f"the model server exited with code {code} while starting (see its output above)")
             try:
                 with urllib.request.urlopen(self.url + "/ping", timeout=1.0) as response:
                     if response.status == 200:
@@ -327,13 +306,11 @@ class RuntimeStandIn:
             module = importlib.import_module("fewclick.local.sagemaker_runtime")
         except ModuleNotFoundError as exc:
             raise ServeError(f"the SageMaker runtime stand-in is missing ({exc})") from exc
-        self._server: Any = module.start_runtime(
-            host="127.0.0.1", port=0, endpoints={ENDPOINT_NAME: model_url}
-        )
-        self.url: str = self._server.url
+        self._handle: Any = module.start_runtime_stub(model_url, "127.0.0.1", 0, endpoint_names={ENDPOINT_NAME})
+        self.url: str = self._handle.url
 
     def stop(self) -> None:
-        self._server.stop()
+        self._handle.stop()
 
 
 # --- the stack ---
@@ -395,15 +372,11 @@ class LocalStack:
         )
         # The real handler is bound below; the port is taken first so a busy port fails in a second,
         # not after the model has loaded.
-        gateway = Gateway(
-            config, self._unavailable, LocalLabelApi(self.store, auth_required=self.token is not None)
-        )
+        gateway = Gateway(config, self._unavailable, LocalLabelApi(self.store, auth_required=self.token is not None))
         try:
             self.server = GatewayServer((options.host, options.port), gateway, verbose=options.verbose)
         except OSError as exc:
-            raise ServeError(
-                f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}"
-            ) from exc
+            raise ServeError(f"cannot listen on {options.host}:{options.port}: {exc.strerror or exc}") from exc
         self._stoppers.append(self.server.stop)
         gateway.handler = self._custom_handler or self._start_backend(cancelled)
         self.server.start()

@@ -156,11 +156,7 @@ export class SegmentClient {
 // ---------------------------------------------------------------------------------------------
 // Document model: immutable snapshots, so undo/redo is a pointer move and masks are cached by state.
 
-let nextObjectId = 1;
-
-function makeObject(label, points = []) {
-  const id = nextObjectId;
-  nextObjectId += 1;
+function freezeObject(id, label, points = []) {
   return Object.freeze({ id, label, points: Object.freeze(points.map((p) => Object.freeze({ ...p }))) });
 }
 
@@ -221,9 +217,13 @@ function hexToRgb(hex) {
   return [(n >> 16) & 255, (n >> 8) & 255, n & 255];
 }
 
-function isTyping(event) {
-  const target = event.target;
-  return target && (target.isContentEditable || ["INPUT", "SELECT", "TEXTAREA"].includes(target.tagName));
+const NON_TEXT_INPUTS = new Set(["range", "checkbox", "radio", "button", "submit", "reset", "color"]);
+
+/** Focus is in a field that takes text: shortcuts must leave its keys (Ctrl-Z included) alone. */
+export function isTextEntry(target) {
+  if (!target) return false;
+  if (target.isContentEditable || target.tagName === "TEXTAREA") return true;
+  return target.tagName === "INPUT" && !NON_TEXT_INPUTS.has(target.type);
 }
 
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
@@ -271,10 +271,13 @@ export class Labeler {
     this.masks = new Map(); // objectKey -> {rle, modelVersion, bits?, canvas?}
     this.lastMaskKey = new Map(); // object id -> key of its newest mask (shown while a new one is pending)
     this.failed = new Map(); // objectKey -> ApiError (no automatic resend; Retry clears it)
-    this.sessions = new Map(); // object id -> sessionId (a session is one object's crop on this image)
+    // One API session per image, shared by its objects: the proxy's token names the image and the
+    // model session; a new object's crop is answered SESSION_EXPIRED and re-sent with the image.
+    this.sessionId = null;
     this.inflight = null;
     this.generation = 0; // bumped by open(): answers for a previous image are dropped
     this.lastLabel = this.config.labels[0];
+    this._nextId = 0;
     this.latency = null;
     this.spaceDown = false;
     this.drag = null;
@@ -297,8 +300,13 @@ export class Labeler {
     this.masks.clear();
     this.lastMaskKey.clear();
     this.failed.clear();
-    this.sessions.clear();
+    this.sessionId = null;
+    // Nothing of the previous image may be clicked or requested while the next one loads.
+    this.image = null;
+    this.history = new History({ objects: [], selected: -1 });
+    this.savedDoc = this.history.current;
     this._hideBanner();
+    this._changed();
     const element = new Image();
     element.decoding = "async";
     element.src = image.url;
@@ -320,12 +328,13 @@ export class Labeler {
       );
     }
     this.image = { element, width, height, getApiImage: image.getApiImage };
+    this._nextId = 0; // the first object of every image gets the first colour
     const objects = (image.objects || []).map((saved) => {
       const points = [
         ...saved.extremePoints.map((p) => ({ x: p.x, y: p.y, type: "extreme" })),
         ...(saved.clicks || []).map((c) => ({ x: c.x, y: c.y, type: c.type })),
       ];
-      const obj = makeObject(saved.label || this.config.labels[0], points);
+      const obj = this._makeObject(saved.label || this.config.labels[0], points);
       if (saved.mask) {
         const key = objectKey(obj);
         this.masks.set(key, { rle: saved.mask, modelVersion: saved.modelVersion || null });
@@ -378,7 +387,8 @@ export class Labeler {
   }
 
   get dirty() {
-    return this.doc !== this.savedDoc;
+    // Objects, not the whole document: selecting another object is not an edit.
+    return this.doc.objects !== this.savedDoc.objects;
   }
 
   markSaved() {
@@ -394,7 +404,7 @@ export class Labeler {
       this.setLabel(label);
       return;
     }
-    const objects = [...doc.objects, makeObject(label)];
+    const objects = [...doc.objects, this._makeObject(label)];
     this._commit({ objects, selected: objects.length - 1 });
   }
 
@@ -415,8 +425,7 @@ export class Labeler {
   resetObject() {
     const obj = this.doc.objects[this.doc.selected];
     if (!obj || !obj.points.length) return;
-    this.sessions.delete(obj.id);
-    this._replaceSelected(makeObject(obj.label));
+    this._replaceSelected(this._makeObject(obj.label));
   }
 
   setLabel(label) {
@@ -492,6 +501,12 @@ export class Labeler {
     this.root.replaceChildren();
   }
 
+  /** Ids are unique per opened image (masks are cached by id) and pick the object's colour. */
+  _makeObject(label, points = []) {
+    this._nextId += 1;
+    return freezeObject(this._nextId, label, points);
+  }
+
   // -- building the DOM ------------------------------------------------------------------------
 
   _build() {
@@ -563,8 +578,10 @@ export class Labeler {
   }
 
   _keyDown(e) {
-    if (isTyping(e)) return;
+    if (isTextEntry(e.target)) return;
     const mod = e.ctrlKey || e.metaKey;
+    // Plain keys belong to a focused drop-down (type-to-select); Ctrl combinations still work there.
+    if (!mod && e.target && e.target.tagName === "SELECT") return;
     const key = (e.key || "").toLowerCase();
     if (mod && key === "z") {
       e.preventDefault();
@@ -649,8 +666,7 @@ export class Labeler {
     if (point.x < 0 || point.y < 0 || point.x >= this.image.width || point.y >= this.image.height) return;
     let doc = this.doc;
     if (doc.selected < 0) {
-      const objects = [makeObject(this.lastLabel)];
-      doc = { objects, selected: 0 };
+      doc = { objects: [...doc.objects, this._makeObject(this.lastLabel)], selected: doc.objects.length };
     }
     const obj = doc.objects[doc.selected];
     let type = "extreme";
@@ -735,12 +751,11 @@ export class Labeler {
     this.inflight = { key };
     this._paintPanel();
     this._request(obj)
-      .then(({ response, elapsedMs }) => {
+      .then(({ response, elapsedMs, resent }) => {
         if (generation !== this.generation) return;
-        this.sessions.set(obj.id, response.sessionId);
         this.masks.set(key, { rle: response.mask, modelVersion: response.modelVersion || null });
         this.lastMaskKey.set(obj.id, key);
-        this.latency = { clientMs: elapsedMs, ...(response.timings || {}) };
+        this.latency = { clientMs: elapsedMs, resent, ...(response.timings || {}) };
         if (this.bannerKind === "busy") this._hideBanner(); // recovered after automatic retries
       })
       .catch((err) => {
@@ -762,30 +777,42 @@ export class Labeler {
       clicks: obj.points.slice(4).map((p) => ({ x: p.x, y: p.y, type: p.type })),
       output: this.config.output,
     };
-    let sessionId = this.sessions.get(obj.id) || null;
+    // An object that already has a mask was being refined in this session: its expiry is news.
+    const refining = this.lastMaskKey.has(obj.id);
+    let sessionId = this.sessionId;
+    let withImage = !sessionId;
+    let resends = 0;
     let retries = 0;
-    let resent = false;
+    const started = performance.now(); // what the labeler waits, resends and retries included
     for (;;) {
-      const started = performance.now();
       try {
-        const request = sessionId ? { ...body, sessionId } : { ...body, image: await this.image.getApiImage() };
+        const request = { ...body };
+        if (sessionId) request.sessionId = sessionId;
+        if (withImage) request.image = await this.image.getApiImage();
         const response = await this.client.segment(request);
-        return { response, elapsedMs: performance.now() - started };
+        this.sessionId = response.sessionId;
+        return { response, elapsedMs: performance.now() - started, resent: resends > 0 };
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
-        if (err.code === "SESSION_EXPIRED" && sessionId && !resent) {
-          // The server forgot this object's crop (idle, restarted, or the crop grew): send the image
-          // again with the same clicks. Said in words so a slow click is not a mystery.
-          this._showBanner("info", "Session expired: image sent again automatically.", { autoHideMs: 4000 });
-          sessionId = null;
-          resent = true;
-          this.sessions.delete(obj.id);
+        if (err.code === "SESSION_EXPIRED" && resends < 2) {
+          // The server no longer holds what this click needs (session idle/expired, or a new crop):
+          // send the image again with the same clicks. First with the session id, which keeps the
+          // model session (the server replaces its crop); if even that is refused, as a new session.
+          resends += 1;
+          if (withImage) sessionId = null;
+          withImage = true;
+          if (refining) {
+            this._showBanner("info", "Session expired: image sent again automatically.", { autoHideMs: 4000 });
+          }
           continue;
         }
         if (err.retryable && retries < this.config.maxAutoRetries) {
           retries += 1;
           const waitS = Math.min(this.config.maxRetryDelayS, err.retryAfterS ?? retries);
-          this._showBanner("busy", `${err.describe()} Retrying in ${Math.ceil(waitS)} s (try ${retries} of ${this.config.maxAutoRetries})…`);
+          this._showBanner(
+            "busy",
+            `${err.describe()} Retrying in ${Math.ceil(waitS)} s (try ${retries} of ${this.config.maxAutoRetries})…`,
+          );
           await sleep(waitS * 1000);
           continue;
         }
@@ -793,6 +820,7 @@ export class Labeler {
       }
     }
   }
+
 
   _resolveSettled() {
     if (this._busy()) return;
@@ -823,32 +851,45 @@ export class Labeler {
 
   // -- drawing -----------------------------------------------------------------------------------
 
-  _maskCanvas(key, colorIndex) {
+  /** The object's mask as an image-sized canvas in its colour, plus its outline (cached per mask). */
+  _maskCanvases(key, colorIndex) {
     const entry = this.masks.get(key);
     if (!entry) return null;
-    const cacheKey = `${colorIndex}`;
-    if (entry.canvasKey === cacheKey) return entry.canvas;
+    if (entry.colorIndex === colorIndex && entry.canvases) return entry.canvases;
     entry.bits ||= rleToMask(entry.rle);
     const { width, height, data } = entry.bits;
-    const canvas = document.createElement("canvas");
-    canvas.width = width;
-    canvas.height = height;
-    const ctx = canvas.getContext("2d");
-    const pixels = ctx.createImageData(width, height);
     const [r, g, b] = hexToRgb(OBJECT_COLORS[colorIndex % OBJECT_COLORS.length]);
-    for (let i = 0; i < data.length; i += 1) {
-      if (data[i]) {
-        pixels.data[4 * i] = r;
-        pixels.data[4 * i + 1] = g;
-        pixels.data[4 * i + 2] = b;
-        pixels.data[4 * i + 3] = 255;
+    const fill = new ImageData(width, height);
+    const outline = new ImageData(width, height);
+    // One 32-bit write per pixel (RGBA bytes in memory order; every browser we target is little-endian).
+    const fill32 = new Uint32Array(fill.data.buffer);
+    const outline32 = new Uint32Array(outline.data.buffer);
+    const colour = ((255 << 24) | (b << 16) | (g << 8) | r) >>> 0;
+    const white = 0xffffffff;
+    for (let y = 0; y < height; y += 1) {
+      for (let x = 0; x < width; x += 1) {
+        const i = y * width + x;
+        if (!data[i]) continue;
+        fill32[i] = colour;
+        // An outline pixel has a 4-neighbour outside the mask: it stays visible at low opacity.
+        const edge =
+          x === 0 || y === 0 || x === width - 1 || y === height - 1 ||
+          !data[i - 1] || !data[i + 1] || !data[i - width] || !data[i + width];
+        if (edge) outline32[i] = white;
       }
     }
-    ctx.putImageData(pixels, 0, 0);
-    entry.canvas = canvas;
-    entry.canvasKey = cacheKey;
-    return canvas;
+    const toCanvas = (pixels) => {
+      const canvas = document.createElement("canvas");
+      canvas.width = width;
+      canvas.height = height;
+      canvas.getContext("2d").putImageData(pixels, 0, 0);
+      return canvas;
+    };
+    entry.canvases = { fill: toCanvas(fill), outline: toCanvas(outline) };
+    entry.colorIndex = colorIndex;
+    return entry.canvases;
   }
+
 
   _render() {
     if (this._frame) return;
@@ -892,10 +933,14 @@ export class Labeler {
     doc.objects.forEach((obj, index) => {
       const key = this.masks.has(objectKey(obj)) ? objectKey(obj) : this.lastMaskKey.get(obj.id);
       if (!key || !isComplete(obj)) return;
-      const canvas = this._maskCanvas(key, obj.id - 1);
-      if (!canvas) return;
+      const canvases = this._maskCanvases(key, obj.id - 1);
+      if (!canvases) return;
       maskCtx.globalAlpha = index === doc.selected ? this.opacity : this.opacity * 0.6;
-      maskCtx.drawImage(canvas, 0, 0);
+      maskCtx.drawImage(canvases.fill, 0, 0);
+      if (index === doc.selected) {
+        maskCtx.globalAlpha = 0.9;
+        maskCtx.drawImage(canvases.outline, 0, 0);
+      }
     });
     maskCtx.globalAlpha = 1;
 
@@ -938,7 +983,9 @@ export class Labeler {
     ui.latency.textContent = pending
       ? "Segmenting…"
       : lat
-        ? `Last click: ${Math.round(lat.clientMs)} ms` + (lat.modelMs != null ? ` (model ${Math.round(lat.modelMs)} ms)` : "")
+        ? `Last click: ${Math.round(lat.clientMs)} ms` +
+          (lat.modelMs != null ? ` (model ${Math.round(lat.modelMs)} ms)` : "") +
+          (lat.resent ? ", image re-sent" : "")
         : "";
     ui.latency.classList.toggle("fc-pending", pending);
 
@@ -970,7 +1017,7 @@ export class Labeler {
       if (!isComplete(obj)) state = `${obj.points.length}/4 points`;
       else if (this.failed.has(key)) state = "failed";
       else if (!this.masks.has(key)) state = "segmenting…";
-      else state = `${obj.points.length - 4} clicks`;
+      else state = obj.points.length === 5 ? "1 click" : `${obj.points.length - 4} clicks`;
       const select = el("select", {
         "aria-label": `Class of object ${index + 1}`,
         onchange: (e) => {

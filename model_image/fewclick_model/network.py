@@ -144,15 +144,23 @@ class FewClickNet(nn.Module):
 
     def decode(self, features: ImageFeatures, guidance: torch.Tensor) -> torch.Tensor:
         """Features + guidance (B, 4, S, S) -> mask logits (B, 1, S, S)."""
-        size = guidance.shape[-2:]
+        return self.decode_pyramid(features.stride2, self.deep_stages(features, guidance), guidance)
+
+    def deep_stages(self, features: ImageFeatures, guidance: torch.Tensor) -> list[torch.Tensor]:
+        """Fuse the guidance into the stride-4 features and run the deeper stages: [f4, f8, f16, f32]."""
         f4 = features.stride4 + self.guidance_fuse(self.guidance_encoder(guidance))
         f8 = self.stage8(f4)
         f16 = self.stage16(f8)
-        f32 = self.stage32(f16)
+        return [f4, f8, f16, self.stage32(f16)]
+
+    def decode_pyramid(
+        self, stride2: torch.Tensor, pyramid: list[torch.Tensor], guidance: torch.Tensor
+    ) -> torch.Tensor:
+        """Top-down decoder with the guidance concatenated at every level, refined at stride 2."""
+        f4, f8, f16, f32 = pyramid
 
         def with_guidance(x: torch.Tensor) -> torch.Tensor:
-            g = F.adaptive_avg_pool2d(guidance, x.shape[-2:])
-            return torch.cat([x, g], dim=1)
+            return torch.cat([x, F.adaptive_avg_pool2d(guidance, x.shape[-2:])], dim=1)
 
         def up(x: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
             return F.interpolate(x, size=ref.shape[-2:], mode="bilinear", align_corners=False)
@@ -161,10 +169,8 @@ class FewClickNet(nn.Module):
         p = self.smooth16(with_guidance(self.lateral16(f16) + up(p, f16)))
         p = self.smooth8(with_guidance(self.lateral8(f8) + up(p, f8)))
         p = self.smooth4(with_guidance(self.lateral4(f4) + up(p, f4)))
-        s2 = features.stride2
-        p = self.refine2(with_guidance(torch.cat([up(p, s2), self.lateral2(s2)], dim=1)))
-        logits = self.head(p)
-        return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        p = self.refine2(with_guidance(torch.cat([up(p, stride2), self.lateral2(stride2)], dim=1)))
+        return F.interpolate(self.head(p), size=guidance.shape[-2:], mode="bilinear", align_corners=False)
 
     def forward(self, rgb: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode_image(rgb), guidance)

@@ -14,16 +14,21 @@ from stacks.constructs.service_metrics import ServiceMetrics
 PERCENTILES = ("p50", "p90", "p99")
 
 
+def _labelled(metric: cloudwatch.Metric, label: str) -> cloudwatch.Metric:
+    return metric.with_(label=label)
+
+
 class OperationsDashboard(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, metrics: ServiceMetrics) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, metrics: ServiceMetrics, instance_type: str) -> None:
         super().__init__(scope, construct_id)
         m = metrics
         self.dashboard = cloudwatch.Dashboard(self, "Dashboard", period_override=cloudwatch.PeriodOverride.AUTO)
         self.dashboard.add_widgets(
             cloudwatch.TextWidget(
                 markdown=(
-                    "# FewClick\nRequest path: API Gateway -> proxy Lambda -> SageMaker endpoint. "
-                    "SageMaker latencies are in **microseconds**, Lambda and API Gateway in milliseconds."
+                    "# FewClick\nRequest path: API Gateway -> proxy Lambda -> SageMaker endpoint "
+                    f"(`{instance_type}`). SageMaker latencies are in **microseconds**, Lambda and "
+                    "API Gateway in milliseconds."
                 ),
                 width=24,
                 height=2,
@@ -32,52 +37,66 @@ class OperationsDashboard(Construct):
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="API latency (ms)",
-                left=[m.api("Latency", p, label=f"Latency {p} (ms)") for p in ("p50", "p90")]
-                + [m.api("IntegrationLatency", p, label=f"IntegrationLatency {p} (ms)") for p in ("p50", "p90")],
+                left=[
+                    _labelled(m.api(name, p), f"{name} {p} (ms)")
+                    for name in ("Latency", "IntegrationLatency")
+                    for p in ("p50", "p90")
+                ],
                 width=12,
             ),
             cloudwatch.GraphWidget(
                 title="API requests and errors",
-                left=[m.api("Count", "Sum", label="Requests")],
-                right=[m.api("4XXError", "Sum", label="4XX"), m.api("5XXError", "Sum", label="5XX")],
+                left=[_labelled(m.api("Count", "Sum"), "Requests")],
+                right=[_labelled(m.api(name, "Sum"), name) for name in ("4XXError", "5XXError")],
                 width=12,
             ),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Lambda duration (ms)",
-                left=[m.function("Duration", p, label=f"Duration {p} (ms)") for p in ("p50", "p90")],
+                left=[_labelled(m.function("Duration", p), f"Duration {p} (ms)") for p in ("p50", "p90")],
                 width=12,
             ),
             cloudwatch.GraphWidget(
-                title="Lambda errors and throttles",
-                left=[m.function("Invocations", "Sum", label="Invocations")],
-                right=[m.function("Errors", "Sum", label="Errors"), m.function("Throttles", "Sum", label="Throttles")],
+                title="Lambda invocations, errors and throttles",
+                left=[_labelled(m.function("Invocations", "Sum"), "Invocations")],
+                right=[_labelled(m.function(name, "Sum"), name) for name in ("Errors", "Throttles")],
                 width=12,
             ),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Model latency (microseconds)",
-                left=[m.model_latency(p) for p in PERCENTILES],
+                left=[
+                    _labelled(m.endpoint("ModelLatency", p), f"ModelLatency {p} (microseconds)") for p in PERCENTILES
+                ],
                 width=12,
             ),
             cloudwatch.GraphWidget(
                 title="SageMaker overhead latency (microseconds)",
-                left=[m.overhead_latency(p) for p in PERCENTILES],
+                left=[
+                    _labelled(m.endpoint("OverheadLatency", p), f"OverheadLatency {p} (microseconds)")
+                    for p in PERCENTILES
+                ],
                 width=12,
             ),
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Endpoint invocations and errors",
-                left=[m.invocations()],
-                right=[m.invocation_errors("4XX"), m.invocation_errors("5XX")],
+                left=[_labelled(m.endpoint("Invocations", "Sum"), "Invocations")],
+                right=[
+                    _labelled(m.endpoint(f"Invocation{kind}Errors", "Sum"), f"Invocation {kind} errors")
+                    for kind in ("4XX", "5XX")
+                ],
                 width=12,
             ),
             cloudwatch.GraphWidget(
                 title="GPU instances (%)",
-                left=[m.instance(name) for name in ("GPUUtilization", "GPUMemoryUtilization", "CPUUtilization")],
+                left=[
+                    _labelled(m.instance(name), f"{name} (%)")
+                    for name in ("GPUUtilization", "GPUMemoryUtilization", "CPUUtilization")
+                ],
                 width=12,
             ),
         )

@@ -12,6 +12,8 @@ nobody adds a load-balancing setting that breaks it.
 
 from __future__ import annotations
 
+import re
+
 from aws_cdk import Aws, Duration
 from aws_cdk import aws_applicationautoscaling as appscaling
 from aws_cdk import aws_ecr as ecr
@@ -25,6 +27,11 @@ VARIANT_NAME = "AllTraffic"
 # default 60 s health-check budget.
 GPU_STARTUP_TIMEOUT_SECONDS = 600
 CONTAINER_METRICS_NAMESPACE = "FewClick"
+
+
+def instance_type_slug(instance_type: str) -> str:
+    """`ml.g4dn.xlarge` -> `G4dnXlarge` (for construct ids)."""
+    return "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", instance_type.removeprefix("ml.")))
 
 
 class ModelEndpoint(Construct):
@@ -91,8 +98,11 @@ class ModelEndpoint(Construct):
             # The weights are inside the image and the server calls nothing: no network needed.
             enable_network_isolation=True,
         )
-        # The role's policy must exist before SageMaker validates that it can pull the image.
-        self.model.node.add_dependency(self.execution_role)
+        # The role's policy (a separate resource) must exist before SageMaker checks that it can
+        # pull the image; the role itself is already a dependency through ExecutionRoleArn.
+        policy = self.execution_role.node.try_find_child("DefaultPolicy")
+        if policy is not None:
+            self.model.node.add_dependency(policy)
 
         self.endpoint_config = sagemaker.CfnEndpointConfig(
             self,
@@ -112,17 +122,32 @@ class ModelEndpoint(Construct):
             # rejects a KMS key (those volumes are hardware-encrypted).
         )
 
+        # SageMaker refuses to change the instance type of an autoscaled variant in place
+        # (UpdateEndpoint fails while it is a scalable target). Naming the construct after the
+        # instance type makes such a change create a new endpoint (and scalable target) and
+        # delete the old ones instead; image changes still update the endpoint in place.
         self.endpoint = sagemaker.CfnEndpoint(
             self,
-            "Endpoint",
+            f"Endpoint{instance_type_slug(instance_type)}",
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
         )
         self.endpoint_name: str = self.endpoint.attr_endpoint_name
         self.endpoint_arn: str = self.endpoint.attr_endpoint_arn
 
+        # SageMaker variants always scale through Application Auto Scaling's service-linked role
+        # (created on first use); naming it stops the CDK from adding an unused, empty role.
+        scaling_role = iam.Role.from_role_arn(
+            self,
+            "ScalingRole",
+            f"arn:{Aws.PARTITION}:iam::{Aws.ACCOUNT_ID}:role/aws-service-role/"
+            "sagemaker.application-autoscaling.amazonaws.com/"
+            "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint",
+            mutable=False,
+        )
         self.scalable_target = appscaling.ScalableTarget(
             self,
             "Scaling",
+            role=scaling_role,
             service_namespace=appscaling.ServiceNamespace.SAGEMAKER,
             resource_id=f"endpoint/{self.endpoint_name}/variant/{VARIANT_NAME}",
             scalable_dimension="sagemaker:variant:DesiredInstanceCount",
@@ -139,7 +164,7 @@ class ModelEndpoint(Construct):
         )
 
         NagSuppressions.add_resource_suppressions(
-            self.execution_role,
+            self.execution_role.node.find_child("DefaultPolicy"),
             [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
@@ -153,5 +178,4 @@ class ModelEndpoint(Construct):
                     ],
                 )
             ],
-            apply_to_children=True,
         )

@@ -10,7 +10,7 @@ endpoint, `s3:GetObject` on the configured buckets) so this construct stays test
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aws_cdk import BundlingOptions, Duration, IgnoreMode, RemovalPolicy
@@ -60,6 +60,8 @@ class ProxyFunction(Construct):
         timeout: Duration | None = None,
         memory_size: int = 1024,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
+        extra_environment: Mapping[str, str] | None = None,
+        pip_command: Sequence[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
         requirements = f"{handler_dir}/requirements.txt"
@@ -69,6 +71,7 @@ class ProxyFunction(Construct):
             extra_packages=extra_packages,
             requirements_file=requirements,
             python_version=PYTHON_VERSION,
+            pip_command=pip_command,  # None = this interpreter's pip; tests pass a stand-in
         )
         docker_copy = " && ".join(
             [
@@ -90,9 +93,7 @@ class ProxyFunction(Construct):
             ),
         )
 
-        self.log_group = logs.LogGroup(
-            self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY
-        )
+        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
         # An explicit role instead of the default one: the default attaches the managed
         # AWSLambdaBasicExecutionRole (logs on every group); this one writes to its own group only.
         self.role = iam.Role(
@@ -124,6 +125,7 @@ class ProxyFunction(Construct):
                 "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "LOG_LEVEL": log_level,
+                **(extra_environment or {}),
             },
             description="FewClick proxy: click JSON -> model tensors -> SageMaker endpoint -> mask",
         )

@@ -1,4 +1,5 @@
-"""API Gateway REST API in front of the proxy Lambda: `POST /v1/segment`, `GET /v1/openapi.json`.
+"""API Gateway REST API in front of the proxy Lambda: `POST /v1/segment`, `GET /v1/openapi.json`
+(the paths come from `fewclick_contract.api` through the stack).
 
 Every method is created by `add_method`, which always attaches an authorizer (Cognito by
 default; a later Lambda TOKEN/REQUEST authorizer can be passed per method). Only the CORS
@@ -74,6 +75,8 @@ class SegmentationApi(Construct):
         throttle_rate_limit: float,
         throttle_burst_limit: int,
         api_name: str,
+        segment_path: str = "/v1/segment",
+        openapi_path: str = "/v1/openapi.json",
         request_schema: apigw.JsonSchema = SEGMENT_REQUEST_SCHEMA,
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
     ) -> None:
@@ -126,15 +129,14 @@ class SegmentationApi(Construct):
         )
 
         integration = apigw.LambdaIntegration(handler, proxy=True)
-        v1 = self.api.root.add_resource("v1")
         self.segment_method = self.add_method(
-            v1.add_resource("segment"),
+            self.api.root.resource_for_path(segment_path),
             "POST",
             integration,
             request_validator=self.body_validator,
             request_models={"application/json": segment_model},
         )
-        self.openapi_method = self.add_method(v1.add_resource("openapi.json"), "GET", integration)
+        self.openapi_method = self.add_method(self.api.root.resource_for_path(openapi_path), "GET", integration)
 
         self._add_cors_gateway_responses(ui_origins)
         self._suppress_nag_findings()
@@ -179,23 +181,10 @@ class SegmentationApi(Construct):
             self.api.add_gateway_response(construct_id, type=response_type, response_headers=headers)
 
     def _suppress_nag_findings(self) -> None:
-        reason = (
-            "CORS preflight (OPTIONS) must be answered without credentials: browsers never send "
-            "an Authorization header on preflight. It is a MOCK integration that returns headers only."
-        )
-        for method in self.api.methods:
-            if method.http_method == "OPTIONS":
-                NagSuppressions.add_resource_suppressions(
-                    method,
-                    [
-                        NagPackSuppression(id="AwsSolutions-APIG4", reason=reason),
-                        NagPackSuppression(id="AwsSolutions-COG4", reason=reason),
-                    ],
-                )
-        account = self.api.node.try_find_child("CloudWatchRole")
-        if account is not None:
+        cloudwatch_role = self.api.node.try_find_child("CloudWatchRole")
+        if cloudwatch_role is not None:
             NagSuppressions.add_resource_suppressions(
-                account,
+                cloudwatch_role,
                 [
                     NagPackSuppression(
                         id="AwsSolutions-IAM4",

@@ -36,7 +36,7 @@ class ServiceAlarms(Construct):
                 f"SageMaker ModelLatency p90 above {latency_p90_threshold_microseconds:.0f} microseconds "
                 "(context fewclick:latencyAlarmP90Ms is in ms): clicks feel slow."
             ),
-            metric=m.model_latency("p90"),
+            metric=m.endpoint("ModelLatency", "p90"),
             threshold=latency_p90_threshold_microseconds,
             comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
             evaluation_periods=5,
@@ -48,8 +48,8 @@ class ServiceAlarms(Construct):
         error_rate = cloudwatch.MathExpression(
             expression="IF(invocations > 0, 100 * errors / invocations, 0)",
             using_metrics={
-                "errors": m.invocation_errors("5XX", period=FIVE_MINUTES),
-                "invocations": m.invocations(period=FIVE_MINUTES),
+                "errors": m.endpoint("Invocation5XXErrors", "Sum", period=FIVE_MINUTES),
+                "invocations": m.endpoint("Invocations", "Sum", period=FIVE_MINUTES),
             },
             label="Endpoint 5XX error rate (%)",
             period=FIVE_MINUTES,

@@ -1,7 +1,8 @@
 """The CloudWatch metrics of one FewClick deployment, shared by the dashboard and the alarms.
 
 Plain factory (not a construct): `cloudwatch.Metric` objects are values, so the dashboard and
-the alarms build theirs from the same definitions and cannot drift apart.
+the alarms build theirs from the same definitions and cannot drift apart. Metrics come without
+labels (alarms then render as plain MetricName/Statistic); the dashboard adds labels.
 
 Units: SageMaker `ModelLatency` and `OverheadLatency` are MICROSECONDS; Lambda `Duration` and
 API Gateway `Latency`/`IntegrationLatency` are milliseconds.
@@ -27,67 +28,34 @@ class ServiceMetrics:
     function_name: str
     api_name: str
     stage_name: str
-    period: Duration = Duration.minutes(1)
+    period_minutes: int = 1
 
-    def _endpoint(self) -> dict[str, str]:
-        return {"EndpointName": self.endpoint_name, "VariantName": self.variant_name}
-
-    def endpoint(
-        self, metric_name: str, statistic: str, *, label: str | None = None, period: Duration | None = None
+    def _metric(
+        self, namespace: str, metric_name: str, dimensions: dict[str, str], statistic: str, period: Duration | None
     ) -> cloudwatch.Metric:
         return cloudwatch.Metric(
-            namespace=SAGEMAKER_NAMESPACE,
+            namespace=namespace,
             metric_name=metric_name,
-            dimensions_map=self._endpoint(),
+            dimensions_map=dimensions,
             statistic=statistic,
-            period=period or self.period,
-            label=label,
+            period=period or Duration.minutes(self.period_minutes),
         )
 
-    def model_latency(self, statistic: str, *, period: Duration | None = None) -> cloudwatch.Metric:
-        return self.endpoint("ModelLatency", statistic, label=f"ModelLatency {statistic} (microseconds)", period=period)
+    def endpoint(self, metric_name: str, statistic: str, *, period: Duration | None = None) -> cloudwatch.Metric:
+        """`AWS/SageMaker` metric of the endpoint's variant (ModelLatency, Invocations, ...)."""
+        dimensions = {"EndpointName": self.endpoint_name, "VariantName": self.variant_name}
+        return self._metric(SAGEMAKER_NAMESPACE, metric_name, dimensions, statistic, period)
 
-    def overhead_latency(self, statistic: str) -> cloudwatch.Metric:
-        return self.endpoint("OverheadLatency", statistic, label=f"OverheadLatency {statistic} (microseconds)")
+    def instance(self, metric_name: str, *, period: Duration | None = None) -> cloudwatch.Metric:
+        """Per-instance utilisation (%) of the variant's hosts (GPUUtilization, ...)."""
+        dimensions = {"EndpointName": self.endpoint_name, "VariantName": self.variant_name}
+        return self._metric(SAGEMAKER_INSTANCE_NAMESPACE, metric_name, dimensions, "Average", period)
 
-    def invocations(self, *, period: Duration | None = None) -> cloudwatch.Metric:
-        return self.endpoint("Invocations", "Sum", label="Invocations", period=period)
+    def function(self, metric_name: str, statistic: str, *, period: Duration | None = None) -> cloudwatch.Metric:
+        """`AWS/Lambda` metric of the proxy function (Duration, Errors, Throttles, ...)."""
+        return self._metric(LAMBDA_NAMESPACE, metric_name, {"FunctionName": self.function_name}, statistic, period)
 
-    def invocation_errors(self, kind: str, *, period: Duration | None = None) -> cloudwatch.Metric:
-        """`kind` is "4XX" or "5XX"."""
-        return self.endpoint(f"Invocation{kind}Errors", "Sum", label=f"Invocation {kind} errors", period=period)
-
-    def instance(self, metric_name: str) -> cloudwatch.Metric:
-        """Per-instance utilisation (%) published by SageMaker for the variant's hosts."""
-        return cloudwatch.Metric(
-            namespace=SAGEMAKER_INSTANCE_NAMESPACE,
-            metric_name=metric_name,
-            dimensions_map=self._endpoint(),
-            statistic="Average",
-            period=self.period,
-            label=f"{metric_name} (%)",
-        )
-
-    def function(
-        self, metric_name: str, statistic: str, *, label: str | None = None, period: Duration | None = None
-    ) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace=LAMBDA_NAMESPACE,
-            metric_name=metric_name,
-            dimensions_map={"FunctionName": self.function_name},
-            statistic=statistic,
-            period=period or self.period,
-            label=label or f"Lambda {metric_name} {statistic}",
-        )
-
-    def api(
-        self, metric_name: str, statistic: str, *, label: str | None = None, period: Duration | None = None
-    ) -> cloudwatch.Metric:
-        return cloudwatch.Metric(
-            namespace=APIGATEWAY_NAMESPACE,
-            metric_name=metric_name,
-            dimensions_map={"ApiName": self.api_name, "Stage": self.stage_name},
-            statistic=statistic,
-            period=period or self.period,
-            label=label or f"API {metric_name} {statistic}",
-        )
+    def api(self, metric_name: str, statistic: str, *, period: Duration | None = None) -> cloudwatch.Metric:
+        """`AWS/ApiGateway` metric of the stage (Latency, IntegrationLatency, 4XXError, ...)."""
+        dimensions = {"ApiName": self.api_name, "Stage": self.stage_name}
+        return self._metric(APIGATEWAY_NAMESPACE, metric_name, dimensions, statistic, period)

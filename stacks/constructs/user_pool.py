@@ -22,9 +22,7 @@ class LabelerUserPool(Construct):
         super().__init__(scope, construct_id)
         self.ui_client: cognito.UserPoolClient | None = None
         if user_pool_arn:
-            self.user_pool: cognito.IUserPool = cognito.UserPool.from_user_pool_arn(
-                self, "Imported", user_pool_arn
-            )
+            self.user_pool: cognito.IUserPool = cognito.UserPool.from_user_pool_arn(self, "Imported", user_pool_arn)
             return
 
         pool = cognito.UserPool(

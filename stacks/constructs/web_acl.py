@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
@@ -12,13 +14,19 @@ def _visibility(metric_name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
     )
 
 
-def _managed_rule(name: str, priority: int) -> wafv2.CfnWebACL.RuleProperty:
+def _managed_rule(name: str, priority: int, count_only: Sequence[str] = ()) -> wafv2.CfnWebACL.RuleProperty:
+    overrides = [
+        wafv2.CfnWebACL.RuleActionOverrideProperty(
+            name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
+        )
+        for rule in count_only
+    ]
     return wafv2.CfnWebACL.RuleProperty(
         name=name,
         priority=priority,
         statement=wafv2.CfnWebACL.StatementProperty(
             managed_rule_group_statement=wafv2.CfnWebACL.ManagedRuleGroupStatementProperty(
-                vendor_name="AWS", name=name
+                vendor_name="AWS", name=name, rule_action_overrides=overrides or None
             )
         ),
         # Managed groups carry their own actions; "none" keeps them instead of overriding.
@@ -37,8 +45,11 @@ class ApiWebAcl(Construct):
         *,
         resource_arn: str,
         rate_limit_per_5_minutes: int,
+        common_rules_count_only: Sequence[str] = (),
         metric_prefix: str = "FewClick",
     ) -> None:
+        """`common_rules_count_only`: rules of AWSManagedRulesCommonRuleSet that only count
+        (are logged in metrics) instead of blocking, for traffic the API legitimately sends."""
         super().__init__(scope, construct_id)
         self.web_acl = wafv2.CfnWebACL(
             self,
@@ -64,7 +75,7 @@ class ApiWebAcl(Construct):
                     action=wafv2.CfnWebACL.RuleActionProperty(block={}),
                     visibility_config=_visibility(f"{metric_prefix}RateLimitPerIp"),
                 ),
-                _managed_rule("AWSManagedRulesCommonRuleSet", 1),
+                _managed_rule("AWSManagedRulesCommonRuleSet", 1, common_rules_count_only),
                 _managed_rule("AWSManagedRulesKnownBadInputsRuleSet", 2),
             ],
         )

@@ -63,9 +63,10 @@ def decode_token(text: str, secret: bytes | None = None) -> SessionToken:
     parts = text.split(".")
     if len(parts) not in (2, 3) or parts[0] != PREFIX:
         raise InvalidToken("not a session id issued by this API")
-    if secret is not None:
-        if len(parts) != 3 or not hmac.compare_digest(parts[2], _sign(f"{parts[0]}.{parts[1]}", secret)):
-            raise InvalidToken("session id signature mismatch")
+    if secret is not None and (
+        len(parts) != 3 or not hmac.compare_digest(parts[2], _sign(f"{parts[0]}.{parts[1]}", secret))
+    ):
+        raise InvalidToken("session id signature mismatch")
     try:
         fields = json.loads(_unb64(parts[1]))
         token = SessionToken(

@@ -17,6 +17,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ MAX_BODY_BYTES = SAGEMAKER_MAX_PAYLOAD_BYTES + 64 * 1024
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fewclick-model-server"
+    # Headers and body go out in separate writes; with Nagle on, the body can wait for the
+    # peer's delayed ACK (tens of ms per request).
+    disable_nagle_algorithm = True
     # A client that stops sending mid-request must not hold a thread forever.
     timeout = 65
     server: ModelHttpServer
@@ -95,6 +99,14 @@ class ModelHttpServer(ThreadingHTTPServer):
     daemon_threads = True
     # Fast restarts in development; SageMaker starts each container once.
     allow_reuse_address = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that hung up (timeout, cancelled click) is routine, not a stack trace.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError, TimeoutError)):
+            LOG.debug("client %s went away: %s", client_address, exc)
+            return
+        LOG.exception("error while serving %s", client_address)
 
     def __init__(self, address: tuple[str, int], engine: InferenceEngine) -> None:
         self.engine = engine
@@ -168,16 +180,23 @@ def available_cpus() -> int:
     return max(1, n)
 
 
-def configure_torch(devices: Sequence[str]) -> None:
-    """Process-wide torch settings for serving, set once before the first model load."""
+def configure_torch(devices: Sequence[str], threads: int | None = None) -> None:
+    """Process-wide torch settings for serving, set once before the first model load.
+
+    ``threads`` overrides the intra-op thread count: on a machine shared with other
+    CPU-heavy work (a training run), fewer threads than cores avoids oversubscription,
+    which makes OpenMP workers spin and costs up to 10x.
+    """
     import torch
 
     # Sigmoid tails and guidance maps produce denormals; on CPU they are ~10x slower.
     torch.set_flush_denormal(True)
     cpus = available_cpus()
-    if all(d == "cpu" for d in devices):
-        # One CPU replica: its intra-op pool may use every core; request threads mostly
-        # wait on it, so they need no cores of their own.
+    if threads:
+        torch.set_num_threads(max(1, threads))
+    elif all(d == "cpu" for d in devices):
+        # One CPU replica on a dedicated instance: its intra-op pool may use every core;
+        # request threads mostly wait on it, so they need no cores of their own.
         torch.set_num_threads(cpus)
     else:
         # On GPU the CPU only launches kernels and does pre/post-processing.
@@ -207,6 +226,7 @@ def start_model_server(
     wait: bool = True,
     ready_timeout: float = 300.0,
     tune_torch: bool = False,
+    torch_threads: int | None = None,
 ) -> ModelServerHandle:
     """Bind (port 0 picks a free one), serve in a daemon thread, load the model.
 
@@ -215,7 +235,7 @@ def start_model_server(
     """
     devs = list(devices) if devices else detect_devices()
     if tune_torch:
-        configure_torch(devs)
+        configure_torch(devs, torch_threads)
     engine = InferenceEngine(
         predictor_factory or default_predictor_factory(weights),
         devs,
@@ -224,7 +244,10 @@ def start_model_server(
         click_factory=click_factory,
     )
     server = ModelHttpServer((host, port), engine)
-    thread = threading.Thread(target=server.serve_forever, name="model-server", daemon=True)
+    # A short poll interval makes stop() quick (tests start and stop many servers).
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="model-server", daemon=True
+    )
     thread.start()
 
     def _load() -> None:

@@ -63,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=_env_int("FEWCLICK_MAX_PENDING", 16),
         help="queued requests per model replica before answering 503 OVERLOADED",
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=_env_int("FEWCLICK_TORCH_THREADS", 0),
+        help="intra-op threads (0: every available CPU on CPU, 4 on GPU)",
+    )
     parser.add_argument("--log-level", default=os.environ.get("FEWCLICK_LOG_LEVEL", "INFO"))
 
 
@@ -90,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         max_pending=args.max_pending,
         wait=False,
         tune_torch=True,
+        torch_threads=args.torch_threads or None,
     )
     LOG.info("listening on %s (devices: %s); loading the model", handle.url, ", ".join(devices))
 
@@ -112,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     while not stop.wait(1.0):
         pass
     handle.stop()
+    LOG.info("stopped")
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks (`fewclick benchmark <kind>`): `latency` today; `cli` is laid out for more kinds."""

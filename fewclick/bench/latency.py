@@ -1,0 +1,325 @@
+"""Latency of the serving path, end to end, on this machine.
+
+Starts the real model server (real predictor) and the SageMaker Runtime stand-in on
+loopback, then drives the real proxy `lambda_handler` with API Gateway events through
+boto3, like a labeler: per session a new image (4 extreme points), then K corrective
+clicks placed by a robot labeler on the largest error. Reports p50/p90/p99 of the
+end-to-end (handler) and model (server-side) latency per request type, wire payload
+sizes, and writes a histogram PNG and the raw numbers as JSON under ``--out``.
+
+Not measured: API Gateway, Lambda cold starts and the network between Lambda and
+SageMaker (all loopback here).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import io
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from fewclick.bench.synthetic import extreme_points, iou, make_scene, robot_click
+
+REQUEST_TYPES = ("new image", "warm click", "resend image")
+
+
+@dataclass
+class Sample:
+    kind: str
+    e2e_ms: float
+    model_ms: float
+    wire_request_bytes: int
+    wire_response_bytes: int
+    cache: str
+
+
+@dataclass
+class BenchResult:
+    samples: list[Sample] = field(default_factory=list)
+    ious: list[list[float]] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = {}
+        for kind in REQUEST_TYPES:
+            rows = [s for s in self.samples if s.kind == kind]
+            if not rows:
+                continue
+            e2e = np.array([s.e2e_ms for s in rows])
+            model = np.array([s.model_ms for s in rows])
+            out[kind] = {
+                "n": len(rows),
+                **{f"e2e_p{q}": float(np.percentile(e2e, q)) for q in (50, 90, 99)},
+                **{f"model_p{q}": float(np.percentile(model, q)) for q in (50, 90, 99)},
+                "wire_request_kb_max": max(s.wire_request_bytes for s in rows) / 1024,
+                "wire_response_kb_max": max(s.wire_response_bytes for s in rows) / 1024,
+                "cache_hit_rate": sum(s.cache == "hit" for s in rows) / len(rows),
+            }
+        return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--sessions", type=int, default=10, help="labeling sessions (one new image each)")
+    parser.add_argument("--clicks", type=int, default=5, help="corrective clicks per session")
+    parser.add_argument("--height", type=int, default=720)
+    parser.add_argument("--width", type=int, default=960)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda:0")
+    parser.add_argument("--weights", default=None, help="weights file (default: the committed ones)")
+    parser.add_argument("--crop-format", choices=("png", "jpeg"), default="png")
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="model server intra-op threads (0: all CPUs; use fewer on a shared machine)",
+    )
+    parser.add_argument("--warmup", type=int, default=1, help="untimed sessions first")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("artifacts"))
+
+
+def _quiet_proxy_env() -> None:
+    # Before the handler module is imported: no X-Ray, only warnings logged (the EMF
+    # metric lines the handler prints are swallowed per request, see `send`).
+    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "1")
+    os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "fewclick-proxy-bench")
+    # boto3 signs requests even to the local stand-in; these never leave the machine.
+    os.environ.setdefault("AWS_ACCESS_KEY_ID", "local")
+    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "local")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    os.environ.setdefault("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def _proxy_import_path() -> None:
+    root = Path(__file__).resolve().parents[2] / "lambda" / "proxy"
+    if root.is_dir() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+
+
+def _event(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resource": "/v1/segment",
+        "path": "/v1/segment",
+        "httpMethod": "POST",
+        "headers": {"Content-Type": "application/json"},
+        "multiValueHeaders": {"Content-Type": ["application/json"]},
+        "queryStringParameters": None,
+        "pathParameters": None,
+        "requestContext": {
+            "requestId": str(uuid.uuid4()),
+            "stage": "bench",
+            "resourcePath": "/v1/segment",
+            "httpMethod": "POST",
+            "identity": {"sourceIp": "127.0.0.1"},
+        },
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+class _Context:
+    function_name = "fewclick-proxy-bench"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:fewclick-proxy-bench"
+    memory_limit_in_mb = 1024
+    aws_request_id = "bench"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+def run_benchmark(args: argparse.Namespace, progress: bool = True) -> BenchResult:
+    _quiet_proxy_env()
+    _proxy_import_path()
+    from fewclick_model.server import start_model_server
+    from fewclick_model.server.app import available_cpus, detect_devices
+    from fewclick_proxy import handler
+    from fewclick_proxy.config import ProxyConfig
+    from fewclick_proxy.endpoint_client import EndpointClient
+    from fewclick_proxy.image_source import ImageSource
+    from fewclick_proxy.masks import decode_rle
+    from fewclick_proxy.segment import Segmenter
+    from tqdm import tqdm
+
+    from fewclick.local.sagemaker_runtime import start_runtime_stub
+
+    devices = detect_devices(args.device)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # untrained weights are fine for latency
+        model = start_model_server(
+            "127.0.0.1",
+            0,
+            weights=args.weights,
+            devices=devices[:1],
+            tune_torch=True,
+            torch_threads=args.torch_threads or None,
+        )
+    runtime = start_runtime_stub(model.url)
+    cfg = ProxyConfig(runtime_endpoint_url=runtime.url, crop_format=args.crop_format, max_attempts=1)
+    handler.configure(Segmenter(cfg, ImageSource(cfg), EndpointClient(cfg)))
+    ctx = _Context()
+
+    import torch
+
+    result = BenchResult(
+        environment={
+            "device": devices[0],
+            "gpu": torch.cuda.get_device_name(0) if devices[0].startswith("cuda") else None,
+            "cpu": platform.processor() or platform.machine(),
+            "cpus": available_cpus(),
+            "torch_threads": torch.get_num_threads(),
+            "model_version": model.engine.model_version,
+            "input_size": model.engine.input_size,
+            "image": f"{args.width}x{args.height}",
+            "sessions": args.sessions,
+            "clicks": args.clicks,
+            "crop_format": args.crop_format,
+        }
+    )
+
+    def send(body: dict[str, Any]) -> tuple[int, dict[str, Any], float]:
+        t0 = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            out = handler.lambda_handler(_event(body), ctx)
+        return int(out["statusCode"]), json.loads(out["body"]), (time.perf_counter() - t0) * 1000.0
+
+    total = (args.warmup + args.sessions) * (1 + args.clicks)
+    bar = tqdm(total=total, desc="requests", unit="req", disable=not progress)
+    try:
+        for i in range(args.warmup + args.sessions):
+            timed = i >= args.warmup
+            rgb, gt = make_scene(args.height, args.width, seed=args.seed + i)
+            ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+            assert ok
+            image = {"base64": base64.b64encode(buf.tobytes()).decode("ascii")}
+            extremes = [{"x": x, "y": y} for x, y in extreme_points(gt)]
+            clicks: list[dict[str, Any]] = []
+            session: str | None = None
+            ious: list[float] = []
+            for k in range(1 + args.clicks):
+                runtime.clear_log()
+                if k == 0:
+                    kind, body = "new image", {"image": image, "extremePoints": extremes}
+                else:
+                    kind, body = "warm click", {"sessionId": session, "extremePoints": extremes, "clicks": clicks}
+                status, resp, ms = send(body)
+                if status == 404:  # the crop grew or the session expired: resend, as the UI does
+                    kind = "resend image"
+                    status, resp, ms2 = send({**body, "image": image})
+                    ms += ms2
+                if status != 200:
+                    raise RuntimeError(f"request failed: {status} {resp}")
+                exchange = runtime.exchanges[-1]
+                cache = json.loads(exchange.response_body).get("cache", "?")
+                if timed:
+                    result.samples.append(
+                        Sample(
+                            kind,
+                            ms,
+                            float(resp["timings"]["modelMs"]),
+                            len(exchange.request_body),
+                            len(exchange.response_body),
+                            cache,
+                        )
+                    )
+                pred = decode_rle(resp["mask"])
+                ious.append(iou(pred, gt))
+                session = resp["sessionId"]
+                click = robot_click(pred, gt)
+                if click is not None:
+                    clicks.append({"x": click[0], "y": click[1], "type": click[2]})
+                bar.update(1)
+            if timed:
+                result.ious.append(ious)
+    finally:
+        bar.close()
+        runtime.stop()
+        model.stop()
+    return result
+
+
+def format_table(summary: dict[str, dict[str, float]]) -> str:
+    head = (
+        f"{'request type':<13} {'n':>4} | {'end-to-end ms p50':>17} {'p90':>7} {'p99':>7} | "
+        f"{'model ms p50':>12} {'p90':>7} {'p99':>7} | {'wire KB req/resp (max)':>22} | {'cache hit':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    for kind, s in summary.items():
+        lines.append(
+            f"{kind:<13} {int(s['n']):>4} | {s['e2e_p50']:>17.1f} {s['e2e_p90']:>7.1f} {s['e2e_p99']:>7.1f} | "
+            f"{s['model_p50']:>12.1f} {s['model_p90']:>7.1f} {s['model_p99']:>7.1f} | "
+            f"{s['wire_request_kb_max']:>10.1f} / {s['wire_response_kb_max']:<9.1f} | {s['cache_hit_rate']:>9.0%}"
+        )
+    return "\n".join(lines)
+
+
+def plot_histogram(result: BenchResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for ax, attr, title in ((axes[0], "e2e_ms", "end to end (proxy handler)"), (axes[1], "model_ms", "model server")):
+        values = [getattr(s, attr) for s in result.samples]
+        bins = np.geomspace(max(0.1, min(values)), max(values) * 1.05, 30) if values else 10
+        for kind in REQUEST_TYPES:
+            data = [getattr(s, attr) for s in result.samples if s.kind == kind]
+            if data:
+                ax.hist(data, bins=bins, alpha=0.6, label=f"{kind} (n={len(data)})")
+        ax.set_xscale("log")
+        # Plain numbers on the log axis; minor-tick labels would overlap.
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel("ms (log scale)")
+        ax.set_title(title)
+        ax.legend()
+    axes[0].set_ylabel("requests")
+    env = result.environment
+    fig.suptitle(
+        f"FewClick latency on {env.get('gpu') or env.get('device')} ({env.get('cpus')} CPUs), "
+        f"{env.get('image')} images, S={env.get('input_size')}, model {env.get('model_version')}"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = run_benchmark(args)
+    summary = result.summary()
+    print()
+    print(format_table(summary))
+    if result.ious:
+        mean_iou = np.mean(np.array(result.ious), axis=0)
+        print("mean IoU after each request (0 = extreme points only):", " ".join(f"{v:.3f}" for v in mean_iou))
+    env = result.environment
+    print(f"environment: {json.dumps(env)}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    png = args.out / "latency_hist.png"
+    plot_histogram(result, png)
+    report = {
+        "summary": summary,
+        "environment": env,
+        "samples": [asdict(s) for s in result.samples],
+        "ious": result.ious,
+    }
+    (args.out / "latency.json").write_text(json.dumps(report, indent=1))
+    print(f"wrote {png} and {args.out / 'latency.json'}")
+    return 0

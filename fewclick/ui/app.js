@@ -1,0 +1,260 @@
+// The stand-alone labeling page of `fewclick serve`: image list, progress and saving around the
+// reusable labeling core. Everything specific to the local server (/local/... routes) lives here, so
+// the core stays usable inside a Ground Truth task template.
+
+import { createLabeler, isTextEntry } from "./labeling-core.js";
+
+const TOKEN_KEY = "fewclick.token";
+
+// The token arrives in the URL fragment (never sent to a server); keep it for this tab and take it
+// out of the address bar so it does not end up in screenshots or bookmarks.
+function takeToken() {
+  const match = /(?:^|[#&])token=([^&]+)/.exec(window.location.hash);
+  if (match) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+const token = takeToken();
+const $ = (id) => document.getElementById(id);
+
+class HttpError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+
+  describe() {
+    if (this.status === 0) return `Cannot reach the fewclick server (${this.message}). Is \`fewclick serve\` running?`;
+    if (this.status === 401 || this.status === 403) {
+      return `Not authorised (${this.status}): open the URL that \`fewclick serve\` printed (it carries #token=…).`;
+    }
+    return `${this.code} (${this.status}): ${this.message}`;
+  }
+}
+
+async function api(path, options = {}) {
+  const headers = { ...(options.headers || {}) };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(path, { ...options, headers });
+  } catch (err) {
+    throw new HttpError(0, "NETWORK", String(err.message || err));
+  }
+  if (!response.ok) {
+    let error = {};
+    try {
+      error = (await response.json()).error || {};
+    } catch {
+      // not JSON: the status line says enough
+    }
+    throw new HttpError(response.status, error.code || `HTTP_${response.status}`, error.message || response.statusText);
+  }
+  return response;
+}
+
+const imageUrl = (name) => `/local/images/${encodeURIComponent(name)}`;
+const labelsUrl = (name) => `/local/labels/${encodeURIComponent(name)}`;
+
+function blobToBase64(blob) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).split(",", 2)[1]);
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(blob);
+  });
+}
+
+const state = {
+  images: [],
+  index: -1,
+  objectUrl: null,
+  saving: null,
+};
+
+function showPageBanner(message, retry = null) {
+  $("page-banner").hidden = false;
+  $("page-banner-text").textContent = message;
+  const button = $("page-banner-retry");
+  button.hidden = !retry;
+  button.onclick = retry
+    ? () => {
+        hidePageBanner();
+        retry();
+      }
+    : null;
+}
+
+function hidePageBanner() {
+  $("page-banner").hidden = true;
+}
+
+function setSaveStatus(text, kind = "") {
+  const status = $("save-status");
+  status.textContent = text;
+  status.dataset.kind = kind;
+}
+
+function renderProgress() {
+  const done = state.images.filter((image) => image.done).length;
+  const total = state.images.length;
+  $("progress").max = Math.max(total, 1);
+  $("progress").value = done;
+  $("progress-text").textContent = `${done}/${total} done`;
+  const select = $("image-select");
+  select.replaceChildren(
+    ...state.images.map((image, i) => {
+      const option = document.createElement("option");
+      option.value = String(i);
+      option.textContent = `${image.done ? "✓" : "○"} ${i + 1}. ${image.name}`;
+      option.selected = i === state.index;
+      return option;
+    }),
+  );
+  $("prev").disabled = state.index <= 0;
+  $("next").disabled = state.index >= total - 1;
+}
+
+let labeler = null;
+
+async function openImage(index) {
+  const image = state.images[index];
+  if (!image) return;
+  state.index = index;
+  renderProgress();
+  setSaveStatus(`Loading ${image.name}…`);
+  const [blob, saved] = await Promise.all([
+    api(imageUrl(image.name)).then((r) => r.blob()),
+    api(labelsUrl(image.name)).then((r) => r.json()),
+  ]);
+  if (state.index !== index) return; // the labeler moved on while this loaded
+  if (state.objectUrl) URL.revokeObjectURL(state.objectUrl);
+  state.objectUrl = URL.createObjectURL(blob);
+  let base64 = null;
+  await labeler.open({
+    url: state.objectUrl,
+    width: image.width,
+    height: image.height,
+    objects: saved.objects,
+    // Encoded once, on the first request that needs it (and again only after SESSION_EXPIRED).
+    getApiImage: async () => {
+      base64 ||= blobToBase64(blob);
+      return { base64: await base64 };
+    },
+  });
+  document.title = `${image.name} · FewClick`;
+  setSaveStatus(saved.saved ? `Saved earlier: ${saved.objects.length} object(s)` : "Not saved yet");
+}
+
+async function save() {
+  if (state.saving) return state.saving;
+  const image = state.images[state.index];
+  if (!image) return true;
+  state.saving = (async () => {
+    setSaveStatus("Waiting for masks…", "busy");
+    await labeler.settled();
+    const { objects, incomplete, withoutMask } = labeler.exportObjects();
+    if (withoutMask) {
+      // Never drop an object silently: the labeler must retry or undo first.
+      setSaveStatus(`Not saved: ${withoutMask} object(s) have no mask (server error). Retry or undo.`, "error");
+      return false;
+    }
+    setSaveStatus("Saving…", "busy");
+    try {
+      const response = await api(labelsUrl(image.name), {
+        method: "PUT",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ objects }),
+      });
+      const result = await response.json();
+      labeler.markSaved();
+      image.done = true;
+      image.objects = objects.length;
+      renderProgress();
+      const skipped = incomplete ? ` (${incomplete} object(s) with fewer than 4 points not saved)` : "";
+      setSaveStatus(`Saved ${result.objects} object(s)${skipped}`, incomplete ? "warn" : "ok");
+      return true;
+    } catch (err) {
+      setSaveStatus(`Not saved: ${err.describe ? err.describe() : err}`, "error");
+      showPageBanner(`Saving failed: ${err.describe ? err.describe() : err}`, () => save());
+      return false;
+    }
+  })();
+  try {
+    return await state.saving;
+  } finally {
+    state.saving = null;
+  }
+}
+
+async function go(index) {
+  if (index < 0 || index >= state.images.length || index === state.index) return;
+  // Moving on saves first, so work is never left behind by a click on "Next".
+  if (labeler.dirty && !(await save())) {
+    renderProgress();
+    return;
+  }
+  try {
+    await openImage(index);
+  } catch (err) {
+    showPageBanner(`Cannot open ${state.images[index].name}: ${err.describe ? err.describe() : err}`, () => go(index));
+  }
+}
+
+async function start() {
+  hidePageBanner();
+  let config;
+  try {
+    config = await (await api("/local/config")).json();
+    state.images = (await (await api("/local/images")).json()).images;
+  } catch (err) {
+    showPageBanner(err.describe ? err.describe() : String(err), start);
+    return;
+  }
+  if (!labeler) {
+    labeler = createLabeler($("labeler"), {
+      apiBaseUrl: config.apiBaseUrl,
+      getToken: () => token,
+      labels: config.labels,
+      onChange: (info) => {
+        $("save").classList.toggle("app-dirty", info.dirty);
+        if (info.dirty && !state.saving) setSaveStatus("Unsaved changes", "warn");
+      },
+    });
+    window.fewclick = { labeler, save, go, state }; // for the console and the browser tests
+  }
+  const first = state.images.findIndex((image) => !image.done);
+  state.index = -1;
+  await go(first >= 0 ? first : 0);
+}
+
+$("prev").addEventListener("click", () => go(state.index - 1));
+$("next").addEventListener("click", () => go(state.index + 1));
+$("image-select").addEventListener("change", (e) => go(Number(e.target.value)));
+$("save").addEventListener("click", () => save());
+$("help-toggle").addEventListener("click", () => {
+  const help = $("help");
+  help.hidden = !help.hidden;
+  $("help-toggle").setAttribute("aria-expanded", String(!help.hidden));
+});
+window.addEventListener("keydown", (e) => {
+  if ((e.ctrlKey || e.metaKey) && (e.key || "").toLowerCase() === "s") {
+    e.preventDefault(); // the browser's "save page" is never what a labeler means here
+    save();
+    return;
+  }
+  // Arrow keys move sliders, drop-downs and text carets when those have the focus.
+  if (isTextEntry(e.target) || ["INPUT", "SELECT"].includes(e.target.tagName)) return;
+  if (e.ctrlKey || e.metaKey || e.altKey) return;
+  if (e.key === "ArrowLeft") go(state.index - 1);
+  else if (e.key === "ArrowRight") go(state.index + 1);
+});
+window.addEventListener("beforeunload", (e) => {
+  if (labeler && labeler.dirty) e.preventDefault(); // the browser asks before unsaved work is lost
+});
+
+start();

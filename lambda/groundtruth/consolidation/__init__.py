@@ -1,0 +1,1 @@
+"""Ground Truth annotation-consolidation Lambda: several workers' label maps -> one, by per-pixel vote."""

@@ -1,0 +1,1 @@
+"""API Gateway Lambda authorizer (REQUEST type) for Ground Truth task tokens."""

@@ -1,0 +1,152 @@
+"""The SageMaker Runtime side: one InvokeEndpoint per click, errors mapped to API errors.
+
+A container error reaches boto3 as ``ModelError`` (HTTP 424) carrying the container's
+status and body in ``OriginalStatusCode`` / ``OriginalMessage``; the body is a
+`fewclick_contract.wire.WireError`, whose code decides what the proxy does next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from fewclick_contract.api import ApiError, ErrorCode
+from fewclick_contract.wire import (
+    CONTENT_TYPE,
+    NEW_SESSION,
+    WireErrorCode,
+    WireRequest,
+    WireRequestTooLarge,
+    WireResponse,
+    dump_request,
+    parse_session_header,
+)
+
+from .config import ProxyConfig
+
+
+class SessionExpiredAtEndpoint(Exception):
+    """The endpoint no longer holds this session's crop: resend with pixels."""
+
+
+@dataclass(frozen=True)
+class EndpointResult:
+    response: WireResponse
+    session_id: str
+    request_bytes: int
+    response_bytes: int
+
+
+def _throttled(message: str, retry_after: int = 1) -> ApiError:
+    return ApiError(ErrorCode.THROTTLED, message, retry_after=retry_after)
+
+
+def _unavailable(message: str, retry_after: int) -> ApiError:
+    return ApiError(ErrorCode.ENDPOINT_UNAVAILABLE, message, retry_after=retry_after)
+
+
+def _failed(message: str) -> ApiError:
+    return ApiError(ErrorCode.ENDPOINT_ERROR, message, retry_after=1)
+
+
+def map_client_error(exc: Any) -> Exception:
+    """botocore ClientError -> SessionExpiredAtEndpoint or ApiError."""
+    response = getattr(exc, "response", {}) or {}
+    code = str(response.get("Error", {}).get("Code", ""))
+    message = str(response.get("Error", {}).get("Message", ""))
+    if code == "ModelError":
+        original_status = int(response.get("OriginalStatusCode") or 0)
+        wire_code = ""
+        # Not every ModelError body is ours (a crashed container answers plain text).
+        with contextlib.suppress(ValueError, KeyError, TypeError):
+            wire_code = str(json.loads(response.get("OriginalMessage") or "{}")["error"]["code"])
+        if wire_code == WireErrorCode.SESSION_EXPIRED:
+            return SessionExpiredAtEndpoint()
+        if wire_code == WireErrorCode.NOT_READY:
+            return _unavailable("the model is loading; retry shortly", 10)
+        if wire_code == WireErrorCode.OVERLOADED or original_status in (429, 503):
+            return _unavailable("the model is busy; retry shortly", 2)
+        if wire_code == WireErrorCode.PAYLOAD_TOO_LARGE:
+            return ApiError(ErrorCode.PAYLOAD_TOO_LARGE, "the model request is too large")
+        if "timed out" in message:
+            return _unavailable("the model did not answer in time; retry shortly", 2)
+        return _failed(f"the model failed ({wire_code or original_status or 'no status'})")
+    if code == "ValidationError" and "session" in message.lower():
+        # SageMaker itself dropped the session (past its Expires, or the instance went away).
+        return SessionExpiredAtEndpoint()
+    if code == "ModelNotReadyException":
+        return _unavailable("the model is not ready; retry shortly", 10)
+    if code in ("ThrottlingException", "TooManyRequestsException", "Throttling"):
+        return _throttled("too many requests to the model; retry shortly")
+    if code in ("ServiceUnavailable", "ServiceUnavailableException"):
+        return _unavailable("the model endpoint is unavailable; retry shortly", 5)
+    return _failed(f"the model endpoint failed ({code or 'unknown error'})")
+
+
+class EndpointClient:
+    def __init__(self, config: ProxyConfig, client: Any = None) -> None:
+        self.config = config
+        self._client = client
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            self._client = boto3.client(
+                "sagemaker-runtime",
+                endpoint_url=self.config.runtime_endpoint_url,
+                config=Config(
+                    connect_timeout=self.config.connect_timeout_s,
+                    read_timeout=self.config.read_timeout_s,
+                    # Standard mode retries throttling, 5xx and connection errors, never a
+                    # ModelError (our container's own answer).
+                    retries={"max_attempts": self.config.max_attempts, "mode": "standard"},
+                    tcp_keepalive=True,
+                ),
+            )
+        return self._client
+
+    def invoke(self, request: WireRequest, session_id: str | None) -> EndpointResult:
+        """``session_id`` None opens a new stateful session (NEW_SESSION)."""
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionClosedError,
+            ConnectTimeoutError,
+            EndpointConnectionError,
+            ReadTimeoutError,
+        )
+
+        try:
+            body = dump_request(request)
+        except WireRequestTooLarge as exc:
+            raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, str(exc)) from None
+        try:
+            resp = self.client.invoke_endpoint(
+                EndpointName=self.config.endpoint_name,
+                Body=body,
+                ContentType=CONTENT_TYPE,
+                Accept=CONTENT_TYPE,
+                SessionId=session_id or NEW_SESSION,
+            )
+            data = resp["Body"].read()
+        except ClientError as exc:
+            raise map_client_error(exc) from None
+        except ReadTimeoutError:
+            raise _unavailable("the model did not answer in time; retry shortly", 2) from None
+        except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError):
+            raise _unavailable("the model endpoint is unreachable; retry shortly", 5) from None
+        try:
+            parsed = WireResponse.model_validate_json(data)
+        except ValidationError:
+            raise _failed("the model answered something unreadable") from None
+        if parsed.cropId != request.cropId:
+            raise _failed("the model answered for another crop")
+        new_session = resp.get("NewSessionId")
+        sid = parse_session_header(new_session)[0] if new_session else (session_id or parsed.sessionId)
+        return EndpointResult(parsed, sid, len(body), len(data))

@@ -1,0 +1,226 @@
+"""The proxy's logic, free of AWS glue: click JSON -> wire request -> full-image mask.
+
+One call of `Segmenter.segment`:
+1. resolve the image (inline, S3, or only the session token's memory of it),
+2. check every point lies inside the image,
+3. compute the crop with `crop_box_for_clicks` (the geometry training used) and its id,
+4. send the crop pixels only when the endpoint cannot have them (new session, crop
+   changed, session expired), otherwise only points: a warm click carries kilobytes,
+5. paste the crop probabilities back onto the full image, threshold at 0.5, encode.
+
+Session expiry is recovered here: with an S3 image the proxy re-reads the object and
+retries with pixels in a new session (invisible to the UI); with an inline image it
+cannot (it keeps no copy), so the UI gets 404 SESSION_EXPIRED and resends the image.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from fewclick_contract.api import (
+    ApiError,
+    Base64Image,
+    ErrorCode,
+    RleMask,
+    S3Image,
+    SegmentRequest,
+    SegmentResponse,
+    Timings,
+)
+from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop, paste_crop
+from fewclick_contract.wire import (
+    WireClick,
+    WirePoint,
+    WireRequest,
+    crop_id,
+    decode_probabilities,
+    encode_crop,
+)
+
+from . import masks
+from .config import ProxyConfig
+from .endpoint_client import EndpointResult, SessionExpiredAtEndpoint
+from .image_source import LoadedImage
+from .session_token import InvalidToken, SessionToken, decode_token, encode_token
+
+RequestType = Literal["new", "warm"]
+
+
+class Images(Protocol):
+    def load(self, ref: S3Image | Base64Image) -> LoadedImage: ...
+
+    def load_s3(self, uri: str) -> LoadedImage: ...
+
+
+class Endpoint(Protocol):
+    def invoke(self, request: WireRequest, session_id: str | None) -> EndpointResult: ...
+
+
+@dataclass(frozen=True)
+class SegmentOutcome:
+    response: SegmentResponse
+    request_type: RequestType  # "new": crop pixels were sent; "warm": points only
+    cache: Literal["hit", "miss"]
+    recovered: bool  # an expired session was rebuilt transparently
+    calls: int  # InvokeEndpoint calls made
+    wire_request_bytes: int
+    wire_response_bytes: int
+
+
+class Segmenter:
+    def __init__(self, config: ProxyConfig, images: Images, endpoint: Endpoint) -> None:
+        self.config = config
+        self.images = images
+        self.endpoint = endpoint
+
+    def segment(self, req: SegmentRequest, started: float | None = None) -> SegmentOutcome:
+        started = time.perf_counter() if started is None else started
+        size = self.config.input_size
+        token = self._token(req.sessionId)
+        image = self.images.load(req.image) if req.image is not None else None
+        if image is not None and token is not None and image.image_id != token.img:
+            # Another image under an old session id: start over rather than mix crops.
+            token = None
+        if image is not None:
+            height, width, image_id = image.height, image.width, image.image_id
+        else:
+            assert token is not None  # the schema requires image or sessionId
+            height, width, image_id = token.h, token.w, token.img
+
+        extreme = np.array([(p.x, p.y) for p in req.extremePoints], dtype=np.float64)
+        clicks = np.array([(c.x, c.y) for c in req.clicks], dtype=np.float64).reshape(-1, 2)
+        _check_inside(req, width, height)
+        box = crop_box_for_clicks(extreme, clicks if len(clicks) else None)
+
+        cid = crop_id(image_id, box, size)
+        send_crop = token is None or token.crop != cid
+        if send_crop and image is None:
+            # The crop grew past what the endpoint holds; only S3 images can be re-read.
+            image = self._reload(token, "the new click moved the crop", height, width)
+            image_id = image.image_id
+            cid = crop_id(image_id, box, size)
+
+        recovered = False
+        calls = 1
+        sm_session = None if token is None else token.sm
+        wire = self._wire_request(req, box, cid, image if send_crop else None, extreme, clicks, sm_session)
+        try:
+            # A changed crop keeps the session: the endpoint replaces that session's features.
+            result = self.endpoint.invoke(wire, sm_session)
+        except SessionExpiredAtEndpoint:
+            if image is None:
+                image = self._reload(token, "the session expired", height, width)
+                if image.image_id != image_id:
+                    image_id = image.image_id
+                    cid = crop_id(image_id, box, size)
+            wire = self._wire_request(req, box, cid, image, extreme, clicks, None)
+            recovered, send_crop, calls = True, True, 2
+            try:
+                result = self.endpoint.invoke(wire, None)  # NEW_SESSION: always routable
+            except SessionExpiredAtEndpoint:
+                raise ApiError(ErrorCode.ENDPOINT_ERROR, "the model refused a fresh session", 1) from None
+
+        prob = decode_probabilities(result.response.probabilities, size)
+        mask = masks.binarize(paste_crop(prob, box, height, width))
+        new_token = SessionToken(
+            sm=result.session_id,
+            img=image_id,
+            h=height,
+            w=width,
+            crop=cid,
+            s3=image.s3_uri if image is not None else (token.s3 if token is not None else None),
+        )
+        response = SegmentResponse(
+            sessionId=encode_token(new_token, self.config.session_secret),
+            mask=RleMask(**masks.encode_rle(mask)),
+            polygons=masks.polygons(mask) if "polygon" in req.output else None,
+            png=masks.encode_png(mask) if "png" in req.output else None,
+            modelVersion=result.response.modelVersion,
+            timings=Timings(
+                modelMs=round(result.response.modelMs, 3),
+                totalMs=round((time.perf_counter() - started) * 1000.0, 3),
+            ),
+        )
+        return SegmentOutcome(
+            response=response,
+            request_type="new" if send_crop else "warm",
+            cache=result.response.cache,
+            recovered=recovered,
+            calls=calls,
+            wire_request_bytes=result.request_bytes,
+            wire_response_bytes=result.response_bytes,
+        )
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _token(self, session_id: str | None) -> SessionToken | None:
+        if session_id is None:
+            return None
+        try:
+            return decode_token(session_id, self.config.session_secret)
+        except InvalidToken as exc:
+            if "signature" in str(exc):
+                # A rotated secret invalidates old sessions; the UI recovers by resending.
+                raise ApiError(
+                    ErrorCode.SESSION_EXPIRED, "the session is no longer valid: send the image again"
+                ) from None
+            raise ApiError(ErrorCode.VALIDATION_ERROR, f"sessionId: {exc}") from None
+
+    def _reload(self, token: SessionToken | None, why: str, height: int, width: int) -> LoadedImage:
+        if token is not None and token.s3:
+            image = self.images.load_s3(token.s3)
+            if (image.height, image.width) != (height, width):
+                # The object was replaced by another picture: the clicks no longer apply.
+                raise ApiError(ErrorCode.SESSION_EXPIRED, "the S3 object changed since the session started")
+            return image
+        raise ApiError(
+            ErrorCode.SESSION_EXPIRED,
+            f"{why} and the server no longer has this image: send the request again with the image",
+        )
+
+    def _wire_request(
+        self,
+        req: SegmentRequest,
+        box: CropBox,
+        cid: str,
+        image: LoadedImage | None,
+        extreme: np.ndarray,
+        clicks: np.ndarray,
+        session_id: str | None,
+    ) -> WireRequest:
+        size = self.config.input_size
+        crop = None
+        if image is not None:
+            crop = encode_crop(extract_crop(image.rgb, box, size), self.config.crop_format)
+        ext_c = box.to_crop(extreme, size)
+        clk_c = box.to_crop(clicks, size) if len(clicks) else np.zeros((0, 2))
+        return WireRequest(
+            # Also in the body: the container still finds the session if a hop drops the header.
+            sessionId=session_id,
+            cropId=cid,
+            crop=crop,
+            size=size,
+            extremePoints=[WirePoint(x=round(float(x), 2), y=round(float(y), 2)) for x, y in ext_c],
+            clicks=[
+                WireClick(x=round(float(x), 2), y=round(float(y), 2), kind=c.type)
+                for (x, y), c in zip(clk_c, req.clicks, strict=True)
+            ],
+        )
+
+
+def _check_inside(req: SegmentRequest, width: int, height: int) -> None:
+    points: Sequence[tuple[str, int, int]] = [
+        *((f"extremePoints[{i}]", p.x, p.y) for i, p in enumerate(req.extremePoints)),
+        *((f"clicks[{i}]", c.x, c.y) for i, c in enumerate(req.clicks)),
+    ]
+    for name, x, y in points:
+        if not (0 <= x < width and 0 <= y < height):
+            raise ApiError(
+                ErrorCode.POINT_OUTSIDE_IMAGE,
+                f"{name} ({x}, {y}) is outside the {width}x{height} image",
+            )

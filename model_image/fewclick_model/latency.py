@@ -1,0 +1,113 @@
+"""`fewclick benchmark model`: model time per request type, and what each fusion point would cost.
+
+Request types, as the server sees them: a new image (crop encoding plus the
+first decode) and a warm corrective click (one decode on cached features).
+The fusion comparison times the per-click work of three designs on the same
+network: clicks fused at the stem (the whole encoder reruns per click: classic
+early fusion), after the stride-4 stage (FewClick), or at the decoder only (late
+fusion: SAM-style, encoder cached entirely). Accuracy of the alternatives needs
+their own training runs; see the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .encoding import CropClick, encode_guidance
+
+
+def _percentiles(samples: list[float]) -> dict[str, float]:
+    return {f"p{q}": float(np.percentile(samples, q)) for q in (50, 90, 99)}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", type=Path, default=None, help="default: the committed weights")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--out", type=Path, default=Path("artifacts/model-latency"))
+
+
+@torch.inference_mode()
+def run(args: argparse.Namespace) -> int:
+    from .predictor import load_crop_predictor
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    p = load_crop_predictor(args.weights, args.device)
+    s = p.input_size
+    rng = np.random.default_rng(0)
+    sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
+    extremes = [
+        CropClick(s / 2, 8, "boundary"),
+        CropClick(8, s / 2, "boundary"),
+        CropClick(s / 2, s - 8, "boundary"),
+        CropClick(s - 8, s / 2, "boundary"),
+    ]
+    times: dict[str, list[float]] = {
+        "new image": [],
+        "warm click": [],
+        "stem fusion click": [],
+        "late fusion click": [],
+    }
+    model = p.model
+    for i in tqdm(range(args.repeats + 3), desc="model latency", unit="round"):
+        crop = rng.integers(0, 255, (s, s, 3), dtype=np.uint8)
+        t = time.perf_counter()
+        feats = p.encode(crop)
+        prob = p.predict(feats, extremes)
+        sync()
+        t_new = time.perf_counter() - t
+        click = [*extremes, CropClick(float(rng.uniform(20, s - 20)), float(rng.uniform(20, s - 20)), "positive")]
+        t = time.perf_counter()
+        p.predict(feats, click, prob)
+        sync()
+        t_click = time.perf_counter() - t
+        # Early fusion at the stem: the stride-2/4 stages would rerun for every click.
+        rgb = torch.from_numpy(crop).permute(2, 0, 1)[None].float().to(p.device)
+        t = time.perf_counter()
+        p.predict(model.encode_image(rgb), click, prob)
+        sync()
+        t_stem = time.perf_counter() - t
+        # Late fusion: only the decoder would run per click (the deep stages cached too).
+        g = torch.from_numpy(encode_guidance(click, s, prob))[None].to(p.device)
+        pyramid = model.deep_stages(feats, g)
+        t = time.perf_counter()
+        model.decode_pyramid(feats.stride2, pyramid, g)
+        sync()
+        t_late = time.perf_counter() - t
+        if i >= 3:  # warm-up rounds excluded
+            for key, value in zip(times, (t_new, t_click, t_stem, t_late), strict=True):
+                times[key].append(1000 * value)
+
+    summary = {k: _percentiles(v) for k, v in times.items()}
+    device = f"{p.device.type} ({torch.get_num_threads()} threads)" if p.device.type == "cpu" else "cuda"
+    print(f"\nmodel {p.model_version}, input {s}px, {device}, {args.repeats} rounds")
+    print("| request | p50 ms | p90 ms | p99 ms |\n|---|---|---|---|")
+    for k, v in summary.items():
+        print(f"| {k} | {v['p50']:.1f} | {v['p90']:.1f} | {v['p99']:.1f} |")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "model_latency.json").write_text(json.dumps({"device": device, "input_size": s, **summary}, indent=2))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for k, v in times.items():
+        ax.hist(v, bins=30, alpha=0.6, label=k)
+    ax.set_xlabel("model time (ms)")
+    ax.set_ylabel("requests")
+    ax.set_title(f"model latency, {device}, {s}px")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out / "model_latency.png", dpi=120)
+    print(f"histogram: {args.out / 'model_latency.png'}")
+    return 0

@@ -1,0 +1,39 @@
+"""`ApiWebAcl`: managed rules, per-IP rate limit, associated with the API stage."""
+
+from __future__ import annotations
+
+from .synth import TEST_CONTEXT, SynthesizedApp
+from .templates import only
+
+
+def test_rules(default_app: SynthesizedApp) -> None:
+    acl = only(default_app.template_json(default_app.stacks.api), "AWS::WAFv2::WebACL")["Properties"]
+    assert acl["Scope"] == "REGIONAL"
+    assert acl["DefaultAction"] == {"Allow": {}}
+    rules = {rule["Name"]: rule for rule in acl["Rules"]}
+    assert set(rules) == {"RateLimitPerIp", "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"}
+    rate = rules["RateLimitPerIp"]
+    assert rate["Action"] == {"Block": {}}
+    assert rate["Statement"]["RateBasedStatement"]["Limit"] == TEST_CONTEXT["fewclick:wafRateLimit"]
+    assert rate["Statement"]["RateBasedStatement"]["AggregateKeyType"] == "IP"
+    for name in ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"):
+        statement = rules[name]["Statement"]["ManagedRuleGroupStatement"]
+        assert (statement["VendorName"], statement["Name"]) == ("AWS", name)
+        assert rules[name]["OverrideAction"] == {"None": {}}
+    # Inline base64 images are part of the click contract: only the 8 KB body-size rule is
+    # relaxed to count; every other common rule keeps blocking.
+    common = rules["AWSManagedRulesCommonRuleSet"]["Statement"]["ManagedRuleGroupStatement"]
+    assert common["RuleActionOverrides"] == [{"Name": "SizeRestrictions_BODY", "ActionToUse": {"Count": {}}}]
+    known_bad = rules["AWSManagedRulesKnownBadInputsRuleSet"]["Statement"]["ManagedRuleGroupStatement"]
+    assert "RuleActionOverrides" not in known_bad
+    assert len({rule["Priority"] for rule in acl["Rules"]}) == 3
+
+
+def test_associated_with_the_api_stage(default_app: SynthesizedApp) -> None:
+    template = default_app.template_json(default_app.stacks.api)
+    association = only(template, "AWS::WAFv2::WebACLAssociation")["Properties"]
+    (acl_id,) = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::WAFv2::WebACL"]
+    assert association["WebACLArn"] == {"Fn::GetAtt": [acl_id, "Arn"]}
+    (stage_id,) = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::ApiGateway::Stage"]
+    rendered = str(association["ResourceArn"])
+    assert stage_id in rendered and "/restapis/" in rendered and "/stages/" in rendered

@@ -1,0 +1,294 @@
+"""End to end: real lambda_handler -> boto3 sagemaker-runtime -> runtime stand-in -> real
+model server with the real predictor, on loopback. A labeling session on a synthetic image."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from botocore.response import StreamingBody
+from botocore.stub import Stubber
+
+from fewclick.bench.synthetic import extreme_points, make_scene
+from fewclick_contract.wire import (
+    NEW_SESSION,
+    NEW_SESSION_HEADER,
+    WARM_CLICK_BUDGET_BYTES,
+    WireResponse,
+    parse_session_header,
+)
+
+from .conftest import BUCKET, ENDPOINT, Stack, free_port
+from .helpers import call, png_base64, png_bytes
+
+pytestmark = pytest.mark.timeout(300)
+
+SEGMENT = "/v1/segment"
+
+
+@dataclass
+class Proxy:
+    handler: Any
+    s3: Stubber
+    stack: Stack
+
+    def segment(self, body: Any) -> tuple[int, Any, dict]:
+        return call(self.handler, "POST", SEGMENT, body)
+
+    def expect_s3_read(self, key: str, data: bytes, etag: str = "etag-1") -> None:
+        self.s3.add_response(
+            "get_object",
+            {"Body": StreamingBody(io.BytesIO(data), len(data)), "ContentLength": len(data), "ETag": f'"{etag}"'},
+            {"Bucket": BUCKET, "Key": key},
+        )
+
+
+@pytest.fixture()
+def proxy(stack: Stack) -> Iterator[Proxy]:
+    from fewclick_proxy import handler
+    from fewclick_proxy.config import ProxyConfig
+    from fewclick_proxy.endpoint_client import EndpointClient
+    from fewclick_proxy.image_source import ImageSource
+    from fewclick_proxy.segment import Segmenter
+
+    cfg = ProxyConfig(
+        endpoint_name=ENDPOINT,
+        runtime_endpoint_url=stack.runtime.url,
+        allowed_buckets=frozenset({BUCKET}),
+        max_attempts=1,
+        # Generous: the test machine may be starved by a training run.
+        read_timeout_s=90.0,
+    )
+    s3 = boto3.client("s3", region_name="us-east-1")
+    stubber = Stubber(s3)
+    stubber.activate()
+    # The real EndpointClient builds its own boto3 client from the config.
+    handler.configure(Segmenter(cfg, ImageSource(cfg, lambda: s3), EndpointClient(cfg)))
+    stack.runtime.clear_log()
+    yield Proxy(handler, stubber, stack)
+    stubber.assert_no_pending_responses()
+    handler.configure(Segmenter(cfg, ImageSource(cfg, lambda: s3), EndpointClient(cfg)))
+
+
+def _mask(body: dict) -> np.ndarray:
+    from fewclick_proxy.masks import decode_rle
+
+    return decode_rle(body["mask"])
+
+
+def _sm_session(proxy: Proxy) -> str:
+    """The SageMaker session id the proxy's last call used (or opened)."""
+    ex = proxy.stack.runtime.exchanges[-1]
+    if ex.session_header == NEW_SESSION:
+        return parse_session_header(ex.response_headers[NEW_SESSION_HEADER])[0]
+    return str(ex.session_header)
+
+
+def _clicks_inside(gt: np.ndarray) -> list[dict]:
+    """Two positives deep inside the object and a negative at its bounding-box corner
+    (outside an ellipse, well inside the relaxed crop box)."""
+    import cv2
+
+    dist = cv2.distanceTransform(np.pad(gt.astype(np.uint8), 1), cv2.DIST_L2, 5)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    ys, xs = np.nonzero(gt)
+    y2, x2 = (y + int(ys.min())) // 2, (x + int(xs.min())) // 2
+    assert gt[y2, x2]
+    return [
+        {"x": int(x), "y": int(y), "type": "positive"},
+        {"x": int(xs.min()), "y": int(ys.min()), "type": "negative"},
+        {"x": int(x2), "y": int(y2), "type": "positive"},
+    ]
+
+
+def test_openapi_route(proxy: Proxy) -> None:
+    status, body, _ = call(proxy.handler, "GET", "/v1/openapi.json")
+    assert status == 200
+    assert "/v1/segment" in body["paths"]
+    assert "SegmentRequest" in body["components"]["schemas"]
+
+
+def test_labeling_session_with_inline_image(proxy: Proxy) -> None:
+    rgb, gt = make_scene(300, 400, seed=3)
+    extremes = [{"x": x, "y": y} for x, y in extreme_points(gt)]
+    status, body, _ = proxy.segment({"image": {"base64": png_base64(rgb)}, "extremePoints": extremes})
+    assert status == 200, body
+    assert body["mask"]["size"] == [300, 400]
+    assert _mask(body).shape == (300, 400)
+    assert body["timings"]["totalMs"] >= body["timings"]["modelMs"] > 0
+    first = proxy.stack.runtime.exchanges[-1]
+    assert first.session_header == NEW_SESSION
+    assert "crop" in json.loads(first.request_body)
+    assert WireResponse.model_validate_json(first.response_body).cache == "miss"
+
+    # Corrective clicks with only the sessionId: warm, points only, cache hits. The clicks
+    # are fixed inside the crop (an untrained network's mask, hovering around 0.5, would
+    # send a robot labeler anywhere, including past the crop edge).
+    clicks: list[dict] = []
+    session = body["sessionId"]
+    for click in _clicks_inside(gt):
+        clicks.append(click)
+        status, body, _ = proxy.segment({"sessionId": session, "extremePoints": extremes, "clicks": clicks})
+        assert status == 200, body
+        ex = proxy.stack.runtime.exchanges[-1]
+        assert ex.session_header not in (None, NEW_SESSION)
+        wire_req = json.loads(ex.request_body)
+        assert "crop" not in wire_req and len(wire_req["clicks"]) == len(clicks)
+        assert len(ex.request_body) <= WARM_CLICK_BUDGET_BYTES
+        assert len(ex.response_body) <= WARM_CLICK_BUDGET_BYTES
+        assert WireResponse.model_validate_json(ex.response_body).cache == "hit"
+        session = body["sessionId"]
+        assert _mask(body).shape == gt.shape
+
+    # Extra encodings on request.
+    status, body, _ = proxy.segment(
+        {"sessionId": session, "extremePoints": extremes, "clicks": clicks, "output": ["rle", "polygon", "png"]}
+    )
+    assert status == 200
+    assert isinstance(body["polygons"], list) and isinstance(body["png"], str)
+    for poly in body["polygons"]:
+        assert all(0 <= x < 400 and 0 <= y < 300 for x, y in poly)
+
+    # The server evicts the session: the proxy has no pixels -> 404, the UI resends the image.
+    assert proxy.stack.model.evict_session(_sm_session(proxy))
+    status, err, _ = proxy.segment({"sessionId": session, "extremePoints": extremes, "clicks": clicks})
+    assert status == 404 and err["error"]["code"] == "SESSION_EXPIRED"
+    status, body, _ = proxy.segment(
+        {"image": {"base64": png_base64(rgb)}, "sessionId": session, "extremePoints": extremes, "clicks": clicks}
+    )
+    assert status == 200, body
+    assert proxy.stack.runtime.exchanges[-1].session_header == NEW_SESSION  # rebuilt in a fresh session
+
+    # A click far outside the cached crop needs pixels the proxy does not have.
+    far = {"x": 2, "y": 2, "type": "negative"}
+    n_calls = len(proxy.stack.runtime.exchanges)
+    status, err, _ = proxy.segment({"sessionId": body["sessionId"], "extremePoints": extremes, "clicks": [far]})
+    assert status == 404 and err["error"]["code"] == "SESSION_EXPIRED"
+    assert len(proxy.stack.runtime.exchanges) == n_calls  # refused without calling the model
+
+
+def test_s3_session_recovers_transparently(proxy: Proxy) -> None:
+    rgb, gt = make_scene(240, 320, seed=5)
+    data = png_bytes(rgb)
+    key = "images/scene-5.png"
+    extremes = [{"x": x, "y": y} for x, y in extreme_points(gt)]
+    proxy.expect_s3_read(key, data)
+    status, body, _ = proxy.segment({"image": {"s3Uri": f"s3://{BUCKET}/{key}"}, "extremePoints": extremes})
+    assert status == 200, body
+    session = body["sessionId"]
+
+    # Warm click: no S3 read (the stubber would fail on an unexpected call).
+    click = {"x": extremes[0]["x"] + 20, "y": extremes[0]["y"], "type": "positive"}
+    status, body, _ = proxy.segment({"sessionId": session, "extremePoints": extremes, "clicks": [click]})
+    assert status == 200, body
+
+    # Model-server cache lost: the proxy re-reads S3 and retries in a new session.
+    assert proxy.stack.model.evict_session(_sm_session(proxy))
+    proxy.expect_s3_read(key, data)
+    status, body, _ = proxy.segment({"sessionId": body["sessionId"], "extremePoints": extremes, "clicks": [click]})
+    assert status == 200, body
+    last_two = proxy.stack.runtime.exchanges[-2:]
+    assert last_two[0].status == 424 and last_two[1].session_header == NEW_SESSION
+
+    # SageMaker itself drops the session (past Expires): recovered the same way.
+    proxy.stack.runtime.expire_session(_sm_session(proxy))
+    proxy.expect_s3_read(key, data)
+    status, body, _ = proxy.segment({"sessionId": body["sessionId"], "extremePoints": extremes, "clicks": [click]})
+    assert status == 200, body
+
+    # The crop grows: S3 is re-read, the session keeps its id, the endpoint re-encodes.
+    proxy.expect_s3_read(key, data)
+    sm_before = _sm_session(proxy)
+    grow = [click, {"x": 1, "y": 1, "type": "negative"}]
+    status, body, _ = proxy.segment({"sessionId": body["sessionId"], "extremePoints": extremes, "clicks": grow})
+    assert status == 200, body
+    ex = proxy.stack.runtime.exchanges[-1]
+    assert "crop" in json.loads(ex.request_body)
+    assert ex.session_header != NEW_SESSION and sm_before != NEW_SESSION
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"image": {"base64": "AAAA"}, "extremePoints": [{"x": 1, "y": 1}] * 3}, 400, "VALIDATION_ERROR"),
+        ({"extremePoints": [{"x": 1, "y": 1}] * 4}, 400, "VALIDATION_ERROR"),
+        ({"image": {"base64": "###not base64###"}, "extremePoints": [{"x": 1, "y": 1}] * 4}, 400, "IMAGE_UNDECODABLE"),
+        ({"image": {"base64": "aGVsbG8gd29ybGQ="}, "extremePoints": [{"x": 1, "y": 1}] * 4}, 400, "IMAGE_UNDECODABLE"),
+        (
+            {"image": {"s3Uri": "s3://other-bucket/a.png"}, "extremePoints": [{"x": 1, "y": 1}] * 4},
+            403,
+            "BUCKET_NOT_ALLOWED",
+        ),
+        (
+            {"image": {"s3Uri": f"s3://{BUCKET}/a/../b.png"}, "extremePoints": [{"x": 1, "y": 1}] * 4},
+            400,
+            "VALIDATION_ERROR",
+        ),
+        ({"sessionId": "garbage", "extremePoints": [{"x": 1, "y": 1}] * 4}, 400, "VALIDATION_ERROR"),
+        (
+            {
+                "image": {"base64": "AAAA"},
+                "extremePoints": [{"x": 1, "y": 1}] * 4,
+                "clicks": [{"x": 1, "y": 1, "type": "positive"}] * 101,
+            },
+            413,
+            "TOO_MANY_CLICKS",
+        ),
+    ],
+)
+def test_request_errors(proxy: Proxy, body: dict, status: int, code: str) -> None:
+    got_status, err, _ = proxy.segment(body)
+    assert (got_status, err["error"]["code"]) == (status, code), err
+    assert proxy.stack.runtime.exchanges == []
+
+
+def test_points_outside_image_and_bad_json(proxy: Proxy) -> None:
+    rgb, _ = make_scene(100, 120, seed=1)
+    pts = [{"x": 10, "y": 10}, {"x": 50, "y": 50}, {"x": 120, "y": 20}, {"x": 30, "y": 90}]
+    status, err, _ = proxy.segment({"image": {"base64": png_base64(rgb)}, "extremePoints": pts})
+    assert status == 400 and err["error"]["code"] == "POINT_OUTSIDE_IMAGE"
+    assert "120x100" in err["error"]["message"]
+    status, err, _ = call(proxy.handler, "POST", SEGMENT, raw_body="{not json")
+    assert status == 400 and err["error"]["code"] == "INVALID_JSON"
+    status, err, _ = call(proxy.handler, "GET", "/v1/nothing")
+    assert status == 404 and err["error"]["code"] == "NOT_FOUND"
+    assert proxy.stack.runtime.exchanges == []
+
+
+def test_endpoint_down_is_503_with_retry_after(proxy: Proxy, stack: Stack) -> None:
+    from fewclick_proxy.config import ProxyConfig
+    from fewclick_proxy.endpoint_client import EndpointClient
+    from fewclick_proxy.image_source import ImageSource
+    from fewclick_proxy.segment import Segmenter
+
+    rgb, gt = make_scene(120, 160, seed=2)
+    body = {"image": {"base64": png_base64(rgb)}, "extremePoints": [{"x": x, "y": y} for x, y in extreme_points(gt)]}
+
+    # Nothing listens where the runtime should be.
+    cfg = ProxyConfig(
+        endpoint_name=ENDPOINT,
+        runtime_endpoint_url=f"http://127.0.0.1:{free_port()}",
+        max_attempts=1,
+        connect_timeout_s=1.0,
+    )
+    proxy.handler.configure(Segmenter(cfg, ImageSource(cfg), EndpointClient(cfg)))
+    status, err, headers = proxy.segment(body)
+    assert status == 503 and err["error"]["code"] == "ENDPOINT_UNAVAILABLE"
+    assert int(headers["Retry-After"]) > 0
+
+    # The runtime is up but its model container is gone.
+    stack.runtime.set_model_url(f"http://127.0.0.1:{free_port()}")
+    try:
+        cfg = ProxyConfig(endpoint_name=ENDPOINT, runtime_endpoint_url=stack.runtime.url, max_attempts=1)
+        proxy.handler.configure(Segmenter(cfg, ImageSource(cfg), EndpointClient(cfg)))
+        status, err, headers = proxy.segment(body)
+        assert status == 503 and err["error"]["code"] == "ENDPOINT_UNAVAILABLE"
+        assert int(headers["Retry-After"]) > 0
+    finally:
+        stack.runtime.set_model_url(stack.model.url)

@@ -1,0 +1,196 @@
+"""The model server over HTTP with a fake predictor: hosting contract, sessions, errors, bounds."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from fewclick_model.server import SessionCache, start_model_server
+from fewclick_model.server.sessions import SessionEntry
+
+from fewclick_contract import wire
+
+from .helpers import FakePredictor
+
+pytestmark = pytest.mark.timeout(60)
+S = 64
+POINTS = [wire.WirePoint(x=8, y=32), wire.WirePoint(x=56, y=32), wire.WirePoint(x=32, y=6), wire.WirePoint(x=32, y=58)]
+
+
+def _crop() -> wire.CropPixels:
+    return wire.encode_crop(np.random.default_rng(0).integers(0, 255, (S, S, 3), dtype=np.uint8))
+
+
+def _request(crop: bool = True, clicks: int = 0, crop_id: str = "crop-0001") -> bytes:
+    req = wire.WireRequest(
+        cropId=crop_id,
+        crop=_crop() if crop else None,
+        size=S,
+        extremePoints=POINTS,
+        clicks=[wire.WireClick(x=20 + i, y=30, kind="positive") for i in range(clicks)],
+    )
+    return wire.dump_request(req)
+
+
+class Client:
+    def __init__(self, url: str) -> None:
+        host, port = url.removeprefix("http://").split(":")
+        self.host, self.port = host, int(port)
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, Any, dict[str, str]]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers={"Content-Type": "application/json", **(headers or {})})
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, json.loads(data) if data else None, dict(resp.getheaders())
+        finally:
+            conn.close()
+
+    def invoke(self, body: bytes, session: str | None = None) -> tuple[int, Any, dict[str, str]]:
+        return self.request("POST", "/invocations", body, {wire.SESSION_HEADER: session} if session else None)
+
+
+@pytest.fixture()
+def server() -> Iterator[tuple[Any, Client, FakePredictor]]:
+    fake = FakePredictor(S)
+    handle = start_model_server("127.0.0.1", 0, predictor_factory=lambda device: fake, devices=["cpu"])
+    yield handle, Client(handle.url), fake
+    handle.stop()
+
+
+def test_ping_waits_for_the_model() -> None:
+    gate = threading.Event()
+    fake = FakePredictor(S)
+
+    def slow_factory(device: str) -> FakePredictor:
+        gate.wait(10)
+        return fake
+
+    handle = start_model_server("127.0.0.1", 0, predictor_factory=slow_factory, devices=["cpu"], wait=False)
+    try:
+        client = Client(handle.url)
+        assert client.request("GET", "/ping")[0] == 503
+        status, body, _ = client.invoke(_request(), wire.NEW_SESSION)
+        assert status == 503 and body["error"]["code"] == "NOT_READY"
+        gate.set()
+        handle.wait_ready(10)
+        status, body, _ = client.request("GET", "/ping")
+        assert status == 200 and body["modelVersion"] == "fake-1"
+    finally:
+        gate.set()
+        handle.stop()
+
+
+def test_session_lifecycle(server: tuple[Any, Client, FakePredictor]) -> None:
+    handle, client, fake = server
+    status, body, headers = client.invoke(_request(), wire.NEW_SESSION)
+    assert status == 200, body
+    sid, expires = wire.parse_session_header(headers[wire.SESSION_HEADER])
+    assert expires is not None and body["sessionId"] == sid and body["cache"] == "miss"
+    assert wire.decode_probabilities(body["probabilities"], S).shape == (S, S)
+    encodes = fake.encodes
+
+    # Warm clicks: no pixels, cache hit, one predict per new click (prefix cache).
+    for k in (1, 2):
+        predicts = fake.predicts
+        status, body, headers = client.invoke(_request(crop=False, clicks=k), sid)
+        assert status == 200 and body["cache"] == "hit" and wire.SESSION_HEADER not in headers
+        assert fake.predicts - predicts == 1
+    assert fake.encodes == encodes
+
+    # A changed crop without pixels, then with pixels (same session id kept).
+    status, body, _ = client.invoke(_request(crop=False, crop_id="crop-0002"), sid)
+    assert status == 404 and body["error"]["code"] == "SESSION_EXPIRED"
+    status, body, _ = client.invoke(_request(crop=True, crop_id="crop-0002"), sid)
+    assert status == 200 and body["cache"] == "miss" and body["sessionId"] == sid
+
+    # Evicted: SESSION_EXPIRED until pixels come again.
+    assert handle.evict_session(sid)
+    status, body, _ = client.invoke(_request(crop=False, crop_id="crop-0002"), sid)
+    assert status == 404 and body["error"]["code"] == "SESSION_EXPIRED"
+    stats = handle.engine.cache.stats()
+    assert stats.hits == 2 and stats.misses >= 3
+
+
+def test_previous_probabilities_are_used(server: tuple[Any, Client, FakePredictor]) -> None:
+    _, client, fake = server
+    status, body, headers = client.invoke(_request(), wire.NEW_SESSION)
+    sid = wire.parse_session_header(headers[wire.SESSION_HEADER])[0]
+    req = json.loads(_request(crop=False, clicks=1))
+    req["previous"] = body["probabilities"]
+    predicts = fake.predicts
+    status, body, _ = client.invoke(json.dumps(req).encode(), sid)
+    assert status == 200 and fake.predicts - predicts == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "session", "status", "code"),
+    [
+        (b"not json", wire.NEW_SESSION, 400, "BAD_REQUEST"),
+        (b"[1, 2]", wire.NEW_SESSION, 400, "BAD_REQUEST"),
+        (json.dumps({"wire": "fewclick.wire/9"}).encode(), wire.NEW_SESSION, 400, "UNSUPPORTED_WIRE_VERSION"),
+        (_request(crop=False), wire.NEW_SESSION, 400, "BAD_REQUEST"),  # a new session needs pixels
+        (_request(crop=False), "never-seen-1", 404, "SESSION_EXPIRED"),
+        (_request(), "bad_id!", 400, "BAD_REQUEST"),
+    ],
+)
+def test_invocation_errors(
+    server: tuple[Any, Client, FakePredictor], body: bytes, session: str, status: int, code: str
+) -> None:
+    _, client, _ = server
+    got, err, _ = client.invoke(body, session)
+    assert (got, err["error"]["code"]) == (status, code)
+
+
+def test_wrong_crop_size_and_routes(server: tuple[Any, Client, FakePredictor]) -> None:
+    _, client, _ = server
+    req = json.loads(_request())
+    req["crop"] = wire.encode_crop(np.zeros((32, 32, 3), np.uint8)).model_dump()
+    status, err, _ = client.invoke(json.dumps(req).encode(), wire.NEW_SESSION)
+    assert status == 400 and "64x64" in err["error"]["message"]
+    assert client.request("GET", "/nope")[0] == 404
+    assert client.request("POST", "/nope", b"{}")[0] == 404
+
+
+def test_other_network_size_is_resampled(server: tuple[Any, Client, FakePredictor]) -> None:
+    _, client, _ = server
+    req = wire.WireRequest(
+        cropId="crop-big-1", size=128, extremePoints=POINTS, crop=wire.encode_crop(np.zeros((128, 128, 3), np.uint8))
+    )
+    status, body, _ = client.invoke(wire.dump_request(req), wire.NEW_SESSION)
+    assert status == 200 and wire.decode_probabilities(body["probabilities"], 128).shape == (128, 128)
+
+
+def test_cache_bounds() -> None:
+    now = [0.0]
+    cache = SessionCache(
+        max_sessions=3, max_bytes=1000, idle_ttl_s=10, lifetime_s=100, monotonic=lambda: now[0], wall=lambda: now[0]
+    )
+
+    def entry(sid: str, nbytes: int) -> SessionEntry:
+        return SessionEntry(sid, 0, "c", np.zeros(nbytes, np.uint8), {}, cache.new_expiry())
+
+    for sid in "abc":
+        cache.put(entry(sid, 100))
+    assert cache.get("a") is not None  # a is now most recent
+    cache.put(entry("d", 100))  # over the count: b (least recent) goes
+    assert cache.peek("b") is None and cache.peek("a") is not None
+    cache.put(entry("e", 700))  # over the bytes: oldest go until it fits
+    assert cache.stats().bytes <= 1000 and cache.peek("e") is not None
+    now[0] = 11.0  # idle TTL passed for everyone
+    assert cache.get("e") is None
+    cache.put(entry("f", 10))
+    now[0] = 105.0
+    cache.get("f")  # touched, but past the hard lifetime
+    assert cache.get("f") is None
+    # An entry bigger than the whole budget is kept while it is the active one.
+    cache.put(entry("g", 5000))
+    assert cache.peek("g") is not None
