@@ -9,7 +9,8 @@ plus the clicks that produced it::
      "inputImageProperties": {"height": H, "width": W},
      "labelMappings": {"<label>": {"color": "#rrggbb"}, ...},
      "labeledImage": {"pngImageData": "<base64 PNG, BACKGROUND_COLOR + one colour per class>"},
-     "objects": [{"label", "extremePoints", "clicks", "modelVersion"}, ...]}
+     "objects": [{"label", "extremePoints", "clicks", "modelVersion"}, ...],
+     "skipped": {"incomplete": n, "withoutMask": n}}   # objects left out (the page refuses to submit those)
 
 Class ``i`` (1-based, in label-category order) is painted `class_color(i)`; 0 is the background.
 The consolidated output uses the same colours in its ``internal-color-map`` (the semantic
