@@ -57,8 +57,10 @@ class Base64Image(_Api):
 
 
 class Point(_Api):
-    x: int = Field(description="column, 0 <= x < image width")
-    y: int = Field(description="row, 0 <= y < image height")
+    # Strict: JSON integers only. Lax pydantic would take true as 1 and "12" as 12, which the OpenAPI
+    # document (type: integer) says are errors; a client that sends them has a bug worth hearing about.
+    x: int = Field(strict=True, description="column, 0 <= x < image width")
+    y: int = Field(strict=True, description="row, 0 <= y < image height")
 
 
 class Click(Point):

@@ -15,6 +15,7 @@ import sys
 # kind -> (module, help)
 KINDS: dict[str, tuple[str, str]] = {
     "latency": ("fewclick.bench.latency", "per-request latency of the full local serving path (proxy + model)"),
+    "load": ("fewclick.bench.load", "N simulated labelers against the local stack or a deployed API"),
     "model": ("fewclick_model.latency", "model time per request type and per fusion design"),
 }
 

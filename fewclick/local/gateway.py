@@ -53,6 +53,11 @@ DEFAULT_RATE_PER_S = 20.0
 DEFAULT_BURST = 40
 # API Gateway gives up on an integration after 29 s; the Lambda context reports time left against it.
 INTEGRATION_TIMEOUT_S = 29.0
+# Admission control in front of the one in-process Lambda "instance" (see Gateway.invoke): at most this many
+# requests wait for it, none longer than this. Past either, the request is shed with Retry-After rather than
+# parked on a socket, so overload shows up as quick 429/503 answers, not as timeouts and threads piling up.
+DEFAULT_MAX_QUEUED = 8
+DEFAULT_MAX_QUEUE_WAIT_S = 10.0
 
 # (method, path) -> API Gateway resource path; anything else under /v1 is not a route.
 API_ROUTES: dict[tuple[str, str], str] = {
@@ -93,6 +98,25 @@ class HttpResponse:
         return cls.json(status, {"error": {"code": code, "message": message}}, headers)
 
 
+def allowed_methods(path: str) -> list[str]:
+    """The methods some route takes at ``path`` (for 405 answers and their Allow header)."""
+    if path.startswith(API_PREFIX):
+        return sorted({m for (m, p) in API_ROUTES if p == path})
+    if path.startswith(LOCAL_PREFIX):
+        return ["GET", "PUT"]
+    return ["GET"]
+
+
+def method_not_allowed(method: str, path: str) -> HttpResponse:
+    allowed = allowed_methods(path)
+    return HttpResponse.error(
+        405,
+        "METHOD_NOT_ALLOWED",
+        f"{method} is not allowed on {path}; it takes {', '.join(allowed) or 'nothing'}",
+        {"Allow": ", ".join(allowed)},
+    )
+
+
 class LocalApi(Protocol):
     """The ``/local/`` routes (image list, image bytes, labels) that `fewclick serve` adds."""
 
@@ -112,6 +136,8 @@ class GatewayConfig:
     # HMAC key of Ground Truth task tokens (fewclick_contract.task_token.derive_key); None = the
     # task route refuses every request, as a deployment without the labeling stack has no such route.
     task_token_key: bytes | None = None
+    max_queued: int = DEFAULT_MAX_QUEUED
+    max_queue_wait_s: float = DEFAULT_MAX_QUEUE_WAIT_S
 
 
 class TokenBucket:
@@ -238,6 +264,9 @@ class Gateway:
         # One warm Lambda instance: the proxy's resolver keeps the current event on a module-level app
         # object, which is not safe to share between threads, so invocations take turns.
         self._lambda_lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self.queued = 0  # requests waiting for the Lambda right now
+        self.shed: dict[str, int] = {"queue_full": 0, "queue_timeout": 0}
 
     def cors_headers(self) -> dict[str, str]:
         return {
@@ -310,7 +339,7 @@ class Gateway:
         if resource is None:
             known = [m for (m, p) in API_ROUTES if p == path]
             if known:
-                return HttpResponse.error(405, "METHOD_NOT_ALLOWED", f"{path} takes {', '.join(known)}")
+                return method_not_allowed(method, path)
             return HttpResponse.error(404, "NOT_FOUND", f"no route {method} {path}")
         request_id = str(uuid.uuid4())
         event = build_proxy_event(
@@ -326,13 +355,36 @@ class Gateway:
             authorizer=authorizer,
         )
         context = LambdaContext(aws_request_id=request_id, deadline=time.monotonic() + INTEGRATION_TIMEOUT_S)
+        with self._queue_lock:
+            if self.queued >= self.config.max_queued:
+                self.shed["queue_full"] += 1
+                # What Lambda's concurrency limit answers through API Gateway: throttled, try again shortly.
+                return HttpResponse.error(
+                    429, "THROTTLED", "the API is at its concurrency limit; retry in 1 s", {"Retry-After": "1"}
+                )
+            self.queued += 1
         try:
-            with self._lambda_lock:
-                result = self.handler(event, context)
+            admitted = self._lambda_lock.acquire(timeout=self.config.max_queue_wait_s)
+        finally:
+            with self._queue_lock:
+                self.queued -= 1
+        if not admitted:
+            with self._queue_lock:
+                self.shed["queue_timeout"] += 1
+            return HttpResponse.error(
+                503,
+                "ENDPOINT_UNAVAILABLE",
+                f"the API is busy (queued over {self.config.max_queue_wait_s:g} s); retry in 2 s",
+                {"Retry-After": "2"},
+            )
+        try:
+            result = self.handler(event, context)
         except Exception:
             # API Gateway answers 502 when the function errors; the trace goes to our log, not the client.
             LOG.error("proxy Lambda raised:\n%s", traceback.format_exc())
             return HttpResponse.error(502, "BAD_GATEWAY", "the proxy Lambda failed; see the server log")
+        finally:
+            self._lambda_lock.release()
         return response_from_lambda(result)
 
     def static(self, path: str) -> HttpResponse:
@@ -382,6 +434,16 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self._dispatch("PUT")
 
+    def _refuse_method(self) -> None:
+        self._send(method_not_allowed(self.command, urlsplit(self.path).path), drain=True)
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server looks up do_<METHOD> and answers an HTML 501 page when it is missing. No route takes
+        # DELETE, PATCH, TRACE, QUERY or any other method: answer those with the API's JSON 405 and Allow.
+        if name.startswith("do_"):
+            return self._refuse_method
+        raise AttributeError(name)
+
     def _dispatch(self, method: str) -> None:
         gateway = self.server.gateway
         split = urlsplit(self.path)
@@ -390,7 +452,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         try:
             if not (path.startswith(API_PREFIX) or path.startswith(LOCAL_PREFIX)):
                 if method != "GET":
-                    self._send(HttpResponse.error(405, "METHOD_NOT_ALLOWED", f"{method} {path}"))
+                    self._send(method_not_allowed(method, path), drain=True)
                     return
                 self._send(gateway.static(path))
                 return

@@ -11,6 +11,11 @@ What runs (all on loopback unless ``--host`` says otherwise):
 
 The proxy is the deployed code, unchanged: only ENDPOINT_NAME and SAGEMAKER_RUNTIME_ENDPOINT_URL point its
 boto3 client at the stand-in, so its request building, sessions and error mapping are exercised for real.
+
+Keys, new and random for every run unless given (so nothing secret is stored on disk):
+- the session-token key (the deployed proxy reads it from Secrets Manager): session ids are signed as in AWS;
+- the task-token key (``--task-token-key`` or $FEWCLICK_TASK_TOKEN_KEY; generated and printed otherwise): the
+  gateway verifies Ground Truth task tokens on ``POST /v1/task/segment`` with it, as the deployed authorizer does.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from fewclick.local.gateway import (
 )
 from fewclick.local.labeling_api import LocalLabelApi
 from fewclick.local.labels import DEFAULT_LABELS, LabelStore, LabelStoreError
+from fewclick_contract.task_token import derive_key
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 UI_DIR = Path(__file__).resolve().parents[1] / "ui"
@@ -58,6 +64,8 @@ ENDPOINT_NAME = "fewclick-local"
 # download: Grace Hopper's portrait and a gift box. (matplotlib's logo is left out: not a photo.)
 SAMPLE_IMAGES = ("grace_hopper.jpg", "Minduka_Present_Blue_Pack.png")
 READY_LINE = "FewClick is ready"
+# The default of --task-token-key: an environment variable keeps the key out of `ps` output.
+TASK_TOKEN_KEY_ENV = "FEWCLICK_TASK_TOKEN_KEY"
 
 
 class ServeError(Exception):
@@ -102,6 +110,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--ready-timeout", type=float, default=60.0, help="seconds to wait for the model server (default: 60)"
     )
+    parser.add_argument(
+        "--task-token-key",
+        default=os.environ.get(TASK_TOKEN_KEY_ENV) or None,
+        help="secret (at least 32 characters, like the deployed task-token secret's value) that Ground Truth task "
+        f"tokens for POST /v1/task/segment are checked against (default: ${TASK_TOKEN_KEY_ENV}, else a new random "
+        "one, printed)",
+    )
     parser.add_argument("--verbose", action="store_true", help="log every request and the proxy's own logs")
 
 
@@ -120,6 +135,7 @@ class ServeOptions:
     burst: int = DEFAULT_BURST
     ready_timeout_s: float = 60.0
     verbose: bool = False
+    task_token_key: str | None = None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> ServeOptions:
@@ -137,6 +153,7 @@ class ServeOptions:
             burst=args.burst,
             ready_timeout_s=args.ready_timeout,
             verbose=args.verbose,
+            task_token_key=args.task_token_key,
         )
 
 
@@ -167,6 +184,11 @@ def validate(options: ServeOptions) -> None:
         raise ServeError("--max-body-mb is too small to carry even a click")
     if options.rate_per_s <= 0 or options.burst < 1:
         raise ServeError("--rate must be > 0 and --burst >= 1")
+    if options.task_token_key is not None:
+        try:
+            derive_key(options.task_token_key)
+        except ValueError as exc:
+            raise ServeError(f"--task-token-key: {exc}") from None
 
 
 def default_images_dir() -> Path:
@@ -225,13 +247,21 @@ def _proxy_environment(runtime_url: str, verbose: bool) -> dict[str, str]:
     return env
 
 
-def load_proxy_handler() -> LambdaHandler:
-    """Import the real proxy ``lambda_handler`` the way the Lambda runtime does (asset root on sys.path)."""
+def load_proxy_handler(session_secret: str | None = None) -> LambdaHandler:
+    """Import the real proxy ``lambda_handler`` the way the Lambda runtime does (asset root on sys.path).
+
+    With ``session_secret`` the proxy is configured now, from the environment plus that key (its
+    SESSION_TOKEN_SECRET override), instead of lazily from the environment alone: the key never enters
+    ``os.environ`` (where later child processes would inherit it), and each run gets its own.
+    """
     if not (PROXY_ASSET_DIR / "fewclick_proxy" / "handler.py").is_file():
         raise ServeError(f"the proxy Lambda is missing: {PROXY_ASSET_DIR / 'fewclick_proxy' / 'handler.py'}")
     if str(PROXY_ASSET_DIR) not in sys.path:
         sys.path.insert(0, str(PROXY_ASSET_DIR))
     module = importlib.import_module(PROXY_HANDLER_MODULE)
+    if session_secret is not None:
+        config = importlib.import_module("fewclick_proxy.config").ProxyConfig
+        module.configure(config=config.from_env({**os.environ, "SESSION_TOKEN_SECRET": session_secret}))
     handler: LambdaHandler = module.lambda_handler
     return handler
 
@@ -327,6 +357,11 @@ class LocalStack:
         validate(options)
         self.options = options
         self.token: str | None = None if options.no_auth else (options.token or secrets.token_urlsafe(24))
+        # 48 random bytes = 64 characters, the shape of the deployed (Secrets Manager) values.
+        # A new session key per run: an older run's session ids get 404 SESSION_EXPIRED and the UI resends.
+        self.session_secret = secrets.token_urlsafe(48)
+        self.task_token_key_generated = options.task_token_key is None
+        self.task_token_key: str = options.task_token_key or secrets.token_urlsafe(48)
         self._custom_handler = lambda_handler
         self._stoppers: list[Callable[[], None]] = []
         self.server: GatewayServer | None = None
@@ -369,6 +404,7 @@ class LocalStack:
             rate_per_s=options.rate_per_s,
             burst=options.burst,
             ui_dir=UI_DIR,
+            task_token_key=derive_key(self.task_token_key),
         )
         # The real handler is bound below; the port is taken first so a busy port fails in a second,
         # not after the model has loaded.
@@ -389,7 +425,7 @@ class LocalStack:
         runtime = RuntimeStandIn(model.url)
         self._stoppers.append(runtime.stop)
         os.environ.update(_proxy_environment(runtime.url, options.verbose))
-        handler = load_proxy_handler()
+        handler = load_proxy_handler(self.session_secret)
         model.wait_ready(options.ready_timeout_s, cancelled)
         return handler
 
@@ -447,10 +483,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"fewclick serve: {exc}", file=sys.stderr)
             return 1
         assert stack.store is not None
+        task_key = (
+            f"{stack.task_token_key} (generated; --task-token-key or ${TASK_TOKEN_KEY_ENV} keeps one)"
+            if stack.task_token_key_generated
+            else "as given"
+        )
         print(
             f"{READY_LINE} in {time.monotonic() - started:.1f} s: {stack.url}\n"
             f"  images: {stack.store.images_dir} ({len(stack.store.images())})\n"
             f"  labels: {stack.store.out_dir.resolve()}\n"
+            f"  task-token key (POST /v1/task/segment): {task_key}\n"
             "  Ctrl-C stops everything.",
             flush=True,
         )

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .data import Instance, list_instances, load_instance
+from .data import Instance, is_holdout, list_instances, load_instance
 from .simulator import Click, boundary_of, extreme_points, next_click
 
 MAX_CLICKS = 20
@@ -172,9 +172,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", type=Path, required=True, help="folder with images/ and masks/")
     parser.add_argument("--clicks", nargs="+", choices=["region", "boundary"], default=["region", "boundary"])
     parser.add_argument("--weights", type=Path, default=None, help="model weights (default: the committed ones)")
+    parser.add_argument("--input-size", type=int, default=None, help="network side (default: the weights')")
     parser.add_argument("--baseline", choices=["grabcut"], default=None, help="also run a classical baseline")
     parser.add_argument("--baseline-clicks", type=int, default=REPORT_CLICKS, help="clicks for the slow baseline")
     parser.add_argument("--max-clicks", type=int, default=MAX_CLICKS)
+    parser.add_argument(
+        "--holdout-only",
+        action="store_true",
+        help="only the instances `fewclick train` held out of this folder (for checks on training data)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
@@ -195,10 +201,14 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cv2.setRNGSeed(args.seed)
     pairs = list_instances(args.dataset)
+    if args.holdout_only:
+        from .train import HOLDOUT_SHARE
+
+        pairs = [(i, m) for i, m in pairs if is_holdout(m.stem, HOLDOUT_SHARE)]
     if args.limit:
         pairs = pairs[: args.limit]
     instances = [load_instance(i, m) for i, m in pairs]
-    crop_predictor = load_crop_predictor(args.weights)
+    crop_predictor = load_crop_predictor(args.weights, input_size=args.input_size)
     methods: list[tuple[str, Predictor, int]] = [
         (f"fewclick {crop_predictor.model_version}", FewClickPredictor(crop_predictor), args.max_clicks)
     ]

@@ -113,18 +113,28 @@ class CropPredictor:
         return previous
 
 
-def load_crop_predictor(weights: str | Path | None = None, device: str | None = None) -> CropPredictor:
-    """The committed weights by default; an untrained network (pretrained encoder) if none exist."""
+def load_crop_predictor(
+    weights: str | Path | None = None, device: str | None = None, input_size: int | None = None
+) -> CropPredictor:
+    """The committed weights by default; an untrained network (pretrained encoder) if none exist.
+
+    ``input_size`` overrides the side the weights were trained at (the network is
+    fully convolutional; a larger crop trades latency for edge detail).
+    """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_flush_denormal(True)
+    if input_size is not None and input_size % 32:
+        raise ValueError(f"input size must be a multiple of 32, got {input_size}")
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if path.exists():
         model, meta = load_weights(path, device)
-        return CropPredictor(model, int(meta["input_size"]), str(meta["model_version"]), device)
+        size = input_size or int(meta["input_size"])
+        version = str(meta["model_version"]) + (f"@{size}" if size != int(meta["input_size"]) else "")
+        return CropPredictor(model, size, version, device)
     if weights:
         raise FileNotFoundError(f"weights file {path} does not exist")
     warnings.warn(f"no trained weights at {path}; serving an UNTRAINED network", RuntimeWarning, stacklevel=2)
-    return CropPredictor(FewClickNet(pretrained=True), DEFAULT_INPUT_SIZE, UNTRAINED_VERSION, device)
+    return CropPredictor(FewClickNet(pretrained=True), input_size or DEFAULT_INPUT_SIZE, UNTRAINED_VERSION, device)
 
 
 class FewClickPredictor:

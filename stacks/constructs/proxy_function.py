@@ -4,8 +4,11 @@ The asset root is the repository root filtered down to `lambda/proxy/` and
 `fewclick_contract/` (Docker ignore syntax), so a change to either redeploys the function.
 Packaging prefers `LocalPipBundling` (no Docker) and falls back to the SAM Python image.
 
-Permissions are not granted here: the stack wires them (`sagemaker:InvokeEndpoint` on the one
-endpoint, `s3:GetObject` on the configured buckets) so this construct stays testable alone.
+Permissions to the model and the images are not granted here: the stack wires them
+(`sagemaker:InvokeEndpoint` on the one endpoint, `s3:GetObject` on the configured buckets) so this
+construct stays testable alone. The session-token secret is the exception: it belongs to this
+function alone (nothing else may read it) and the function refuses to serve without it, so the
+construct creates it, grants read on it and passes its ARN (`SESSION_TOKEN_SECRET_ARN`).
 """
 
 from __future__ import annotations
@@ -17,15 +20,19 @@ from aws_cdk import BundlingOptions, Duration, IgnoreMode, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_secretsmanager as secretsmanager
+from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from stacks.constructs.local_bundling import RUNTIME_PROVIDED, LocalPipBundling
+from stacks.constructs import asset_pruning
+from stacks.constructs.local_bundling import LocalPipBundling
 
 HANDLER = "fewclick_proxy.handler.lambda_handler"
 RUNTIME = lambda_.Runtime.PYTHON_3_12
 PYTHON_VERSION = "3.12"
 POWERTOOLS_SERVICE_NAME = "fewclick-proxy"
 METRICS_NAMESPACE = "FewClick"
+PRUNE_SCRIPT_ENV = "FEWCLICK_PRUNE_ASSET"
 
 
 def asset_excludes(handler_dir: str, extra_packages: Sequence[str]) -> list[str]:
@@ -78,8 +85,9 @@ class ProxyFunction(Construct):
                 f"cp -r /asset-input/{handler_dir}/. /asset-output/",
                 *(f"cp -r /asset-input/{package} /asset-output/" for package in extra_packages),
                 f"pip install --no-cache-dir --no-compile -r /asset-input/{requirements} -t /asset-output",
-                "cd /asset-output",
-                "rm -rf bin " + " ".join(f"{name} {name}-*.dist-info" for name in RUNTIME_PROVIDED),
+                # The same pruning as LocalPipBundling: the module's source rides in an environment
+                # variable (stacks/ is not part of the asset input), and it fails an oversized asset.
+                f'python3 -c "${PRUNE_SCRIPT_ENV}" /asset-output',
             ]
         )
         code = lambda_.Code.from_asset(
@@ -89,6 +97,7 @@ class ProxyFunction(Construct):
             bundling=BundlingOptions(
                 image=RUNTIME.bundling_image,
                 command=["bash", "-c", docker_copy],
+                environment={PRUNE_SCRIPT_ENV: Path(asset_pruning.__file__).read_text(encoding="utf-8")},
                 local=local,
             ),
         )
@@ -103,6 +112,34 @@ class ProxyFunction(Construct):
             description="FewClick proxy Lambda",
         )
         self.log_group.grant_write(self.role)
+
+        # The HMAC key of the `sessionId` tokens the proxy hands the UI (fewclick_proxy.session_secret).
+        # Its own secret, not the task-token one (stacks/constructs/task_token_auth.py): the two keys
+        # protect different tokens and are rotated on different schedules. Encrypted at rest with the
+        # account's aws/secretsmanager key, which any principal allowed GetSecretValue may use.
+        self.session_secret = secretsmanager.Secret(
+            self,
+            "SessionSecret",
+            description="FewClick: HMAC key of the proxy's session ids (fewclick_proxy.session_secret)",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=64, exclude_punctuation=True, include_space=False
+            ),
+        )
+        # GetSecretValue only, on this secret only (grant_read would add DescribeSecret, unused).
+        self.role.add_to_policy(
+            iam.PolicyStatement(actions=["secretsmanager:GetSecretValue"], resources=[self.session_secret.secret_arn])
+        )
+        NagSuppressions.add_resource_suppressions(
+            self.session_secret,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-SMG4",
+                    reason="No scheduled rotation: a new value invalidates the open labeling sessions. Rotate by "
+                    "putting a new random value (docs/README_infra.md); new proxy instances read it at cold start, "
+                    "and the UI recovers an invalidated session by resending its image (404 SESSION_EXPIRED).",
+                )
+            ],
+        )
 
         self.function = lambda_.Function(
             self,
@@ -125,6 +162,7 @@ class ProxyFunction(Construct):
                 "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
                 "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
                 "LOG_LEVEL": log_level,
+                "SESSION_TOKEN_SECRET_ARN": self.session_secret.secret_arn,
                 **(extra_environment or {}),
             },
             description="FewClick proxy: click JSON -> model tensors -> SageMaker endpoint -> mask",

@@ -240,8 +240,34 @@ def test_api_gets_a_task_route_behind_the_task_token_authorizer(templates: dict[
                   and m["Properties"]["ResourceId"].get("Ref") in (task_id, leaf_id)]
     assert len(preflights) == 2
     assert all("'*'" in json.dumps(m["Properties"]["Integration"]) for m in preflights)
-    secret = only(template, "AWS::SecretsManager::Secret")["Properties"]["GenerateSecretString"]
+    secrets = resources(template, "AWS::SecretsManager::Secret")
+    (task_secret_id,) = [k for k in secrets if k.startswith("TaskTokens")]
+    secret = secrets[task_secret_id]["Properties"]["GenerateSecretString"]
     assert secret["PasswordLength"] == 64 and secret["ExcludePunctuation"] is True
+
+
+def test_task_token_and_session_keys_are_separate_secrets(templates: dict[str, dict[str, Any]]) -> None:
+    """The proxy reads only its session-token secret; the authorizer only the task-token secret."""
+    template = templates["FewClick-Api"]
+    secrets = sorted(resources(template, "AWS::SecretsManager::Secret"))
+    (session_id,) = [k for k in secrets if k.startswith("ProxySessionSecret")]
+    (task_id,) = [k for k in secrets if k.startswith("TaskTokens")]
+    functions = resources(template, "AWS::Lambda::Function")
+    readers: dict[str, set[str]] = {}
+    for policy in resources(template, "AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            if any(a.startswith("secretsmanager:") for a in actions):
+                for role in policy["Properties"]["Roles"]:
+                    readers.setdefault(role["Ref"], set()).add(statement["Resource"]["Ref"])
+    role_of: dict[str, str] = {}  # env variable naming a secret -> the role of the function that has it
+    for function in functions.values():
+        for var, value in function["Properties"].get("Environment", {}).get("Variables", {}).items():
+            if var.endswith("_SECRET_ARN"):
+                role_of[var] = function["Properties"]["Role"]["Fn::GetAtt"][0]
+                assert value == {"Ref": session_id if var == "SESSION_TOKEN_SECRET_ARN" else task_id}
+    assert set(role_of) == {"SESSION_TOKEN_SECRET_ARN", "TASK_TOKEN_SECRET_ARN"}
+    assert readers == {role_of["SESSION_TOKEN_SECRET_ARN"]: {session_id}, role_of["TASK_TOKEN_SECRET_ARN"]: {task_id}}
 
 
 # --- configuration (no synth) -------------------------------------------------------------------

@@ -285,3 +285,59 @@ def test_busy_port_fails_fast_with_a_message(tmp_path: Path, fake: FakeProxy) ->
         busy = ServeOptions(port=first.port, images=tmp_path / "images", out=tmp_path / "labels2", token=TOKEN)
         with pytest.raises(serve.ServeError, match="cannot listen"):
             LocalStack(busy, lambda_handler=fake).start()
+
+
+# --- keys: session ids and Ground Truth task tokens ---
+
+
+def test_task_token_key_from_the_flag_the_environment_or_generated(
+    tmp_path: Path, fake: FakeProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "t" * 40
+    monkeypatch.delenv(serve.TASK_TOKEN_KEY_ENV, raising=False)
+    assert ServeOptions.from_args(_args("--task-token-key", key)).task_token_key == key
+    assert ServeOptions.from_args(_args()).task_token_key is None
+    monkeypatch.setenv(serve.TASK_TOKEN_KEY_ENV, key)  # keeps the key out of `ps`
+    assert ServeOptions.from_args(_args()).task_token_key == key
+    with pytest.raises(serve.ServeError, match="--task-token-key"):
+        _stack(tmp_path, fake, task_token_key="too short")
+    one, given = _stack(tmp_path, fake), _stack(tmp_path, fake, task_token_key=key)
+    assert one.task_token_key_generated and len(one.task_token_key) >= 64
+    assert not given.task_token_key_generated and given.task_token_key == key
+    # A session-token key per run, 64 characters like the deployed secret.
+    assert one.session_secret != given.session_secret and len(one.session_secret) >= 64
+
+
+def test_gateway_verifies_task_tokens_with_the_runs_key(tmp_path: Path) -> None:
+    from fewclick_contract.task_token import CONTEXT_IMAGE, TASK_SEGMENT_PATH, derive_key, mint_task_token
+
+    events: list[dict[str, Any]] = []
+
+    def recorder(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        events.append(event)
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"}, "body": "{}"}
+
+    image = "s3://fewclick-images/a.png"
+    make_known_object(tmp_path / "images" / "a.png")
+    options = ServeOptions(port=0, images=tmp_path / "images", out=tmp_path / "labels", token=TOKEN)
+    body = json.dumps({"image": {"s3Uri": image}, "extremePoints": [{"x": 1, "y": 1}] * 4})
+    with LocalStack(options, lambda_handler=recorder) as stack:
+        good, _ = mint_task_token(derive_key(stack.task_token_key), image_uri=image, ttl_s=600)
+        forged, _ = mint_task_token(derive_key("f" * 64), image_uri=image, ttl_s=600)
+        assert request(stack, "POST", TASK_SEGMENT_PATH, body, token=forged)[0] == 401
+        assert request(stack, "POST", TASK_SEGMENT_PATH, body, token=good)[0] == 200
+    (event,) = events
+    assert event["requestContext"]["authorizer"][CONTEXT_IMAGE] == image
+
+
+def test_proxy_is_configured_with_the_runs_session_key() -> None:
+    import importlib
+
+    serve.load_proxy_handler()  # puts the Lambda asset root on sys.path, as `fewclick serve` does
+    module = importlib.import_module(serve.PROXY_HANDLER_MODULE)
+    previous = module._segmenter
+    try:
+        serve.load_proxy_handler("s" * 64)
+        assert module.get_segmenter().config.session_secret == b"s" * 64
+    finally:
+        module._segmenter = previous

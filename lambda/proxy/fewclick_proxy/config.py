@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from fewclick_contract.wire import DEFAULT_INPUT_SIZE
@@ -32,9 +32,15 @@ class ProxyConfig:
     allowed_buckets: frozenset[str] = frozenset()
     input_size: int = DEFAULT_INPUT_SIZE
     crop_format: Literal["png", "jpeg"] = "png"
-    # HMAC key for session tokens; unset -> unsigned (the token then only carries hints
-    # the proxy re-validates: bucket allow-list, point bounds).
-    session_secret: bytes | None = None
+    # HMAC key for session tokens (SESSION_TOKEN_SECRET: the local/test override). Unset outside
+    # AWS -> unsigned tokens (they then only carry hints the proxy re-validates: bucket allow-list,
+    # point bounds). In AWS the key comes from Secrets Manager (`session_secret_arn`, resolved once
+    # per cold start by `session_secret.resolve_session_secret`), and a function without either
+    # refuses to serve: a forged unsigned token could point a task-token session at another image.
+    session_secret: bytes | None = field(default=None, repr=False)  # a key: never in a log line
+    session_secret_arn: str | None = None
+    # Running in Lambda (AWS_LAMBDA_FUNCTION_NAME is set by the runtime): unsigned tokens are refused.
+    in_lambda: bool = False
     # S3 objects larger than this are refused before download (inline images are bounded
     # by Lambda's 6 MB payload already).
     max_image_bytes: int = 25 * 1024 * 1024
@@ -58,6 +64,8 @@ class ProxyConfig:
             input_size=_int(env, "MODEL_INPUT_SIZE", DEFAULT_INPUT_SIZE),
             crop_format="jpeg" if fmt in ("jpeg", "jpg") else "png",
             session_secret=secret.encode() if secret else None,
+            session_secret_arn=env.get("SESSION_TOKEN_SECRET_ARN") or None,
+            in_lambda=bool(env.get("AWS_LAMBDA_FUNCTION_NAME")),
             max_image_bytes=_int(env, "MAX_IMAGE_BYTES", cls.max_image_bytes),
             max_image_pixels=_int(env, "MAX_IMAGE_PIXELS", cls.max_image_pixels),
             connect_timeout_s=_float(env, "ENDPOINT_CONNECT_TIMEOUT_S", cls.connect_timeout_s),

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,30 @@ from .config import ProxyConfig
 
 class SessionExpiredAtEndpoint(Exception):
     """The endpoint no longer holds this session's crop: resend with pixels."""
+
+
+# API Gateway answers 504 after 29 s whatever the Lambda still does; the endpoint exchange (every attempt
+# and pause) must end before that, leaving the proxy time to decode, paste and encode.
+ENDPOINT_BUDGET_S = 26.0
+# SageMaker's own answers that mean "not now" before any container saw the request: worth one more try.
+_TRANSIENT_CODES = frozenset(
+    {
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "Throttling",
+        "InternalFailure",
+    }
+)
+
+
+class _Transient(Exception):
+    """An attempt that failed before the model did any work; ``error`` is what the caller gets if it is the last."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -104,28 +130,46 @@ class EndpointClient:
                 config=Config(
                     connect_timeout=self.config.connect_timeout_s,
                     read_timeout=self.config.read_timeout_s,
-                    # Standard mode retries throttling, 5xx and connection errors, never a
-                    # ModelError (our container's own answer).
-                    retries={"max_attempts": self.config.max_attempts, "mode": "standard"},
+                    # Retries are ours (see `invoke`): botocore's standard mode also retries a read
+                    # timeout, which doubles a hung or overloaded model's queue and, at 2 x 20 s, outlasts
+                    # API Gateway's 29 s.
+                    retries={"total_max_attempts": 1, "mode": "standard"},
                     tcp_keepalive=True,
                 ),
             )
         return self._client
 
     def invoke(self, request: WireRequest, session_id: str | None) -> EndpointResult:
-        """``session_id`` None opens a new stateful session (NEW_SESSION)."""
-        from botocore.exceptions import (
-            ClientError,
-            ConnectionClosedError,
-            ConnectTimeoutError,
-            EndpointConnectionError,
-            ReadTimeoutError,
-        )
+        """``session_id`` None opens a new stateful session (NEW_SESSION).
 
+        Up to ``max_attempts`` tries, but only for failures before the model did any work (connection
+        refused or reset, SageMaker's own 503/429), and only while a full attempt still fits
+        `ENDPOINT_BUDGET_S`. A read timeout is never retried: the model is hung or its queue is long, and a
+        second copy of the request would only lengthen it. Never a ModelError either (the container's answer).
+        """
         try:
             body = dump_request(request)
         except WireRequestTooLarge as exc:
             raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, str(exc)) from None
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self._invoke_once(request, body, session_id)
+            except _Transient as exc:
+                pause = random.uniform(0.05, 0.1) * 2**attempt  # jittered backoff: 0.1-0.2 s, then 0.2-0.4 s
+                worst_next = self.config.connect_timeout_s + self.config.read_timeout_s
+                if attempt >= self.config.max_attempts or (
+                    time.monotonic() - started + pause + worst_next > ENDPOINT_BUDGET_S
+                ):
+                    raise exc.error from None
+                time.sleep(pause)
+
+    def _invoke_once(self, request: WireRequest, body: bytes, session_id: str | None) -> EndpointResult:
+        from botocore.exceptions import ClientError, HTTPClientError, ReadTimeoutError
+        from botocore.exceptions import ConnectionError as BotoConnectionError
+
         try:
             resp = self.client.invoke_endpoint(
                 EndpointName=self.config.endpoint_name,
@@ -136,11 +180,16 @@ class EndpointClient:
             )
             data = resp["Body"].read()
         except ClientError as exc:
-            raise map_client_error(exc) from None
+            mapped = map_client_error(exc)
+            code = str((getattr(exc, "response", {}) or {}).get("Error", {}).get("Code", ""))
+            if code in _TRANSIENT_CODES and isinstance(mapped, ApiError):
+                raise _Transient(mapped) from None
+            raise mapped from None
         except ReadTimeoutError:
             raise _unavailable("the model did not answer in time; retry shortly", 2) from None
-        except (EndpointConnectionError, ConnectTimeoutError, ConnectionClosedError):
-            raise _unavailable("the model endpoint is unreachable; retry shortly", 5) from None
+        except (BotoConnectionError, HTTPClientError):
+            # Refused, reset or closed connections (HTTPClientError covers ConnectionClosedError).
+            raise _Transient(_unavailable("the model endpoint is unreachable; retry shortly", 5)) from None
         try:
             parsed = WireResponse.model_validate_json(data)
         except ValidationError:

@@ -3,7 +3,8 @@
 Routes: ``POST /v1/segment`` (see `fewclick_contract.api`) and ``GET /v1/openapi.json``.
 Everything that can fail becomes ``{"error": {"code", "message"}}`` with its status;
 an unexpected exception is logged with its trace and answered as a plain 500
-INTERNAL_ERROR, never with the trace.
+INTERNAL_ERROR, never with the trace. In Lambda without a session-token key (see
+`session_secret`) the segment routes answer 503 and log why: session ids are never unsigned there.
 
 Observability: Powertools Logger (correlation id = API Gateway request id), Tracer
 (X-Ray), Metrics (EMF): per-request latency by request type (new image / warm click),
@@ -41,6 +42,7 @@ from .config import ProxyConfig
 from .endpoint_client import EndpointClient
 from .image_source import ImageSource
 from .segment import Segmenter
+from .session_secret import SessionSecretUnavailable, resolve_session_secret
 from .task_scope import enforce_task_scope, task_image, with_task_cors
 
 logger = Logger()
@@ -74,7 +76,13 @@ def configure(segmenter: Segmenter | None = None, config: ProxyConfig | None = N
     """
     global _segmenter
     if segmenter is None:
-        cfg = config or ProxyConfig.from_env()
+        try:
+            # The session-token key is resolved here, once per cold start (Secrets Manager in AWS).
+            cfg = resolve_session_secret(config or ProxyConfig.from_env())
+        except SessionSecretUnavailable as exc:
+            # Nothing is cached: a transient read failure heals on the next request.
+            logger.error("refusing to serve: no session-token key", extra={"reason": exc.detail})
+            raise
         segmenter = Segmenter(cfg, ImageSource(cfg), EndpointClient(cfg))
     _segmenter = segmenter
     return segmenter
@@ -107,6 +115,9 @@ def _parse_request(raw_body: str | None) -> SegmentRequest:
         payload = json.loads(raw_body)
     except ValueError:
         raise ApiError(ErrorCode.INVALID_JSON, "the request body is not valid JSON") from None
+    except RecursionError:
+        # json recurses per nesting level: ~1000 '[' (a 2 KB body) would otherwise be a 500.
+        raise ApiError(ErrorCode.INVALID_JSON, "the request body is nested too deeply") from None
     try:
         return SegmentRequest.model_validate(payload)
     except ValidationError as exc:
@@ -128,11 +139,19 @@ def _parse_request(raw_body: str | None) -> SegmentRequest:
 @tracer.capture_method(capture_response=False)
 def segment() -> Response:
     started = time.perf_counter()
-    req = _parse_request(app.current_event.decoded_body)
+    # First, before reading the request: without a session-token key in AWS nothing is served (503).
+    segmenter = get_segmenter()
+    try:
+        raw_body = app.current_event.decoded_body
+    except ValueError:
+        # A body that is not UTF-8 arrives base64-encoded and Powertools' decode raises (binascii or
+        # UnicodeDecodeError, both ValueErrors): that is the client's bad JSON, not our 500.
+        raise ApiError(ErrorCode.INVALID_JSON, "the request body is not UTF-8 JSON text") from None
+    req = _parse_request(raw_body)
     allowed_image = task_image(app.current_event.raw_event)
     if allowed_image is not None:
-        enforce_task_scope(allowed_image, req, get_segmenter().config.session_secret)
-    outcome = get_segmenter().segment(req, started)
+        enforce_task_scope(allowed_image, req, segmenter.config.session_secret)
+    outcome = segmenter.segment(req, started)
     body = outcome.response.model_dump_json(exclude_none=True)
     if len(body) > MAX_RESPONSE_BYTES:
         raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, "the mask encodings exceed 6 MB; ask for output ['rle'] only")

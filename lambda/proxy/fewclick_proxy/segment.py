@@ -15,6 +15,7 @@ cannot (it keeps no copy), so the UI gets 404 SESSION_EXPIRED and resends the im
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,6 +50,8 @@ from .image_source import LoadedImage
 from .session_token import InvalidToken, SessionToken, decode_token, encode_token
 
 RequestType = Literal["new", "warm"]
+# SageMaker's SessionId pattern (InvokeEndpoint API reference), with its 256-character limit.
+_SM_SESSION_RE = re.compile(r"[A-Za-z0-9](-*[A-Za-z0-9])*")
 
 
 class Images(Protocol):
@@ -162,7 +165,7 @@ class Segmenter:
         if session_id is None:
             return None
         try:
-            return decode_token(session_id, self.config.session_secret)
+            token = decode_token(session_id, self.config.session_secret)
         except InvalidToken as exc:
             if "signature" in str(exc):
                 # A rotated secret invalidates old sessions; the UI recovers by resending.
@@ -170,6 +173,13 @@ class Segmenter:
                     ErrorCode.SESSION_EXPIRED, "the session is no longer valid: send the image again"
                 ) from None
             raise ApiError(ErrorCode.VALIDATION_ERROR, f"sessionId: {exc}") from None
+        # Without SESSION_TOKEN_SECRET a token is not signed, so its fields are as untrusted as the body:
+        # a forged 10^5 x 10^5 size would make the paste allocate 40 GB, and a session id with CR/LF would
+        # reach the InvokeEndpoint header. Hold them to what this API itself issues.
+        sm_ok = len(token.sm) <= 256 and _SM_SESSION_RE.fullmatch(token.sm) is not None
+        if token.h * token.w > self.config.max_image_pixels or not sm_ok:
+            raise ApiError(ErrorCode.VALIDATION_ERROR, "sessionId: malformed session id")
+        return token
 
     def _reload(self, token: SessionToken | None, why: str, height: int, width: int) -> LoadedImage:
         if token is not None and token.s3:

@@ -10,9 +10,10 @@ The Lambda is stateless, so everything the next click needs is in the token:
 - ``crop``: the crop id the endpoint last cached (a changed crop must carry pixels).
 
 Format: ``v1.<base64url JSON>[.<base64url HMAC-SHA256[:16]>]``. With a secret configured
-the token is signed and a tampered one is refused; without, every field is still
-re-validated (bucket allow-list, point bounds), so a forged token can at worst point at
-another session id, which is an unguessable uuid4.
+the token is signed and a tampered one is refused. The deployed proxy always has one (a Secrets
+Manager secret; `session_secret` refuses to serve without it), because the Ground Truth task-scope
+check trusts the image a token names. Unsigned tokens exist only locally (tests); every field is
+still re-validated (bucket allow-list, point bounds).
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@
   waits for 200 before routing traffic; a load failure stays 503 and the CLI exits).
 - ``POST /invocations``: a `fewclick_contract.wire.WireRequest`; the session comes in
   the ``X-Amzn-SageMaker-Session-Id`` header (``NEW_SESSION`` opens one).
+- ``GET /stats``: cache and queue counters (load tests, operators); SageMaker never routes it.
 
 Why the standard library server: the work per request is one small JSON body and a
 PNG, and the heavy part runs on the engine's inference threads, so an ASGI stack would
@@ -69,6 +70,11 @@ class _Handler(BaseHTTPRequestHandler):
             else:
                 state = "failed" if engine.load_error is not None else "loading"
                 self._send(503, json.dumps({"status": state}).encode())
+            return
+        if self.path == "/stats":
+            # Introspection for load tests and operators. Not part of the hosting contract and not reachable
+            # through SageMaker, which only forwards /ping and /invocations; it holds counters only.
+            self._send(200, json.dumps(engine.stats()).encode())
             return
         self._send_error(404, WireErrorCode.BAD_REQUEST, f"no route GET {self.path[:100]}")
 

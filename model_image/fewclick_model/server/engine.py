@@ -128,6 +128,7 @@ class InferenceEngine:
         self._lock = threading.Lock()
         self.model_version = "unloaded"
         self.input_size = 0
+        self.overloaded = 0  # requests refused with OVERLOADED (queue full or not started in time)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -215,6 +216,7 @@ class InferenceEngine:
         replica = self._route(session_id)
         with self._lock:
             if replica.pending >= self.max_pending:
+                self.overloaded += 1
                 raise WireFailure(WireErrorCode.OVERLOADED, "inference queue is full; retry shortly")
             replica.pending += 1
         try:
@@ -223,6 +225,8 @@ class InferenceEngine:
                 response, expires_at = future.result(timeout=REQUEST_DEADLINE_S)
             except FutureTimeout:
                 future.cancel()
+                with self._lock:
+                    self.overloaded += 1
                 raise WireFailure(WireErrorCode.OVERLOADED, "inference did not start in time") from None
         finally:
             with self._lock:
@@ -233,6 +237,26 @@ class InferenceEngine:
             expires = datetime.fromtimestamp(expires_at, tz=UTC)
             headers[SESSION_HEADER] = format_session_header(session_id, expires)
         return InvokeResult(200, response.model_dump_json().encode(), headers)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for load tests and operators (`GET /stats`): no session ids, no image data."""
+        cache = self.cache.stats()
+        with self._lock:
+            pending = [r.pending for r in self.replicas]
+            overloaded = self.overloaded
+        return {
+            "modelVersion": self.model_version,
+            "ready": self.ready,
+            "sessions": cache.sessions,
+            "cacheBytes": cache.bytes,
+            "cacheHits": cache.hits,
+            "cacheMisses": cache.misses,
+            "evictions": cache.evictions,
+            "maxSessions": self.cache.max_sessions,
+            "pending": pending,
+            "maxPending": self.max_pending,
+            "overloaded": overloaded,
+        }
 
     def _route(self, session_id: str) -> Replica:
         entry = self.cache.peek(session_id)

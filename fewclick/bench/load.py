@@ -1,0 +1,668 @@
+"""`fewclick benchmark load`: N simulated labelers against the labeling API for a bounded time.
+
+Each labeler does what a person does in the UI: a new image with its 4 extreme points, then a stream of
+corrective clicks (placed by a robot labeler on the largest error of the mask it got back) separated by
+think time, then the next image. A 404 SESSION_EXPIRED is answered by resending the image (as the UI
+does), a 429/503 by waiting Retry-After and trying again (as the UI does, a few times).
+
+Target: by default it starts the local stack itself (`fewclick serve` as a child process on loopback,
+so the load generator's own CPU and memory stay out of the server's figures); with ``--url`` and
+``--token`` it drives any deployment of the API (`fewclick benchmark endpoint` uses that).
+
+Reported: throughput, latency p50/p90/p99 per request type, errors by status and code, the session-cache
+hit rate (from the model server's ``GET /stats`` when reachable, and as the client sees it: clicks that
+did not need the image resent), peak RSS of the server processes. Written: a JSON summary (with every
+request) and a PNG (latency histogram per request type, throughput over time, server memory over time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import http.client
+import itertools
+import json
+import os
+import platform
+import random
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+REQUEST_TYPES = ("new image", "click", "resend image")
+SEGMENT_PATH = "/v1/segment"
+READY = re.compile(r"FewClick is ready in [0-9.]+ s: (?P<url>http://\S+)")
+# The UI retries a busy server a few times (honouring Retry-After) before showing a banner.
+MAX_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    users: int = 4
+    seconds: float = 60.0
+    think_s: float = 1.0  # mean think time between two clicks of one labeler (exponential)
+    clicks_per_image: int = 5
+    width: int = 640
+    height: int = 480
+    images: int = 8  # distinct synthetic images, shared by the labelers
+    timeout_s: float = 60.0  # client-side, per request; a timeout is recorded as status 0
+    seed: int = 0
+
+
+@dataclass
+class Sample:
+    t: float  # seconds since the run started, when the request was sent
+    kind: str  # one of REQUEST_TYPES
+    status: int  # HTTP status; 0 = no answer (timeout, connection error)
+    ms: float  # round trip as the client sees it
+    model_ms: float | None = None
+    code: str | None = None  # the API's error code
+    user: int = 0
+
+
+@dataclass
+class LoadResult:
+    settings: LoadSettings
+    samples: list[Sample]
+    duration_s: float
+    environment: dict[str, Any] = field(default_factory=dict)
+    server_stats: dict[str, Any] | None = None  # model server /stats delta over the run
+    memory: dict[str, Any] = field(default_factory=dict)  # per process: peak RSS and the sampled series
+
+
+# --- the target ---
+
+
+@dataclass
+class Target:
+    base_url: str  # scheme://host[:port][/stage]; the API's paths are appended
+    token: str | None
+    stats_url: str | None = None  # the model server's /stats (local stack only)
+    pids: dict[str, int] = field(default_factory=dict)  # name -> pid, for memory sampling
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _model_server_port(pid: int) -> int | None:
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for flag, value in itertools.pairwise(argv):
+        if flag == b"--port":
+            return int(value)
+    return None
+
+
+@contextlib.contextmanager
+def local_stack(
+    torch_threads: int = 0,
+    rate: float | None = None,
+    burst: int | None = None,
+    ready_timeout_s: float = 300.0,
+) -> Iterator[Target]:
+    """`fewclick serve` as a child process on a free loopback port; stopped (SIGINT) on exit."""
+    token = secrets.token_urlsafe(16)
+    out_dir = tempfile.mkdtemp(prefix="fewclick-load-labels-")
+    command = [sys.executable, "-m", "fewclick.cli", "serve", "--port", "0", "--token", token, "--out", out_dir]
+    command += ["--ready-timeout", str(ready_timeout_s)]
+    if rate is not None:
+        command += ["--rate", str(rate)]
+    if burst is not None:
+        command += ["--burst", str(burst)]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if torch_threads:
+        env["FEWCLICK_TORCH_THREADS"] = str(torch_threads)
+    process = subprocess.Popen(
+        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    url: dict[str, str] = {}
+    ready = threading.Event()
+
+    def pump() -> None:
+        # Keeps reading after "ready": a full pipe must never block the server.
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip("\n"))
+            match = READY.search(line)
+            if match and not ready.is_set():
+                url["url"] = match.group("url")
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        ready.wait(ready_timeout_s + 30)
+        if "url" not in url:
+            raise RuntimeError("fewclick serve did not start:\n" + "\n".join(lines[-30:]))
+        base = url["url"].split("#", 1)[0].rstrip("/")
+        pids = {"fewclick serve": process.pid}
+        stats_url = None
+        for child in _children(process.pid):
+            port = _model_server_port(child)
+            if port is not None:
+                pids["model server"] = child
+                stats_url = f"http://127.0.0.1:{port}/stats"
+        yield Target(base, token, stats_url, pids)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
+
+
+# --- HTTP, one keep-alive connection per labeler (as a browser tab keeps one) ---
+
+
+class ApiClient:
+    def __init__(self, target: Target, timeout_s: float) -> None:
+        split = urlsplit(target.base_url)
+        self.https = split.scheme == "https"
+        self.host = split.hostname or "127.0.0.1"
+        self.port = split.port or (443 if self.https else 80)
+        self.prefix = split.path.rstrip("/")
+        self.timeout_s = timeout_s
+        self.headers = {"Content-Type": "application/json"}
+        if target.token:
+            self.headers["Authorization"] = f"Bearer {target.token}"
+        self._conn: http.client.HTTPConnection | None = None
+
+    def _connection(self) -> http.client.HTTPConnection:
+        if self._conn is None:
+            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
+            self._conn = cls(self.host, self.port, timeout=self.timeout_s)
+        return self._conn
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, Any, dict[str, str]]:
+        """(status, parsed JSON or None, lower-case headers); status 0 when no answer came."""
+        data = json.dumps(body).encode()
+        for attempt in range(2):
+            conn = self._connection()
+            try:
+                conn.request("POST", self.prefix + path, body=data, headers=self.headers)
+                resp = conn.getresponse()
+                payload = resp.read()
+                headers = {k.lower(): v for k, v in resp.getheaders()}
+                if headers.get("connection", "").lower() == "close":
+                    self.close()
+                try:
+                    parsed = json.loads(payload) if payload else None
+                except ValueError:
+                    parsed = None
+                return resp.status, parsed, headers
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as exc:
+                # A keep-alive connection the server closed while we were thinking: reconnect once.
+                self.close()
+                if attempt == 1:
+                    return 0, {"error": {"code": type(exc).__name__}}, {}
+            except (TimeoutError, OSError, http.client.HTTPException) as exc:
+                self.close()
+                return 0, {"error": {"code": type(exc).__name__}}, {}
+        return 0, None, {}
+
+
+# --- the simulated labelers ---
+
+
+@dataclass(frozen=True)
+class _Image:
+    base64: str
+    gt: np.ndarray
+    extremes: list[dict[str, int]]
+
+
+def _image_pool(settings: LoadSettings) -> list[_Image]:
+    import cv2
+
+    from fewclick.bench.synthetic import extreme_points, make_scene
+
+    pool = []
+    for i in range(settings.images):
+        rgb, gt = make_scene(settings.height, settings.width, seed=settings.seed + i)
+        ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        assert ok
+        extremes = [{"x": x, "y": y} for x, y in extreme_points(gt)]
+        pool.append(_Image(base64.b64encode(buf.tobytes()).decode("ascii"), gt, extremes))
+    return pool
+
+
+def _decode_rle(rle: dict[str, Any]) -> np.ndarray:
+    from pycocotools import mask as mask_utils
+
+    return mask_utils.decode({"size": list(rle["size"]), "counts": rle["counts"].encode("ascii")}).astype(bool)
+
+
+class _Run:
+    def __init__(self, settings: LoadSettings, target: Target, pool: list[_Image]) -> None:
+        self.settings = settings
+        self.target = target
+        self.pool = pool
+        self.samples: list[Sample] = []
+        self.lock = threading.Lock()
+        self.start = time.monotonic()
+        self.deadline = self.start + settings.seconds
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep, but never past the deadline; False when the run is over."""
+        time.sleep(max(0.0, min(seconds, self.remaining())))
+        return self.remaining() > 0
+
+    def send(self, client: ApiClient, user: int, kind: str, body: dict[str, Any]) -> tuple[int, Any]:
+        """One logical request, retried on 429/503 after Retry-After; every attempt is a sample."""
+        for _ in range(MAX_RETRIES + 1):
+            sent = time.monotonic()
+            status, payload, headers = client.post(SEGMENT_PATH, body)
+            ms = (time.monotonic() - sent) * 1000.0
+            model_ms = None
+            code = None
+            if status == 200 and isinstance(payload, dict):
+                model_ms = float(payload.get("timings", {}).get("modelMs", 0.0))
+            elif isinstance(payload, dict):
+                code = str(payload.get("error", {}).get("code") or "") or None
+            with self.lock:
+                self.samples.append(Sample(sent - self.start, kind, status, ms, model_ms, code, user))
+            if status in (429, 503) and self.remaining() > 0:
+                try:
+                    wait = float(headers.get("retry-after", "1"))
+                except ValueError:
+                    wait = 1.0
+                if self.sleep(wait):
+                    continue
+            return status, payload
+        return status, payload
+
+    def labeler(self, user: int) -> None:
+        from fewclick.bench.synthetic import robot_click
+
+        rng = random.Random(self.settings.seed * 1000 + user)
+        client = ApiClient(self.target, self.settings.timeout_s)
+        # Labelers do not all start on the same millisecond.
+        self.sleep(rng.uniform(0, min(self.settings.think_s, 2.0)))
+        try:
+            while self.remaining() > 0:
+                image = self.pool[rng.randrange(len(self.pool))]
+                new = {"image": {"base64": image.base64}, "extremePoints": image.extremes}
+                status, payload = self.send(client, user, "new image", new)
+                if status != 200:
+                    self.sleep(1.0)
+                    continue
+                clicks: list[dict[str, Any]] = []
+                for _ in range(self.settings.clicks_per_image):
+                    if not self.sleep(rng.expovariate(1.0 / self.settings.think_s) if self.settings.think_s else 0):
+                        break
+                    pred = _decode_rle(payload["mask"])
+                    placed = robot_click(pred, image.gt)
+                    if placed is None:
+                        break  # the mask is perfect: on to the next image
+                    clicks.append({"x": placed[0], "y": placed[1], "type": placed[2]})
+                    body = {"sessionId": payload["sessionId"], "extremePoints": image.extremes, "clicks": clicks}
+                    status, answer = self.send(client, user, "click", body)
+                    if status == 404 and isinstance(answer, dict) and answer["error"]["code"] == "SESSION_EXPIRED":
+                        status, answer = self.send(client, user, "resend image", {**body, "image": new["image"]})
+                    if status != 200:
+                        break
+                    payload = answer
+        finally:
+            client.close()
+
+
+# --- server-side figures ---
+
+
+def _read_stats(url: str | None) -> dict[str, Any] | None:
+    if not url:
+        return None
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            stats: dict[str, Any] = json.loads(resp.read())
+            return stats
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
+
+
+def _status_kb(pid: int) -> dict[str, int]:
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmRSS:", "VmHWM:")):
+                out[line.split(":")[0]] = int(line.split()[1])
+    except OSError:
+        pass
+    return out
+
+
+class _MemorySampler:
+    """RSS of the server processes every ``period_s``; peak = the kernel's high-water mark (VmHWM)."""
+
+    def __init__(self, pids: dict[str, int], start: float, period_s: float = 0.5) -> None:
+        self.pids = pids
+        self.start = start
+        self.period_s = period_s
+        self.series: dict[str, list[tuple[float, float]]] = {name: [] for name in pids}
+        self.peak_mb: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    def __enter__(self) -> _MemorySampler:
+        if self.pids:
+            self._thread.start()
+        return self
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.period_s):
+            for name, pid in self.pids.items():
+                kb = _status_kb(pid).get("VmRSS")
+                if kb is not None:
+                    self.series[name].append((time.monotonic() - self.start, kb / 1024))
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+        for name, pid in self.pids.items():
+            hwm = _status_kb(pid).get("VmHWM")
+            if hwm is not None:
+                self.peak_mb[name] = hwm / 1024
+
+
+def _stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) -> dict[str, Any] | None:
+    if before is None or after is None:
+        return None
+    delta = {k: after[k] - before[k] for k in ("cacheHits", "cacheMisses", "evictions", "overloaded")}
+    delta.update(sessions=after["sessions"], maxSessions=after["maxSessions"], maxPending=after["maxPending"])
+    return delta
+
+
+def run_load(settings: LoadSettings, target: Target) -> LoadResult:
+    pool = _image_pool(settings)
+    before = _read_stats(target.stats_url)
+    run = _Run(settings, target, pool)
+    with _MemorySampler(target.pids, run.start) as memory:
+        threads = [
+            threading.Thread(target=run.labeler, args=(u,), name=f"labeler-{u}", daemon=True)
+            for u in range(settings.users)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            # Bounded: the deadline stops new requests; one in flight ends within its timeout.
+            thread.join(timeout=settings.seconds + settings.timeout_s * (MAX_RETRIES + 2) + 30)
+        duration = time.monotonic() - run.start
+    after = _read_stats(target.stats_url)
+    return LoadResult(
+        settings=settings,
+        samples=sorted(run.samples, key=lambda s: s.t),
+        duration_s=duration,
+        environment={
+            "target": target.base_url,
+            "cpus": os.cpu_count(),
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "loadavg_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        },
+        server_stats=_stats_delta(before, after),
+        memory={
+            "peak_rss_mb": memory.peak_mb,
+            "series": {k: [[round(t, 2), round(mb, 1)] for t, mb in v] for k, v in memory.series.items()},
+        },
+    )
+
+
+# --- the report ---
+
+
+def _percentiles(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p90": None, "p99": None}
+    arr = np.asarray(values)
+    return {f"p{q}": round(float(np.percentile(arr, q)), 1) for q in (50, 90, 99)}
+
+
+def summarize(result: LoadResult) -> dict[str, Any]:
+    samples = result.samples
+    ok = [s for s in samples if s.status == 200]
+    per_type: dict[str, Any] = {}
+    for kind in REQUEST_TYPES:
+        rows = [s for s in samples if s.kind == kind]
+        if not rows:
+            continue
+        good = [s for s in rows if s.status == 200]
+        per_type[kind] = {
+            "requests": len(rows),
+            "ok": len(good),
+            "latency_ms": _percentiles([s.ms for s in good]),
+            "model_ms": _percentiles([s.model_ms for s in good if s.model_ms is not None]),
+        }
+    errors = Counter(f"{s.status} {s.code or ''}".strip() for s in samples if s.status != 200)
+    clicks = [s for s in samples if s.kind == "click"]
+    click_ok = sum(1 for s in clicks if s.status == 200)
+    click_expired = sum(1 for s in clicks if s.code == "SESSION_EXPIRED")
+    stats = result.server_stats
+    server_hit_rate = None
+    if stats and (stats["cacheHits"] + stats["cacheMisses"]):
+        server_hit_rate = stats["cacheHits"] / (stats["cacheHits"] + stats["cacheMisses"])
+    return {
+        "users": result.settings.users,
+        "seconds": round(result.duration_s, 1),
+        "requests": len(samples),
+        "ok": len(ok),
+        "throughput_rps": round(len(ok) / result.duration_s, 2) if result.duration_s else 0.0,
+        "per_type": per_type,
+        "errors": dict(sorted(errors.items())),
+        "timeouts": sum(1 for s in samples if s.status == 0),
+        # Clicks answered from the session cache, as the client sees it (no image resend needed).
+        "client_cache_hit_rate": round(click_ok / (click_ok + click_expired), 3) if click_ok + click_expired else None,
+        # The model server's own count (new images are misses by construction).
+        "server_cache_hit_rate": round(server_hit_rate, 3) if server_hit_rate is not None else None,
+        "server_stats": stats,
+        "peak_rss_mb": {k: round(v, 1) for k, v in result.memory.get("peak_rss_mb", {}).items()},
+    }
+
+
+def format_table(summary: dict[str, Any]) -> str:
+    lines = [
+        f"{summary['users']} users, {summary['seconds']} s: {summary['requests']} requests, {summary['ok']} ok, "
+        f"{summary['throughput_rps']} ok/s",
+        f"{'request type':<13} {'requests':>8} {'ok':>6} | {'latency ms p50':>14} {'p90':>8} {'p99':>8} | "
+        f"{'model ms p50':>12} {'p90':>8}",
+    ]
+    for kind, row in summary["per_type"].items():
+        lat, mod = row["latency_ms"], row["model_ms"]
+
+        def f(v: float | None) -> str:
+            return "-" if v is None else f"{v:.1f}"
+
+        lines.append(
+            f"{kind:<13} {row['requests']:>8} {row['ok']:>6} | {f(lat['p50']):>14} {f(lat['p90']):>8} "
+            f"{f(lat['p99']):>8} | {f(mod['p50']):>12} {f(mod['p90']):>8}"
+        )
+    lines.append(f"errors by status: {summary['errors'] or 'none'} (timeouts: {summary['timeouts']})")
+    lines.append(
+        f"session cache hit rate: client {summary['client_cache_hit_rate']}, "
+        f"model server {summary['server_cache_hit_rate']}"
+    )
+    lines.append(f"peak RSS MB: {summary['peak_rss_mb'] or 'n/a (remote target)'}")
+    return "\n".join(lines)
+
+
+def plot(result: LoadResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    ax = axes[0]
+    good = [s for s in result.samples if s.status == 200]
+    if good:
+        values = [s.ms for s in good]
+        bins = np.geomspace(max(1.0, min(values)), max(values) * 1.05, 30)
+        for kind in REQUEST_TYPES:
+            data = [s.ms for s in good if s.kind == kind]
+            if data:
+                ax.hist(data, bins=bins, alpha=0.6, label=f"{kind} (n={len(data)})")
+        ax.set_xscale("log")
+        ax.legend()
+    ax.set_xlabel("round trip ms (log scale), answered requests")
+    ax.set_ylabel("requests")
+    ax.set_title("latency per request type")
+
+    ax = axes[1]
+    seconds = int(np.ceil(result.duration_s)) or 1
+    edges = np.arange(seconds + 1)
+    ends = {
+        "ok": [s.t + s.ms / 1000 for s in result.samples if s.status == 200],
+        "shed (429/503)": [s.t + s.ms / 1000 for s in result.samples if s.status in (429, 503)],
+        "other errors": [s.t + s.ms / 1000 for s in result.samples if s.status not in (200, 429, 503)],
+    }
+    bottom = np.zeros(seconds)
+    for label, times in ends.items():
+        counts, _ = np.histogram(times, bins=edges)
+        ax.bar(edges[:-1], counts, width=1.0, bottom=bottom, align="edge", label=label)
+        bottom += counts
+    ax.set_xlabel("seconds into the run")
+    ax.set_ylabel("responses per second")
+    ax.set_title("throughput over time")
+    ax.legend()
+
+    ax = axes[2]
+    for name, series in result.memory.get("series", {}).items():
+        if series:
+            ax.plot([t for t, _ in series], [mb for _, mb in series], label=name)
+    ax.set_xlabel("seconds into the run")
+    ax.set_ylabel("RSS MB")
+    ax.set_title("server memory")
+    if result.memory.get("series"):
+        ax.legend()
+    fig.suptitle(
+        f"FewClick load: {result.settings.users} labelers, {result.settings.seconds:g} s, "
+        f"think {result.settings.think_s:g} s, {result.settings.width}x{result.settings.height} images"
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_report(result: LoadResult, out_dir: Path, name: str) -> tuple[Path, Path, dict[str, Any]]:
+    summary = summarize(result)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    json_path, png_path = out_dir / f"{name}.json", out_dir / f"{name}.png"
+    report = {
+        "summary": summary,
+        "settings": asdict(result.settings),
+        "environment": result.environment,
+        "memory": result.memory,
+        "samples": [asdict(s) for s in result.samples],
+    }
+    json_path.write_text(json.dumps(report, indent=1))
+    plot(result, png_path)
+    return json_path, png_path, summary
+
+
+# --- CLI ---
+
+
+def add_load_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared with `fewclick benchmark endpoint` (same load generator)."""
+    parser.add_argument("--users", type=int, default=4, help="simulated labelers (default: 4)")
+    parser.add_argument("--think", type=float, default=1.0, help="mean think time between clicks, s (default: 1)")
+    parser.add_argument("--clicks", type=int, default=5, help="corrective clicks per image (default: 5)")
+    parser.add_argument("--image-size", default="640x480", help="WxH of the synthetic images (default: 640x480)")
+    parser.add_argument("--request-timeout", type=float, default=60.0, help="client timeout per request, s")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("artifacts/load"), help="where the JSON and PNG go")
+
+
+def settings_from_args(args: argparse.Namespace, seconds: float) -> LoadSettings:
+    width, _, height = str(args.image_size).lower().partition("x")
+    return LoadSettings(
+        users=max(1, args.users),
+        seconds=seconds,
+        think_s=max(0.0, args.think),
+        clicks_per_image=max(0, args.clicks),
+        width=int(width),
+        height=int(height),
+        timeout_s=args.request_timeout,
+        seed=args.seed,
+    )
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_load_arguments(parser)
+    parser.add_argument("--seconds", type=float, default=60.0, help="length of the run (default: 60)")
+    parser.add_argument("--url", default=None, help="API base URL (default: start the local stack)")
+    parser.add_argument("--token", default=None, help="Bearer token for --url")
+    parser.add_argument("--stats-url", default=None, help="a model server's /stats, for the cache hit rate")
+    parser.add_argument(
+        "--torch-threads", type=int, default=0, help="local stack: model server intra-op threads (0: its default)"
+    )
+    parser.add_argument("--rate", type=float, default=None, help="local stack: gateway throttling, requests/s")
+    parser.add_argument("--burst", type=int, default=None, help="local stack: gateway throttling burst")
+
+
+def run_against(
+    settings: LoadSettings, target_factory: Callable[[], contextlib.AbstractContextManager[Target]]
+) -> LoadResult:
+    with target_factory() as target:
+        return run_load(settings, target)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args, args.seconds)
+    if args.url:
+
+        @contextlib.contextmanager
+        def remote() -> Iterator[Target]:
+            yield Target(args.url.rstrip("/"), args.token, args.stats_url)
+
+        factory: Callable[[], contextlib.AbstractContextManager[Target]] = remote
+    else:
+
+        def factory() -> contextlib.AbstractContextManager[Target]:
+            return local_stack(args.torch_threads, args.rate, args.burst)
+
+    print(f"load: {settings.users} labelers for {settings.seconds:g} s against {args.url or 'the local stack'}")
+    result = run_against(settings, factory)
+    json_path, png_path, summary = write_report(result, args.out, f"load-{settings.users}u")
+    print(format_table(summary))
+    print(f"wrote {json_path} and {png_path}")
+    return 0
