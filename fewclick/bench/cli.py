@@ -16,6 +16,7 @@ import sys
 KINDS: dict[str, tuple[str, str]] = {
     "latency": ("fewclick.bench.latency", "per-request latency of the full local serving path (proxy + model)"),
     "load": ("fewclick.bench.load", "N simulated labelers against the local stack or a deployed API"),
+    "endpoint": ("fewclick.bench.endpoint", "a deployed stack under load, SageMaker latency per instance type"),
     "model": ("fewclick_model.latency", "model time per request type and per fusion design"),
 }
 

@@ -335,7 +335,8 @@ class _Run:
                     clicks.append({"x": placed[0], "y": placed[1], "type": placed[2]})
                     body = {"sessionId": payload["sessionId"], "extremePoints": image.extremes, "clicks": clicks}
                     status, answer = self.send(client, user, "click", body)
-                    if status == 404 and isinstance(answer, dict) and answer["error"]["code"] == "SESSION_EXPIRED":
+                    expired = isinstance(answer, dict) and answer.get("error", {}).get("code") == "SESSION_EXPIRED"
+                    if status == 404 and expired:
                         status, answer = self.send(client, user, "resend image", {**body, "image": new["image"]})
                     if status != 200:
                         break
@@ -528,6 +529,7 @@ def plot(result: LoadResult, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
 
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
     ax = axes[0]
@@ -540,6 +542,10 @@ def plot(result: LoadResult, path: Path) -> None:
             if data:
                 ax.hist(data, bins=bins, alpha=0.6, label=f"{kind} (n={len(data)})")
         ax.set_xscale("log")
+        # Plain numbers on the log axis; minor-tick labels would overlap.
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.legend()
     ax.set_xlabel("round trip ms (log scale), answered requests")
     ax.set_ylabel("requests")
@@ -596,6 +602,19 @@ def write_report(result: LoadResult, out_dir: Path, name: str) -> tuple[Path, Pa
     json_path.write_text(json.dumps(report, indent=1))
     plot(result, png_path)
     return json_path, png_path, summary
+
+
+def read_report(path: Path) -> LoadResult:
+    """A run back from its JSON report (to re-plot or re-summarize it)."""
+    report = json.loads(Path(path).read_text())
+    return LoadResult(
+        settings=LoadSettings(**report["settings"]),
+        samples=[Sample(**s) for s in report["samples"]],
+        duration_s=float(report["summary"]["seconds"]),
+        environment=report.get("environment", {}),
+        server_stats=report["summary"].get("server_stats"),
+        memory=report.get("memory", {}),
+    )
 
 
 # --- CLI ---

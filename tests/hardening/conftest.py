@@ -25,6 +25,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(_NO_METRICS)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _leave_the_proxy_as_found() -> Iterator[None]:
+    """The proxy handler is a module-level singleton that other test areas configure (or leave to build
+    itself from the environment): give it back as each module found it. (The environment the stack sets
+    for the proxy is restored when the stack stops.)"""
+    import sys
+
+    module = sys.modules.get("fewclick_proxy.handler")
+    segmenter = getattr(module, "_segmenter", None)
+    yield
+    module = sys.modules.get("fewclick_proxy.handler")
+    if module is not None:
+        module._segmenter = segmenter
+
+
 @pytest.fixture(scope="session")
 def hardening_env() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as mp:

@@ -229,6 +229,14 @@ class FakeS3:
 # --- the local stack ---
 
 
+def _restore_environment(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
 @dataclass
 class HardeningStack:
     images_dir: Path
@@ -264,7 +272,10 @@ class HardeningStack:
         self._start_model()
         self.runtime = RuntimeStandIn(self.model.url)
         self._stoppers.append(self.runtime.stop)
-        os.environ.update(_proxy_environment(self.runtime.url, verbose=False))
+        environment = _proxy_environment(self.runtime.url, verbose=False)
+        saved = {name: os.environ.get(name) for name in environment}
+        self._stoppers.append(lambda: _restore_environment(saved))
+        os.environ.update(environment)
         handler = load_proxy_handler()
         self.handler_module = sys.modules[PROXY_HANDLER_MODULE]
         from fewclick_proxy.config import ProxyConfig

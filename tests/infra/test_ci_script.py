@@ -8,7 +8,10 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CI_RUN = REPO_ROOT / ".ci" / "run"
-TEST_COMMAND = re.compile(r"^\s*(\.venv/bin/python -m pytest[^|&;\n]*?)\s*(\|\|.*)?$", re.MULTILINE)
+# The README writes it after the set-up step: `bash scripts/setup.sh && .venv/bin/python -m pytest -q`.
+TEST_COMMAND = re.compile(
+    r"^\s*(?:bash scripts/setup\.sh && )?(\.venv/bin/python -m pytest[^|&;\n]*?)\s*(\|\|.*)?$", re.MULTILINE
+)
 
 
 def test_ci_script_is_strict_and_executable() -> None:
