@@ -66,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=100)
     parser.add_argument("--validate-every", type=int, default=500)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    parser.add_argument("--init", type=Path, default=None, help="start from these exported weights (fine-tuning)")
+    parser.add_argument(
+        "--boundary-share", type=float, default=0.4, help="share of simulated corrective clicks on the boundary"
+    )
     parser.add_argument("--limit", type=int, default=0, help="use only this many instances (smoke runs)")
 
 
@@ -103,6 +107,7 @@ def train_step(
     samples: list[TrainingSample],
     rng: np.random.Generator,
     device: torch.device,
+    boundary_share: float = 0.4,
 ) -> tuple[float, float, int]:
     batch_size = len(samples)
     size = samples[0].crop.shape[0]
@@ -121,7 +126,7 @@ def train_step(
                 logits = model.decode(frozen, batch_guidance(clicks, previous, size).to(device))
                 previous = torch.sigmoid(logits)[:, 0].float().cpu().numpy()
                 for i, sample_clicks in enumerate(clicks):
-                    click = sample_training_click(truth_np[i], previous[i] > 0.5, rng)
+                    click = sample_training_click(truth_np[i], previous[i] > 0.5, rng, boundary_share)
                     if click is not None:
                         sample_clicks.append(CropClick(float(click.x), float(click.y), click.kind))
     guidance = batch_guidance(clicks, previous, size).to(device)
@@ -180,6 +185,11 @@ def run(args: argparse.Namespace) -> int:
 
     model = FewClickNet(encoder=args.encoder, pretrained=True, decoder_channels=args.decoder_channels)
     model = model.to(device).to(memory_format=torch.channels_last).train()
+    if args.init:
+        from .checkpoints import load_weights
+
+        model.load_state_dict(load_weights(args.init)[0].state_dict())
+        print(f"initialised from {args.init}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     gen = SampleGenerator(train_set, args.size, seed=args.seed)
     start = 0
@@ -196,12 +206,11 @@ def run(args: argparse.Namespace) -> int:
     log_path = args.out / "log.jsonl"
     ema_loss, ema_iou = None, None
     started = time.time()
-    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train", unit="step")
-    history: list[dict[str, float]] = []
-    for step in bar:
-        if (args.minutes and (step - start) in (20, 100)) or (
-            args.minutes and step > start and (step - start) % 250 == 0
-        ):
+    bar = tqdm(initial=start, total=args.steps, desc="train", unit="step")
+    step = start
+    # A while loop, not a range: with --minutes the schedule's length changes as it goes.
+    while step < args.steps:
+        if args.minutes and step > start and ((step - start) in (20, 100) or (step - start) % 250 == 0):
             # Re-plan the schedule's length from the measured pace (other jobs share the cores).
             pace = (time.time() - started) / (step - start)
             args.steps = max(step + 1, start + int(args.minutes * 60 / pace))
@@ -209,7 +218,7 @@ def run(args: argparse.Namespace) -> int:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr)
         samples = [gen.sample() for _ in range(args.batch)]
-        loss, batch_iou, passes = train_step(model, optimizer, samples, rng, device)
+        loss, batch_iou, passes = train_step(model, optimizer, samples, rng, device, args.boundary_share)
         ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
         ema_iou = batch_iou if ema_iou is None else 0.98 * ema_iou + 0.02 * batch_iou
         bar.set_postfix(loss=f"{ema_loss:.3f}", iou=f"{ema_iou:.3f}", lr=f"{lr_at(step, args.steps, args.lr):.1e}")
@@ -223,7 +232,9 @@ def run(args: argparse.Namespace) -> int:
             tqdm.write(f"step {done}: holdout mIoU after 0..3 clicks " + " ".join(f"{v:.3f}" for v in val))
         with open(log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        history.append(record)
+        step = done
+        bar.update(1)
+    bar.close()
 
     version = export_weights(
         model.float().to("cpu"),
