@@ -36,8 +36,16 @@ MAX_LABELS = 50
 _LABEL = re.compile(r"^[\w][\w .,+()/-]{0,63}$")
 # d3 "category10" (what Ground Truth's own tools use, e.g. #2ca02c in the docs' examples).
 _BASE_PALETTE: tuple[str, ...] = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#17becf",
 )
 
 
@@ -88,9 +96,7 @@ def validate_labels(labels: Iterable[str]) -> list[str]:
         if not label:
             continue
         if not _LABEL.match(label):
-            raise LabelError(
-                f"label {label!r}: use letters, digits, spaces and . , + ( ) / - (at most 64 characters)"
-            )
+            raise LabelError(f"label {label!r}: use letters, digits, spaces and . , + ( ) / - (at most 64 characters)")
         if label.casefold() == BACKGROUND_LABEL.casefold():
             raise LabelError(f"{BACKGROUND_LABEL!r} is reserved for unlabeled pixels")
         if label.casefold() in seen:

@@ -34,24 +34,31 @@ DEFAULT_STACK_NAME = "FewClick-Labeling"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     actions = parser.add_subparsers(dest="labeling_action", metavar="ACTION")
     create = actions.add_parser(
-        "create", help="create a Ground Truth labeling job", description="Create a Ground Truth labeling job "
-        "that uses the FewClick task template, pre-annotation and consolidation Lambdas."
+        "create",
+        help="create a Ground Truth labeling job",
+        description="Create a Ground Truth labeling job "
+        "that uses the FewClick task template, pre-annotation and consolidation Lambdas.",
     )
     create.add_argument("--manifest", required=True, help="input manifest, s3://bucket/key (lines with source-ref)")
     create.add_argument(
-        "--labels", default=None, help="comma-separated classes, e.g. person,car (default: the stack's "
-        "fewclick:labelClasses)"
+        "--labels",
+        default=None,
+        help="comma-separated classes, e.g. person,car (default: the stack's fewclick:labelClasses)",
     )
     create.add_argument(
         "--workteam-arn", default=None, help="private workteam ARN (default: the stack's, if it created one)"
     )
     create.add_argument(
-        "--stack-name", default=None, help=f"labeling stack (default: {DEFAULT_STACK_NAME}; with --outputs-file, "
-        "the one labeling stack in the file)"
+        "--stack-name",
+        default=None,
+        help=f"labeling stack (default: {DEFAULT_STACK_NAME}; with --outputs-file, the one labeling stack in the file)",
     )
     create.add_argument(
-        "--outputs-file", type=Path, default=None, help="read the outputs from `cdk deploy --outputs-file` "
-        "instead of CloudFormation (with --dry-run: fully offline)"
+        "--outputs-file",
+        type=Path,
+        default=None,
+        help="read the outputs from `cdk deploy --outputs-file` "
+        "instead of CloudFormation (with --dry-run: fully offline)",
     )
     create.add_argument("--job-name", default=None, help="default: fewclick-YYYYmmdd-HHMMSS (UTC)")
     create.add_argument("--label-attribute-name", default=None, help="output manifest key (default: the job name)")

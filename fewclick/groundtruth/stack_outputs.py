@@ -26,7 +26,14 @@ WORKTEAM_ARN = "WorkteamArn"  # when the stack created a workteam or was given f
 WORKER_PORTAL_URL = "WorkerPortalUrl"  # only when the stack created a workforce
 
 REQUIRED = (
-    BUCKET, TEMPLATE_URI, PRE_ANNOTATION_ARN, CONSOLIDATION_ARN, ROLE_ARN, API_URL, IMAGE_BUCKETS, MAX_TOKEN_TTL
+    BUCKET,
+    TEMPLATE_URI,
+    PRE_ANNOTATION_ARN,
+    CONSOLIDATION_ARN,
+    ROLE_ARN,
+    API_URL,
+    IMAGE_BUCKETS,
+    MAX_TOKEN_TTL,
 )
 # Where the job launcher puts things in the labeling bucket (the stack grants exactly these prefixes).
 OUTPUT_PREFIX = "output/"

@@ -25,29 +25,7 @@ class LabelerUserPool(Construct):
             self.user_pool: cognito.IUserPool = cognito.UserPool.from_user_pool_arn(self, "Imported", user_pool_arn)
             return
 
-        pool = cognito.UserPool(
-            self,
-            "Pool",
-            self_sign_up_enabled=False,
-            sign_in_aliases=cognito.SignInAliases(email=True),
-            auto_verify=cognito.AutoVerifiedAttrs(email=True),
-            account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
-            password_policy=cognito.PasswordPolicy(
-                min_length=12,
-                require_lowercase=True,
-                require_uppercase=True,
-                require_digits=True,
-                require_symbols=True,
-                temp_password_validity=Duration.days(3),
-            ),
-            mfa=cognito.Mfa.OPTIONAL,
-            mfa_second_factor=cognito.MfaSecondFactor(otp=True, sms=False),
-            feature_plan=cognito.FeaturePlan.PLUS,
-            standard_threat_protection_mode=cognito.StandardThreatProtectionMode.FULL_FUNCTION,
-            deletion_protection=True,
-            # Users and their labels' authorship outlive a stack teardown.
-            removal_policy=RemovalPolicy.RETAIN,
-        )
+        pool = hardened_user_pool(self, "Pool", temp_password_days=3)
         self.user_pool = pool
         self.ui_client = pool.add_client(
             "UiClient",
@@ -68,3 +46,33 @@ class LabelerUserPool(Construct):
                 )
             ],
         )
+
+
+def hardened_user_pool(scope: Construct, construct_id: str, *, temp_password_days: int) -> cognito.UserPool:
+    """An invitation-only pool with strong passwords, optional TOTP MFA and threat protection.
+
+    Shared by the labelers' pool and the Ground Truth workers' pool, so both keep one security baseline.
+    """
+    return cognito.UserPool(
+        scope,
+        construct_id,
+        self_sign_up_enabled=False,
+        sign_in_aliases=cognito.SignInAliases(email=True),
+        auto_verify=cognito.AutoVerifiedAttrs(email=True),
+        account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
+        password_policy=cognito.PasswordPolicy(
+            min_length=12,
+            require_lowercase=True,
+            require_uppercase=True,
+            require_digits=True,
+            require_symbols=True,
+            temp_password_validity=Duration.days(temp_password_days),
+        ),
+        mfa=cognito.Mfa.OPTIONAL,
+        mfa_second_factor=cognito.MfaSecondFactor(otp=True, sms=False),
+        feature_plan=cognito.FeaturePlan.PLUS,
+        standard_threat_protection_mode=cognito.StandardThreatProtectionMode.FULL_FUNCTION,
+        deletion_protection=True,
+        # Users (and their labels' authorship) outlive a stack teardown.
+        removal_policy=RemovalPolicy.RETAIN,
+    )

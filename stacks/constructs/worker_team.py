@@ -13,11 +13,12 @@ API reference.
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_cognito as cognito
 from aws_cdk import aws_sagemaker as sagemaker
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
+
+from .user_pool import hardened_user_pool
 
 WORKER_GROUP = "fewclick-workers"
 
@@ -25,28 +26,7 @@ WORKER_GROUP = "fewclick-workers"
 class WorkerTeam(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, domain_prefix: str, team_name: str) -> None:
         super().__init__(scope, construct_id)
-        self.user_pool = cognito.UserPool(
-            self,
-            "Workers",
-            self_sign_up_enabled=False,
-            sign_in_aliases=cognito.SignInAliases(email=True),
-            auto_verify=cognito.AutoVerifiedAttrs(email=True),
-            account_recovery=cognito.AccountRecovery.EMAIL_ONLY,
-            password_policy=cognito.PasswordPolicy(
-                min_length=12,
-                require_lowercase=True,
-                require_uppercase=True,
-                require_digits=True,
-                require_symbols=True,
-                temp_password_validity=Duration.days(7),
-            ),
-            mfa=cognito.Mfa.OPTIONAL,
-            mfa_second_factor=cognito.MfaSecondFactor(otp=True, sms=False),
-            feature_plan=cognito.FeaturePlan.PLUS,
-            standard_threat_protection_mode=cognito.StandardThreatProtectionMode.FULL_FUNCTION,
-            deletion_protection=True,
-            removal_policy=RemovalPolicy.RETAIN,  # worker accounts (and their label authorship) outlive the stack
-        )
+        self.user_pool = hardened_user_pool(self, "Workers", temp_password_days=7)
         self.domain = self.user_pool.add_domain(
             "Domain", cognito_domain=cognito.CognitoDomainOptions(domain_prefix=domain_prefix)
         )

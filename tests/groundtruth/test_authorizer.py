@@ -41,8 +41,12 @@ def test_valid_token_allows_the_task_route_and_passes_the_image(handler: Any, ke
     ]
     assert result["principalId"] == f"task/{claims.jti}"
     # Authorizer context values must be strings, numbers or booleans (no objects, no nulls).
-    assert result["context"] == {"taskImage": IMAGE, "taskJob": "job-1", "taskTokenId": claims.jti,
-                                 "taskExpiresAt": claims.exp}
+    assert result["context"] == {
+        "taskImage": IMAGE,
+        "taskJob": "job-1",
+        "taskTokenId": claims.jti,
+        "taskExpiresAt": claims.exp,
+    }
     assert all(isinstance(v, str | int | bool) for v in result["context"].values())
 
 

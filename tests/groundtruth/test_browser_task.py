@@ -127,8 +127,13 @@ class FakeEndpoint:
         for click in request.clicks:
             cv2.circle(prob, (round(click.x), round(click.y)), 6, 1.0 if click.kind == "positive" else 0.0, -1)
         response = WireResponse(
-            sessionId=session, cropId=request.cropId, size=size, probabilities=encode_probabilities(prob),
-            modelVersion="ellipse-test", modelMs=1.0, cache="miss" if request.crop is not None else "hit",
+            sessionId=session,
+            cropId=request.cropId,
+            size=size,
+            probabilities=encode_probabilities(prob),
+            modelVersion="ellipse-test",
+            modelMs=1.0,
+            cache="miss" if request.crop is not None else "hit",
         )
         return EndpointResult(response=response, session_id=session, request_bytes=1, response_bytes=1)
 
@@ -175,8 +180,12 @@ class PageServer(ThreadingHTTPServer):
 @pytest.fixture
 def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     """The local API (gateway + real proxy handler) and the task page, on two origins."""
-    for name, value in {"POWERTOOLS_TRACE_DISABLED": "1", "POWERTOOLS_METRICS_DISABLED": "true",
-                        "POWERTOOLS_SERVICE_NAME": "fewclick-proxy-test", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    for name, value in {
+        "POWERTOOLS_TRACE_DISABLED": "1",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_SERVICE_NAME": "fewclick-proxy-test",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("ALLOWED_ORIGINS", raising=False)
     import fewclick_proxy.handler as proxy_handler
@@ -189,16 +198,19 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
 
     key = derive_key(SECRET)
     image = make_image()
-    config = ProxyConfig(endpoint_name="fewclick-test", allowed_buckets=frozenset({IMAGE_BUCKET}),
-                         session_secret=SESSION_SECRET)
+    config = ProxyConfig(
+        endpoint_name="fewclick-test", allowed_buckets=frozenset({IMAGE_BUCKET}), session_secret=SESSION_SECRET
+    )
     endpoint = FakeEndpoint()
     s3 = FakeS3({IMAGE_URI: image, OTHER_URI: image})
     previous = proxy_handler._segmenter
     proxy_handler.configure(Segmenter(config, ImageSource(config, lambda: s3), endpoint))
     gateway = GatewayServer(
         ("127.0.0.1", 0),
-        Gateway(GatewayConfig(token=LABELER_TOKEN, task_token_key=key, rate_per_s=1000, burst=1000),
-                proxy_handler.lambda_handler),
+        Gateway(
+            GatewayConfig(token=LABELER_TOKEN, task_token_key=key, rate_per_s=1000, burst=1000),
+            proxy_handler.lambda_handler,
+        ),
     )
     gateway.start()
     api_url = f"http://127.0.0.1:{gateway.port}/"
@@ -210,7 +222,9 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     response, _ = build_response(
         {"version": "2018-10-16", "labelingJobArn": JOB_ARN, "dataObject": {"source-ref": IMAGE_URI}},
         job=JobInfo(name=JOB_NAME, labels=("person", "car"), task_window_s=3600),
-        key=key, image_buckets=frozenset({IMAGE_BUCKET}), max_ttl_s=86400,
+        key=key,
+        image_buckets=frozenset({IMAGE_BUCKET}),
+        max_ttl_s=86400,
     )
     task_input = response["taskInput"]
     pages = PageServer()
@@ -219,8 +233,7 @@ def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
     env = gt_environment(lambda uri: presigned if uri == IMAGE_URI else "about:blank")
     html = env.from_string(build_template(api_url)).render(task={"input": task_input})
     pages.files["/task.html"] = ("text/html; charset=utf-8", html.encode("utf-8"))
-    yield {"page": f"{pages.url}/task.html", "api": api_url, "task_input": task_input, "key": key,
-           "endpoint": endpoint}
+    yield {"page": f"{pages.url}/task.html", "api": api_url, "task_input": task_input, "key": key, "endpoint": endpoint}
     pages.stop()
     gateway.stop()
     proxy_handler._segmenter = previous
@@ -240,8 +253,10 @@ def test_worker_completes_a_task_end_to_end(stack: dict[str, Any], tmp_path: Pat
             page.set_default_timeout(20_000)
             errors: list[str] = []
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.route("https://assets.crowd.aws/**", lambda route: route.fulfill(
-                status=200, content_type="application/javascript", body=CROWD_STUB))
+            page.route(
+                "https://assets.crowd.aws/**",
+                lambda route: route.fulfill(status=200, content_type="application/javascript", body=CROWD_STUB),
+            )
             page.goto(stack["page"])
             page.wait_for_function("() => window.fewclickTask && window.fewclickTask.labeler.image")
 
@@ -296,9 +311,15 @@ def test_worker_completes_a_task_end_to_end(stack: dict[str, Any], tmp_path: Pat
                       labelerRoute: await call(api + labelerRoute, token, other),
                     };
                 }""",
-                [stack["api"].rstrip("/"), TASK_SEGMENT_PATH, stack["task_input"]["token"], OTHER_URI,
-                 mint_task_token(stack["key"], image_uri=OTHER_URI, ttl_s=60, now=time.time() - 120)[0],
-                 "/v1/segment", IMAGE_URI],
+                [
+                    stack["api"].rstrip("/"),
+                    TASK_SEGMENT_PATH,
+                    stack["task_input"]["token"],
+                    OTHER_URI,
+                    mint_task_token(stack["key"], image_uri=OTHER_URI, ttl_s=60, now=time.time() - 120)[0],
+                    "/v1/segment",
+                    IMAGE_URI,
+                ],
             )
             assert errors == []
         finally:
@@ -328,10 +349,19 @@ def test_worker_completes_a_task_end_to_end(stack: dict[str, Any], tmp_path: Pat
     from consolidation.label_image import encode_label_png
     from consolidation.logic import ConsolidationEvent, consolidate_entry
 
-    event = ConsolidationEvent.parse({"labelingJobArn": JOB_ARN, "labelAttributeName": JOB_NAME,
-                                      "labelCategories": ["person", "car"], "payload": {"s3Uri": "s3://b/p.json"}})
-    entry = {"datasetObjectId": "0", "dataObject": {"s3Uri": IMAGE_URI},
-             "annotations": [{"workerId": "w1", "annotationData": {"content": json.dumps(submission)}}]}
+    event = ConsolidationEvent.parse(
+        {
+            "labelingJobArn": JOB_ARN,
+            "labelAttributeName": JOB_NAME,
+            "labelCategories": ["person", "car"],
+            "payload": {"s3Uri": "s3://b/p.json"},
+        }
+    )
+    entry = {
+        "datasetObjectId": "0",
+        "dataObject": {"s3Uri": IMAGE_URI},
+        "annotations": [{"workerId": "w1", "annotationData": {"content": json.dumps(submission)}}],
+    }
     result = consolidate_entry(entry, event, read_text=lambda uri: "")
     assert result.rejected == []
     assert np.array_equal(result.classes, expected)

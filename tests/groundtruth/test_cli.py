@@ -75,8 +75,13 @@ def check_constraints(value: Any, shape: Shape, path: str = "") -> list[str]:
 
 
 def plan(**changes: Any) -> Any:
-    fields: dict[str, Any] = {"manifest_uri": MANIFEST, "labels": ["person", "car"], "workteam_arn": WORKTEAM,
-                              "job_name": "street-scenes-1", **changes}
+    fields: dict[str, Any] = {
+        "manifest_uri": MANIFEST,
+        "labels": ["person", "car"],
+        "workteam_arn": WORKTEAM,
+        "job_name": "street-scenes-1",
+        **changes,
+    }
     options = JobOptions(**fields)
     return build_job_plan(options, LabelingStackOutputs.from_mapping(OUTPUTS, STACK))
 
@@ -134,15 +139,31 @@ def test_workteam_comes_from_the_stack_when_it_made_one() -> None:
     assert request["HumanTaskConfig"]["WorkteamArn"] == WORKTEAM
     assert re.fullmatch(r"fewclick-\d{8}-\d{6}", request["LabelingJobName"])
     with pytest.raises(JobRequestError, match="workteam"):
-        build_job_plan(JobOptions(manifest_uri=MANIFEST, labels=["car"]), LabelingStackOutputs.from_mapping(
-            OUTPUTS, STACK))
+        build_job_plan(
+            JobOptions(manifest_uri=MANIFEST, labels=["car"]), LabelingStackOutputs.from_mapping(OUTPUTS, STACK)
+        )
 
 
 def test_dry_run_offline_prints_the_request(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outputs_file = tmp_path / "cdk-outputs.json"
     outputs_file.write_text(json.dumps({"FewClick-Api": {"ApiUrl": "x"}, STACK: OUTPUTS}))
-    code = main(["labeling-job", "create", "--manifest", MANIFEST, "--labels", "person,car", "--workteam-arn",
-                 WORKTEAM, "--job-name", "street-scenes-1", "--outputs-file", str(outputs_file), "--dry-run"])
+    code = main(
+        [
+            "labeling-job",
+            "create",
+            "--manifest",
+            MANIFEST,
+            "--labels",
+            "person,car",
+            "--workteam-arn",
+            WORKTEAM,
+            "--job-name",
+            "street-scenes-1",
+            "--outputs-file",
+            str(outputs_file),
+            "--dry-run",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0
     printed = json.loads(out)
@@ -153,8 +174,21 @@ def test_dry_run_offline_prints_the_request(tmp_path: Path, capsys: pytest.Captu
 def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     outputs_file = tmp_path / "cdk-outputs.json"
     outputs_file.write_text(json.dumps({STACK: {k: v for k, v in OUTPUTS.items() if k != keys.ROLE_ARN}}))
-    code = main(["labeling-job", "create", "--manifest", MANIFEST, "--labels", "car", "--workteam-arn", WORKTEAM,
-                 "--outputs-file", str(outputs_file), "--dry-run"])
+    code = main(
+        [
+            "labeling-job",
+            "create",
+            "--manifest",
+            MANIFEST,
+            "--labels",
+            "car",
+            "--workteam-arn",
+            WORKTEAM,
+            "--outputs-file",
+            str(outputs_file),
+            "--dry-run",
+        ]
+    )
     assert code == 2
     assert "GroundTruthRoleArn" in capsys.readouterr().err
 
@@ -163,8 +197,9 @@ class StubSession:
     """A boto3 session whose clients are stubbed (what the CLI gets from boto3.session.Session)."""
 
     def __init__(self) -> None:
-        self.clients = {name: boto3.client(name, region_name="us-east-1") for name in
-                        ("cloudformation", "s3", "sagemaker")}
+        self.clients = {
+            name: boto3.client(name, region_name="us-east-1") for name in ("cloudformation", "s3", "sagemaker")
+        }
         self.stubs = {name: Stubber(client) for name, client in self.clients.items()}
 
     def client(self, name: str) -> Any:
@@ -178,15 +213,27 @@ def test_create_reads_the_stack_writes_labels_and_creates_the_job(
     expected = plan().request
     session.stubs["cloudformation"].add_response(
         "describe_stacks",
-        {"Stacks": [{"StackName": STACK, "CreationTime": "2025-01-01T00:00:00Z", "StackStatus": "CREATE_COMPLETE",
-                     "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in OUTPUTS.items()]}]},
+        {
+            "Stacks": [
+                {
+                    "StackName": STACK,
+                    "CreationTime": "2025-01-01T00:00:00Z",
+                    "StackStatus": "CREATE_COMPLETE",
+                    "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in OUTPUTS.items()],
+                }
+            ]
+        },
         {"StackName": STACK},
     )
     session.stubs["s3"].add_response(
         "put_object",
         {},
-        {"Bucket": "fewclick-labeling-test", "Key": "jobs/street-scenes-1/label-categories.json",
-         "Body": json.dumps(plan().label_config, indent=2).encode(), "ContentType": "application/json"},
+        {
+            "Bucket": "fewclick-labeling-test",
+            "Key": "jobs/street-scenes-1/label-categories.json",
+            "Body": json.dumps(plan().label_config, indent=2).encode(),
+            "ContentType": "application/json",
+        },
     )
     arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:labeling-job/street-scenes-1"
     session.stubs["sagemaker"].add_response("create_labeling_job", {"LabelingJobArn": arn}, expected)
@@ -196,8 +243,22 @@ def test_create_reads_the_stack_writes_labels_and_creates_the_job(
     monkeypatch.setattr(cli, "_session", lambda args: session)
     for stub in session.stubs.values():
         stub.activate()
-    code = main(["labeling-job", "create", "--manifest", MANIFEST, "--labels", "person,car", "--workteam-arn",
-                 WORKTEAM, "--job-name", "street-scenes-1", "--stack-name", STACK])
+    code = main(
+        [
+            "labeling-job",
+            "create",
+            "--manifest",
+            MANIFEST,
+            "--labels",
+            "person,car",
+            "--workteam-arn",
+            WORKTEAM,
+            "--job-name",
+            "street-scenes-1",
+            "--stack-name",
+            STACK,
+        ]
+    )
     for stub in session.stubs.values():
         stub.assert_no_pending_responses()
     assert code == 0
@@ -209,5 +270,6 @@ def test_labels_default_to_the_stack_labels() -> None:
     job = build_job_plan(JobOptions(manifest_uri=MANIFEST, workteam_arn=WORKTEAM), outputs)
     assert job.label_config["labels"] == [{"label": "person"}, {"label": "car"}]
     with pytest.raises(JobRequestError, match="at least one label"):
-        build_job_plan(JobOptions(manifest_uri=MANIFEST, workteam_arn=WORKTEAM),
-                       LabelingStackOutputs.from_mapping(OUTPUTS, STACK))
+        build_job_plan(
+            JobOptions(manifest_uri=MANIFEST, workteam_arn=WORKTEAM), LabelingStackOutputs.from_mapping(OUTPUTS, STACK)
+        )

@@ -92,18 +92,23 @@ def test_documented_event_three_workers_and_one_from_s3(s3: Any, context: Any) -
 
     stub = Stubber(s3)
     payload_key = event["payload"]["s3Uri"].split("/", 3)[3]
-    stub.add_response("get_object", {"Body": _body(json.dumps(payload).encode())},
-                      {"Bucket": LABELING_BUCKET, "Key": payload_key})
+    stub.add_response(
+        "get_object", {"Body": _body(json.dumps(payload).encode())}, {"Bucket": LABELING_BUCKET, "Key": payload_key}
+    )
     written: dict[str, bytes] = {}
 
     def expect_put(key: str) -> None:
-        stub.add_response("put_object", {}, {"Bucket": LABELING_BUCKET, "Key": key, "Body": ANY,
-                                             "ContentType": "image/png"})
+        stub.add_response(
+            "put_object", {}, {"Bucket": LABELING_BUCKET, "Key": key, "Body": ANY, "ContentType": "image/png"}
+        )
 
     out_prefix = event["outputConfig"].split("/", 3)[3]
     expect_put(f"{out_prefix}/fewclick-masks/0.png")
-    stub.add_response("get_object", {"Body": _body(answer_content(single).encode())},
-                      {"Bucket": LABELING_BUCKET, "Key": answer_uri.split("/", 3)[3]})
+    stub.add_response(
+        "get_object",
+        {"Body": _body(answer_content(single).encode())},
+        {"Bucket": LABELING_BUCKET, "Key": answer_uri.split("/", 3)[3]},
+    )
     expect_put(f"{out_prefix}/fewclick-masks/1.png")
 
     original_put = s3.put_object

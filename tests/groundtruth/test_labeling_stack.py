@@ -137,13 +137,20 @@ def test_labeling_bucket_is_private_encrypted_versioned_logged_and_cors_ready(
         "SSEAlgorithm": "AES256"
     }
     assert props["PublicAccessBlockConfiguration"] == {
-        "BlockPublicAcls": True, "BlockPublicPolicy": True, "IgnorePublicAcls": True, "RestrictPublicBuckets": True
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
     }
     assert "DestinationBucketName" in props["LoggingConfiguration"]
     # Ground Truth's documented CORS rule (sms-cors-update).
     assert props["CorsConfiguration"]["CorsRules"] == [
-        {"AllowedHeaders": [], "AllowedMethods": ["GET"], "AllowedOrigins": ["*"],
-         "ExposedHeaders": ["Access-Control-Allow-Origin"]}
+        {
+            "AllowedHeaders": [],
+            "AllowedMethods": ["GET"],
+            "AllowedOrigins": ["*"],
+            "ExposedHeaders": ["Access-Control-Allow-Origin"],
+        }
     ]
     assert main["DeletionPolicy"] == "Retain"
     policies = json.dumps(resources(template, "AWS::S3::BucketPolicy"))
@@ -152,8 +159,11 @@ def test_labeling_bucket_is_private_encrypted_versioned_logged_and_cors_ready(
 
 def test_lambdas_get_exactly_their_settings(templates: dict[str, dict[str, Any]]) -> None:
     template = templates["FewClick-Labeling"]
-    functions = {f["Properties"]["Handler"]: f["Properties"] for f in resources(template, "AWS::Lambda::Function")
-                 .values() if f["Properties"].get("Handler", "").endswith("lambda_handler")}
+    functions = {
+        f["Properties"]["Handler"]: f["Properties"]
+        for f in resources(template, "AWS::Lambda::Function").values()
+        if f["Properties"].get("Handler", "").endswith("lambda_handler")
+    }
     pre = functions["pre_annotation.handler.lambda_handler"]["Environment"]["Variables"]
     assert set(pre) >= {"TASK_TOKEN_SECRET_ARN", "IMAGE_BUCKETS", "LABELING_BUCKET", "MAX_TOKEN_TTL_S"}
     assert pre["IMAGE_BUCKETS"] == "fewclick-test-images,fewclick-test-archive"
@@ -171,8 +181,9 @@ def test_ground_truth_role_is_least_privilege(templates: dict[str, dict[str, Any
         "Service": "sagemaker.amazonaws.com"
     }
     assert "ManagedPolicyArns" not in gt_role["Properties"]
-    policy = next(p for p in resources(template, "AWS::IAM::Policy").values()
-                  if p["Properties"]["Roles"] == [{"Ref": gt_id}])
+    policy = next(
+        p for p in resources(template, "AWS::IAM::Policy").values() if p["Properties"]["Roles"] == [{"Ref": gt_id}]
+    )
     statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
     invoke = statements["InvokeFewClickLambdas"]["Resource"]
     assert len(invoke) == 2 and all("Fn::GetAtt" in r for r in invoke)
@@ -226,8 +237,11 @@ def test_api_gets_a_task_route_behind_the_task_token_authorizer(templates: dict[
     task_leaf = TASK_SEGMENT_PATH.rsplit("/", 1)[1]
     (task_id,) = [k for k, part in paths.items() if part == "task"]
     (leaf_id,) = [k for k, r in api_resources.items() if r["Properties"]["ParentId"] == {"Ref": task_id}]
-    task_posts = [m for m in methods.values() if m["Properties"]["HttpMethod"] == "POST"
-                  and m["Properties"].get("AuthorizationType") == "CUSTOM"]
+    task_posts = [
+        m
+        for m in methods.values()
+        if m["Properties"]["HttpMethod"] == "POST" and m["Properties"].get("AuthorizationType") == "CUSTOM"
+    ]
     assert len(task_posts) == 1
     post = task_posts[0]["Properties"]
     assert post["AuthorizerId"] == {"Ref": authorizer_id}
@@ -236,8 +250,11 @@ def test_api_gets_a_task_route_behind_the_task_token_authorizer(templates: dict[
     # The labelers' route keeps its Cognito authorizer.
     assert sum(m["Properties"].get("AuthorizationType") == "COGNITO_USER_POOLS" for m in methods.values()) == 2
     # Preflight of the task route answers any origin (Ground Truth's worker page is Amazon's origin).
-    preflights = [m for m in methods.values() if m["Properties"]["HttpMethod"] == "OPTIONS"
-                  and m["Properties"]["ResourceId"].get("Ref") in (task_id, leaf_id)]
+    preflights = [
+        m
+        for m in methods.values()
+        if m["Properties"]["HttpMethod"] == "OPTIONS" and m["Properties"]["ResourceId"].get("Ref") in (task_id, leaf_id)
+    ]
     assert len(preflights) == 2
     assert all("'*'" in json.dumps(m["Properties"]["Integration"]) for m in preflights)
     secrets = resources(template, "AWS::SecretsManager::Secret")
@@ -274,8 +291,14 @@ def test_task_token_and_session_keys_are_separate_secrets(templates: dict[str, d
 
 
 def test_labeling_config_is_typed_and_validated() -> None:
-    config = config_from_context({"fewclick:imageBuckets": "images-a", "fewclick:labeling": "true",
-                                  "fewclick:labelClasses": "person, car", "fewclick:taskTokenMaxTtlHours": "48"})
+    config = config_from_context(
+        {
+            "fewclick:imageBuckets": "images-a",
+            "fewclick:labeling": "true",
+            "fewclick:labelClasses": "person, car",
+            "fewclick:taskTokenMaxTtlHours": "48",
+        }
+    )
     assert config.labeling is True and config.label_classes == ("person", "car")
     assert config.task_token_max_ttl_hours == 48 and config.create_workteam is False
     defaults = config_from_context({})
@@ -293,8 +316,12 @@ def test_labeling_config_is_typed_and_validated() -> None:
         ({"fewclick:workteamArn": "arn:aws:iam::123456789012:role/x"}, "fewclick:workteamArn"),
         ({"fewclick:createWorkteam": True}, "fewclick:createWorkteam"),  # without labeling
         (
-            {"fewclick:imageBuckets": ["b-1"], "fewclick:labeling": True, "fewclick:createWorkteam": True,
-             "fewclick:workteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/t"},
+            {
+                "fewclick:imageBuckets": ["b-1"],
+                "fewclick:labeling": True,
+                "fewclick:createWorkteam": True,
+                "fewclick:workteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/t",
+            },
             "fewclick:createWorkteam",
         ),
         ({"fewclick:workerDomainPrefix": "Has_Upper"}, "fewclick:workerDomainPrefix"),

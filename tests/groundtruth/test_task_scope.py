@@ -22,8 +22,9 @@ def event(resource: str, authorizer: dict[str, Any] | None) -> dict[str, Any]:
 def session_for(uri: str | None, img: str | None = None) -> str:
     from fewclick_proxy.session_token import SessionToken, encode_token
 
-    token = SessionToken(sm="sm-1", img=img or (f"{uri}#etag1" if uri else "sha256:abc"), h=10, w=10, crop="c" * 16,
-                         s3=uri)
+    token = SessionToken(
+        sm="sm-1", img=img or (f"{uri}#etag1" if uri else "sha256:abc"), h=10, w=10, crop="c" * 16, s3=uri
+    )
     return encode_token(token, SECRET)
 
 
@@ -65,8 +66,11 @@ def test_own_image_and_own_session_pass() -> None:
 def test_other_images_and_sessions_are_refused_with_403(fields: dict[str, Any]) -> None:
     from fewclick_proxy.task_scope import enforce_task_scope
 
-    sessions = {"SESSION_B": session_for(IMAGE_B), "SESSION_INLINE": session_for(None),
-                "SESSION_MIXED": session_for(IMAGE_A, img=f"{IMAGE_B}#etag2")}
+    sessions = {
+        "SESSION_B": session_for(IMAGE_B),
+        "SESSION_INLINE": session_for(None),
+        "SESSION_MIXED": session_for(IMAGE_A, img=f"{IMAGE_B}#etag2"),
+    }
     if "sessionId" in fields:
         fields = {**fields, "sessionId": sessions[fields["sessionId"]]}
     with pytest.raises(ApiError) as raised:
@@ -78,8 +82,12 @@ def test_other_images_and_sessions_are_refused_with_403(fields: dict[str, Any]) 
 def test_task_route_answers_any_origin() -> None:
     from fewclick_proxy.task_scope import with_task_cors
 
-    response = {"statusCode": 403, "headers": {"Access-Control-Allow-Origin": "https://label.example.com"},
-                "multiValueHeaders": {"Access-Control-Allow-Origin": ["https://label.example.com"]}, "body": "{}"}
+    response = {
+        "statusCode": 403,
+        "headers": {"Access-Control-Allow-Origin": "https://label.example.com"},
+        "multiValueHeaders": {"Access-Control-Allow-Origin": ["https://label.example.com"]},
+        "body": "{}",
+    }
     task = with_task_cors(event(TASK_SEGMENT_PATH, None), response)
     assert task["headers"]["Access-Control-Allow-Origin"] == "*"
     assert "Access-Control-Allow-Origin" not in task["multiValueHeaders"]

@@ -40,8 +40,9 @@ def _leave_the_proxy_as_found() -> Iterator[None]:
         module._segmenter = segmenter
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def hardening_env() -> Iterator[None]:
+    """Every hardening test, alone or in any order, runs with local credentials and one torch thread."""
     with pytest.MonkeyPatch.context() as mp:
         # One intra-op thread: on a shared 2-core machine torch's default (one per core) spins OpenMP workers
         # against the other load and a first request can take a minute (see docs/README_serving.md).

@@ -49,8 +49,12 @@ def consolidate(event: dict[str, Any], settings: GroundTruthSettings, store: S3S
         items.append(output_item(result, parsed, uri))
         logger.info(
             "consolidated",
-            extra={"datasetObjectId": object_id, "workers": len(result.workers), "confidence": result.confidence,
-                   "labelRef": uri},
+            extra={
+                "datasetObjectId": object_id,
+                "workers": len(result.workers),
+                "confidence": result.confidence,
+                "labelRef": uri,
+            },
         )
     return items
 

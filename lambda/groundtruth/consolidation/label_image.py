@@ -50,9 +50,7 @@ def decode_label_png(data_b64: str, color_to_class: Mapping[str, int], size: tup
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise LabelImageError("pngImageData is not a readable PNG") from None
     if (rgba.shape[0], rgba.shape[1]) != size:
-        raise LabelImageError(
-            f"label map is {rgba.shape[1]}x{rgba.shape[0]} but the image is {size[1]}x{size[0]}"
-        )
+        raise LabelImageError(f"label map is {rgba.shape[1]}x{rgba.shape[0]} but the image is {size[1]}x{size[0]}")
     packed = _pack(rgba[..., :3])
     # Fully transparent pixels are unpainted: background, whatever their RGB.
     packed[rgba[..., 3] == 0] = _pack(np.array(hex_to_rgb(BACKGROUND_COLOR), np.uint8))

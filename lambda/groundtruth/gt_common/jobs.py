@@ -83,8 +83,10 @@ class JobCatalog:
         job = self._client.describe_labeling_job(LabelingJobName=name)
         uri = job.get("LabelCategoryConfigS3Uri")
         if not uri:
-            raise JobError(f"labeling job {name} has no LabelCategoryConfigS3Uri: create it with "
-                           "`fewclick labeling-job create`, which writes one")
+            raise JobError(
+                f"labeling job {name} has no LabelCategoryConfigS3Uri: create it with "
+                "`fewclick labeling-job create`, which writes one"
+            )
         labels = labels_from_category_config(self.store.get_json(uri))
         human = job.get("HumanTaskConfig") or {}
         window = int(human.get("TaskAvailabilityLifetimeInSeconds") or DEFAULT_AVAILABILITY_S) + int(

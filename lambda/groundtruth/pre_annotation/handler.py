@@ -23,9 +23,7 @@ _jobs: JobCatalog | None = None
 _keys: Any = None
 
 
-def configure(
-    settings: GroundTruthSettings | None = None, jobs: JobCatalog | None = None, keys: Any = None
-) -> None:
+def configure(settings: GroundTruthSettings | None = None, jobs: JobCatalog | None = None, keys: Any = None) -> None:
     """Build (or inject, in tests) the settings and data access; reused across warm invocations."""
     global _settings, _jobs, _keys
     _settings = settings or GroundTruthSettings.from_env()

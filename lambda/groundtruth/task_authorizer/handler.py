@@ -38,6 +38,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         logger.info("task token refused", extra={"reason": exc.reason})
         raise
     ctx = result["context"]
-    logger.info("task token accepted", extra={"tokenId": ctx[CONTEXT_TOKEN_ID], "job": ctx[CONTEXT_JOB],
-                                              "image": ctx[CONTEXT_IMAGE]})
+    logger.info(
+        "task token accepted",
+        extra={"tokenId": ctx[CONTEXT_TOKEN_ID], "job": ctx[CONTEXT_JOB], "image": ctx[CONTEXT_IMAGE]},
+    )
     return result
