@@ -61,7 +61,7 @@ REQUEST_DEADLINE_S = 55.0
 
 
 class CropPredictor(Protocol):
-    """What the server needs from `fewclick_model.predictor` (see docs/TEAM_NOTES.md)."""
+    """What the server needs from `fewclick_model.predictor` (see docs/LAYOUT.md)."""
 
     input_size: int
     model_version: str
