@@ -26,11 +26,9 @@ import json
 import os
 import platform
 import random
-import re
 import secrets
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -45,9 +43,10 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from fewclick.local.serve_process import spawn_serve
+
 REQUEST_TYPES = ("new image", "click", "resend image")
 SEGMENT_PATH = "/v1/segment"
-READY = re.compile(r"FewClick is ready in [0-9.]+ s: (?P<url>http://\S+)")
 # The UI retries a busy server a few times (honouring Retry-After) before showing a banner.
 MAX_RETRIES = 3
 
@@ -130,39 +129,20 @@ def local_stack(
     """`fewclick serve` as a child process on a free loopback port; stopped (SIGINT) on exit."""
     token = secrets.token_urlsafe(16)
     out_dir = tempfile.mkdtemp(prefix="fewclick-load-labels-")
-    command = [sys.executable, "-m", "fewclick.cli", "serve", "--port", "0", "--token", token, "--out", out_dir]
-    command += ["--ready-timeout", str(ready_timeout_s)]
+    command = ["--token", token, "--out", out_dir, "--ready-timeout", str(ready_timeout_s)]
     if rate is not None:
         command += ["--rate", str(rate)]
     if burst is not None:
         command += ["--burst", str(burst)]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ)
     if torch_threads:
         env["FEWCLICK_TORCH_THREADS"] = str(torch_threads)
-    process = subprocess.Popen(
-        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    lines: list[str] = []
-    url: dict[str, str] = {}
-    ready = threading.Event()
-
-    def pump() -> None:
-        # Keeps reading after "ready": a full pipe must never block the server.
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            match = READY.search(line)
-            if match and not ready.is_set():
-                url["url"] = match.group("url")
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
+    spawned = spawn_serve(command, timeout=ready_timeout_s + 30, env=env)
+    process = spawned.process
     try:
-        ready.wait(ready_timeout_s + 30)
-        if "url" not in url:
-            raise RuntimeError("fewclick serve did not start:\n" + "\n".join(lines[-30:]))
-        base = url["url"].split("#", 1)[0].rstrip("/")
+        if spawned.url is None:
+            raise RuntimeError("fewclick serve did not start:\n" + "\n".join(spawned.lines[-30:]))
+        base = spawned.url.split("#", 1)[0].rstrip("/")
         pids = {"fewclick serve": process.pid}
         stats_url = None
         for child in _children(process.pid):

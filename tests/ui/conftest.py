@@ -6,12 +6,8 @@ absent they are skipped with the reason. Screenshots go to test-artifacts/ui/ (g
 
 from __future__ import annotations
 
-import os
-import re
 import signal
 import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,6 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+
+from fewclick.local.serve_process import spawn_serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
@@ -36,7 +34,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-READY = re.compile(r"FewClick is ready in [0-9.]+ s: (?P<url>http://\S+)")
 
 
 # pycocotools 2.0.11 calls np.array(copy=False) on numpy 2: a DeprecationWarning per decoded mask, not ours.
@@ -166,41 +163,15 @@ class ServeProcess:
 
 
 def start_serve(*args: str, timeout: float = 60.0) -> ServeProcess:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "fewclick.cli", "serve", "--port", "0", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    lines: list[str] = []
-    found: dict[str, str] = {}
-    ready = threading.Event()
-
-    def pump() -> None:
-        # Keep reading after "ready" so a full pipe can never block the server.
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            match = READY.search(line)
-            if match and not ready.is_set():
-                found["url"] = match.group("url")
-                ready.set()
-        ready.set()
-
-    threading.Thread(target=pump, daemon=True).start()
     started = time.monotonic()
-    ready.wait(timeout)
-    if "url" not in found:
-        process.kill()
-        process.wait(5)
+    spawned = spawn_serve(args, timeout=timeout, cwd=REPO_ROOT)
+    if spawned.url is None:
+        spawned.process.kill()
+        spawned.process.wait(5)
         raise AssertionError(
-            f"fewclick serve was not ready after {time.monotonic() - started:.1f} s:\n" + "\n".join(lines)
+            f"fewclick serve was not ready after {time.monotonic() - started:.1f} s:\n" + "\n".join(spawned.lines)
         )
-    return ServeProcess(process, found["url"], lines)
+    return ServeProcess(spawned.process, spawned.url, spawned.lines)
 
 
 @pytest.fixture
