@@ -167,7 +167,7 @@ class FewClickConfig(BaseModel):
     )
     alarm_email: Annotated[str | None, OptionalString, AfterValidator(_check_email)] = Field(None, alias="alarmEmail")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", alias="logLevel")
-    # --- Ground Truth integration (stacks/labeling_stack.py, docs/README_groundtruth.md) ---
+    # --- Ground Truth integration (stacks/labeling_stack.py, README.md "SageMaker Ground Truth integration") ---
     labeling: bool = Field(
         False, alias="labeling", description="Deploy <prefix>-Labeling and the API's task-token route."
     )

@@ -1,6 +1,6 @@
 """Local label storage for `fewclick serve`: the image folder, one COCO file, one PNG label map per image.
 
-Layout under the output folder (documented in docs/README_ui.md):
+Layout under the output folder (documented in README.md, "Where labels go"):
 
 - ``annotations.json``: ONE COCO "instances" file for every image labelled so far. Segmentations are
   COCO compressed RLE (the API's own mask format, so nothing is re-encoded). Each annotation also keeps

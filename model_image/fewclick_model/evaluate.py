@@ -181,6 +181,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="only the instances `fewclick train` held out of this folder (for checks on training data)",
     )
+    parser.add_argument(
+        "--honor",
+        choices=["none", "clicks", "all"],
+        default="all",
+        help="make masks agree with the extreme points and clicks (as served), the corrective clicks only, or neither",
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
@@ -210,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     instances = [load_instance(i, m) for i, m in pairs]
     crop_predictor = load_crop_predictor(args.weights, input_size=args.input_size)
     methods: list[tuple[str, Predictor, int]] = [
-        (f"fewclick {crop_predictor.model_version}", FewClickPredictor(crop_predictor), args.max_clicks)
+        (f"fewclick {crop_predictor.model_version}", FewClickPredictor(crop_predictor, args.honor), args.max_clicks)
     ]
     if args.baseline == "grabcut":
         methods.append(("opencv grabcut", GrabCutPredictor(), args.baseline_clicks))

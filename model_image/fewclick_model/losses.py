@@ -22,8 +22,14 @@ def edge_band(truth: torch.Tensor, band: int = EDGE_BAND_PX) -> torch.Tensor:
     return dilated - eroded
 
 
-def segmentation_loss(logits: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+def segmentation_loss(
+    logits: torch.Tensor, truth: torch.Tensor, click_weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``click_weights`` (B, 1, S, S), added to the BCE weights, makes the pixels around
+    the labeler's clicks count more: the mask must agree with a click where it was made."""
     weights = 1.0 + (EDGE_WEIGHT - 1.0) * edge_band(truth)
+    if click_weights is not None:
+        weights = weights + click_weights
     bce = F.binary_cross_entropy_with_logits(logits, truth, weight=weights)
     prob = torch.sigmoid(logits)
     inter = (prob * truth).sum(dim=(1, 2, 3))

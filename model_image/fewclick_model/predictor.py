@@ -13,10 +13,12 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
+from fewclick_contract.click_constraints import honor_clicks, served_constraints
 from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop, paste_crop
 
 from . import DEFAULT_INPUT_SIZE
@@ -137,11 +139,21 @@ def load_crop_predictor(
     return CropPredictor(FewClickNet(pretrained=True), input_size or DEFAULT_INPUT_SIZE, UNTRAINED_VERSION, device)
 
 
-class FewClickPredictor:
-    """Full-image interface: ``set_image`` once, then ``predict`` per interaction."""
+HonorMode = Literal["none", "clicks", "all"]
 
-    def __init__(self, crop_predictor: CropPredictor) -> None:
+
+class FewClickPredictor:
+    """Full-image interface: ``set_image`` once, then ``predict`` per interaction.
+
+    ``honor`` makes the mask agree with the clicks where they were made
+    (`fewclick_contract.click_constraints`): ``all`` for the extreme points and
+    the corrective clicks (what the proxy serves), ``clicks`` for the corrective
+    clicks only, ``none`` for the network's raw output.
+    """
+
+    def __init__(self, crop_predictor: CropPredictor, honor: HonorMode = "all") -> None:
         self.crop_predictor = crop_predictor
+        self.honor = honor
         self._image: np.ndarray | None = None
         self._box: CropBox | None = None
         self._features: ImageFeatures | None = None
@@ -174,4 +186,8 @@ class FewClickPredictor:
         corrective = [CropClick(float(x), float(y), c.kind) for (x, y), c in zip(crop_xy, clicks, strict=True)]
         prob = self.crop_predictor.predict_sequence(self._features, extremes, corrective, self._cache)
         h, w = self._image.shape[:2]
-        return paste_crop(prob, box, h, w)
+        full = paste_crop(prob, box, h, w)
+        if self.honor == "none":
+            return full
+        constraints = served_constraints(extreme_points, [(c.x, c.y, c.kind) for c in clicks], self.honor == "all")
+        return honor_clicks(full, constraints, box.width / size)

@@ -5,7 +5,14 @@ forward passes without gradients, each adding one simulated corrective click
 (region or boundary) where the current prediction is wrong and feeding that
 prediction back as the previous mask (RITM's iterative training); then the
 loss on the last pass. The image features are computed once per step and
-reused by every pass, as a served session does.
+reused by every pass, as a served session does. The loss weighs the pixels
+around the corrective clicks more (click consistency: a labeler's click must
+win where it was made).
+
+On a GPU the network is no longer the bottleneck: ``--workers`` processes cut
+the augmented crops and ``--sim-threads`` threads simulate clicks and paint
+guidance maps (OpenCV and numpy release the GIL), while the network runs in
+bfloat16 autocast.
 """
 
 from __future__ import annotations
@@ -14,6 +21,10 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +51,9 @@ HOLDOUT_SHARE = 0.05
 # How many extra click passes a step takes: mostly few, so the first masks get most practice.
 EXTRA_PASSES = (0, 1, 2, 3)
 EXTRA_PASS_PROBS = (0.35, 0.25, 0.2, 0.2)
+# Click consistency: extra BCE weight on a disk around each corrective click.
+CLICK_LOSS_WEIGHT = 4.0
+CLICK_LOSS_RADIUS = 0.02  # share of the crop side: ~5 px at 256
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +85,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--boundary-share", type=float, default=0.4, help="share of simulated corrective clicks on the boundary"
     )
     parser.add_argument("--limit", type=int, default=0, help="use only this many instances (smoke runs)")
+    parser.add_argument("--workers", type=int, default=0, help="processes cutting training crops (0: in-process)")
+    parser.add_argument("--sim-threads", type=int, default=1, help="threads simulating clicks and guidance maps")
+    parser.add_argument(
+        "--export-every", type=int, default=0, help="also export served weights every N steps (0: at the end only)"
+    )
 
 
 def load_training_instances(root: Path, datasets: list[str], limit: int = 0) -> list[Instance]:
@@ -80,9 +99,89 @@ def load_training_instances(root: Path, datasets: list[str], limit: int = 0) -> 
     return [load_instance(img, mask) for img, mask in tqdm(pairs, desc="loading", unit="img", leave=False)]
 
 
-def batch_guidance(clicks: list[list[CropClick]], previous: np.ndarray | None, size: int) -> torch.Tensor:
-    maps = [encode_guidance(c, size, None if previous is None else previous[i]) for i, c in enumerate(clicks)]
-    return torch.from_numpy(np.stack(maps))
+@dataclass
+class TrainingBatch:
+    crops: np.ndarray  # (B, S, S, 3) uint8
+    masks: np.ndarray  # (B, S, S) bool
+    points: np.ndarray  # (B, 4, 2) crop pixels, the extreme points
+
+    @classmethod
+    def of(cls, samples: Sequence[TrainingSample]) -> TrainingBatch:
+        return cls(
+            np.stack([s.crop for s in samples]),
+            np.stack([s.mask for s in samples]),
+            np.stack([s.points for s in samples]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.crops)
+
+
+class BatchStream(torch.utils.data.IterableDataset):
+    """Endless augmented batches; each loader worker draws from its own seed."""
+
+    def __init__(self, instances: Sequence[Instance], size: int, batch: int, seed: int) -> None:
+        self.instances, self.size, self.batch, self.seed = instances, size, batch, seed
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        info = torch.utils.data.get_worker_info()
+        worker = 0 if info is None else info.id
+        gen = SampleGenerator(self.instances, self.size, seed=self.seed * 1000 + worker)
+        while True:
+            b = TrainingBatch.of([gen.sample() for _ in range(self.batch)])
+            yield b.crops, b.masks, b.points
+
+
+def batch_source(
+    instances: Sequence[Instance], size: int, batch: int, seed: int, workers: int
+) -> Callable[[], TrainingBatch]:
+    """A callable returning the next batch, from worker processes when ``workers`` > 0."""
+    if workers <= 0:
+        gen = SampleGenerator(instances, size, seed=seed)
+        return lambda: TrainingBatch.of([gen.sample() for _ in range(batch)])
+    loader = torch.utils.data.DataLoader(
+        BatchStream(instances, size, batch, seed),
+        batch_size=None,
+        num_workers=workers,
+        prefetch_factor=4,
+        persistent_workers=True,
+    )
+    it = iter(loader)
+
+    def next_batch() -> TrainingBatch:
+        crops, masks, points = next(it)
+        return TrainingBatch(np.asarray(crops), np.asarray(masks), np.asarray(points))
+
+    return next_batch
+
+
+def _map(pool: ThreadPoolExecutor | None, fn: Callable[..., object], *iterables: Sequence[object]) -> list:
+    return list(pool.map(fn, *iterables)) if pool is not None else [fn(*args) for args in zip(*iterables, strict=True)]
+
+
+def batch_guidance(
+    clicks: list[list[CropClick]], previous: np.ndarray | None, size: int, pool: ThreadPoolExecutor | None = None
+) -> torch.Tensor:
+    prevs = [None if previous is None else previous[i] for i in range(len(clicks))]
+    return torch.from_numpy(np.stack(_map(pool, lambda c, p: encode_guidance(c, size, p), clicks, prevs)))
+
+
+def click_weight_map(clicks: list[list[CropClick]], size: int) -> torch.Tensor:
+    """(B, 1, S, S): CLICK_LOSS_WEIGHT on a disk around every corrective click (the
+    extreme points, always the first four, are left to the edge weighting)."""
+    weights = np.zeros((len(clicks), 1, size, size), dtype=np.float32)
+    radius = max(1, round(CLICK_LOSS_RADIUS * size))
+    yy, xx = np.mgrid[-radius : radius + 1, -radius : radius + 1]
+    disk = (xx * xx + yy * yy <= radius * radius).astype(np.float32) * CLICK_LOSS_WEIGHT
+    for i, sample_clicks in enumerate(clicks):
+        for c in sample_clicks[4:]:
+            cx, cy = round(c.x), round(c.y)
+            x0, x1 = max(cx - radius, 0), min(cx + radius + 1, size)
+            y0, y1 = max(cy - radius, 0), min(cy + radius + 1, size)
+            if x1 > x0 and y1 > y0:
+                patch = disk[y0 - cy + radius : y1 - cy + radius, x0 - cx + radius : x1 - cx + radius]
+                np.maximum(weights[i, 0, y0:y1, x0:x1], patch, out=weights[i, 0, y0:y1, x0:x1])
+    return torch.from_numpy(weights)
 
 
 def to_image_tensor(crops: list[np.ndarray]) -> torch.Tensor:
@@ -101,37 +200,66 @@ def lr_at(step: int, total: int, base: float, warmup: int = 200) -> float:
     return base * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0))))
 
 
+# The first steps pay for start-up (loader workers, cuDNN autotuning): the pace is timed after them.
+WARMUP_STEPS_UNTIMED = 20
+
+
+def replan_steps(step: int, start: int, elapsed_s: float, budget_s: float, warm_pace: float | None) -> int:
+    """The schedule's length that fits ``budget_s`` (``--minutes``), from the measured pace.
+
+    Other jobs share the cores and start-up is slow, so this runs again as training
+    goes: until a start-up-free pace exists, the plan only ever reaches the next
+    re-plan at least, rather than ending a run on its slow first steps.
+    """
+    remaining = budget_s - elapsed_s
+    if remaining <= 0:
+        return step + 1
+    if warm_pace is None:
+        pace = elapsed_s / max(1, step - start)
+        return max(start + 100 + 1, step + int(remaining / pace))
+    return max(step + 1, step + int(remaining / warm_pace))
+
+
 def train_step(
     model: FewClickNet,
     optimizer: torch.optim.Optimizer,
-    samples: list[TrainingSample],
+    batch: TrainingBatch,
     rng: np.random.Generator,
     device: torch.device,
     boundary_share: float = 0.4,
+    pool: ThreadPoolExecutor | None = None,
 ) -> tuple[float, float, int]:
-    batch_size = len(samples)
-    size = samples[0].crop.shape[0]
-    rgb = to_image_tensor([s.crop for s in samples]).to(device)
-    truth_np = np.stack([s.mask for s in samples])
-    truth = torch.from_numpy(truth_np).float().unsqueeze(1).to(device)
-    clicks = [[CropClick(float(x), float(y), "boundary") for x, y in s.points] for s in samples]
+    batch_size = len(batch)
+    size = batch.crops.shape[1]
+    rgb = to_image_tensor(list(batch.crops)).to(device, non_blocking=True)
+    truth_np = batch.masks
+    truth = torch.from_numpy(truth_np).float().unsqueeze(1).to(device, non_blocking=True)
+    clicks = [[CropClick(float(x), float(y), "boundary") for x, y in pts] for pts in batch.points]
     passes = int(rng.choice(EXTRA_PASSES, p=EXTRA_PASS_PROBS))
+    # One generator per sample: numpy generators must not be shared between threads.
+    sample_rngs = rng.spawn(batch_size)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
-    features = model.encode_image(rgb)
+    def add_click(i: int, prob: np.ndarray) -> None:
+        click = sample_training_click(truth_np[i], prob > 0.5, sample_rngs[i], boundary_share)
+        if click is not None:
+            clicks[i].append(CropClick(float(click.x), float(click.y), click.kind))
+
+    with autocast:
+        features = model.encode_image(rgb)
     previous: np.ndarray | None = None
     if passes:
         frozen = features.detach()
         with torch.no_grad():
             for _ in range(passes):
-                logits = model.decode(frozen, batch_guidance(clicks, previous, size).to(device))
-                previous = torch.sigmoid(logits)[:, 0].float().cpu().numpy()
-                for i, sample_clicks in enumerate(clicks):
-                    click = sample_training_click(truth_np[i], previous[i] > 0.5, rng, boundary_share)
-                    if click is not None:
-                        sample_clicks.append(CropClick(float(click.x), float(click.y), click.kind))
-    guidance = batch_guidance(clicks, previous, size).to(device)
-    logits = model.decode(features, guidance)
-    loss = segmentation_loss(logits, truth)
+                with autocast:
+                    logits = model.decode(frozen, batch_guidance(clicks, previous, size, pool).to(device))
+                previous = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+                _map(pool, add_click, range(batch_size), list(previous))
+    guidance = batch_guidance(clicks, previous, size, pool).to(device, non_blocking=True)
+    with autocast:
+        logits = model.decode(features, guidance)
+    loss = segmentation_loss(logits.float(), truth, click_weight_map(clicks, size).to(device))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -174,6 +302,8 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -183,7 +313,8 @@ def run(args: argparse.Namespace) -> int:
     holdout = [i for i in instances if is_holdout(i.name, HOLDOUT_SHARE)]
     print(f"training on {len(train_set)} instances, {len(holdout)} held out, device {device}")
 
-    model = FewClickNet(encoder=args.encoder, pretrained=True, decoder_channels=args.decoder_channels)
+    # Fine-tuning replaces every weight, so the ImageNet package is not needed then.
+    model = FewClickNet(encoder=args.encoder, pretrained=args.init is None, decoder_channels=args.decoder_channels)
     model = model.to(device).to(memory_format=torch.channels_last).train()
     if args.init:
         from .checkpoints import load_weights
@@ -191,7 +322,6 @@ def run(args: argparse.Namespace) -> int:
         model.load_state_dict(load_weights(args.init)[0].state_dict())
         print(f"initialised from {args.init}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    gen = SampleGenerator(train_set, args.size, seed=args.seed)
     start = 0
     last = args.out / "last.ckpt"
     if args.resume and last.exists():
@@ -200,10 +330,21 @@ def run(args: argparse.Namespace) -> int:
         optimizer.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
         rng = np.random.default_rng(args.seed + start)
-        gen.rng = np.random.default_rng(args.seed + 7 * start)
         print(f"resumed at step {start}")
+    # A resumed run draws new crops rather than replaying the first ones.
+    next_batch = batch_source(train_set, args.size, args.batch, args.seed + 7 * start, args.workers)
+    pool = ThreadPoolExecutor(args.sim_threads) if args.sim_threads > 1 else None
+
+    def export(steps: int) -> str:
+        # Export a float32 CPU copy so training continues undisturbed on its device.
+        snapshot = FewClickNet(encoder=args.encoder, pretrained=False, decoder_channels=args.decoder_channels)
+        snapshot.load_state_dict({k: v.float().cpu() for k, v in model.state_dict().items()})
+        info = {"trained_steps": steps, "datasets": args.datasets, "batch": args.batch}
+        return export_weights(snapshot, args.export, args.size, args.decoder_channels, info)
 
     log_path = args.out / "log.jsonl"
+    warm_clock: tuple[float, int] | None = None
+    warm_pace: float | None = None
     ema_loss, ema_iou = None, None
     started = time.time()
     bar = tqdm(initial=start, total=args.steps, desc="train", unit="step")
@@ -211,14 +352,15 @@ def run(args: argparse.Namespace) -> int:
     # A while loop, not a range: with --minutes the schedule's length changes as it goes.
     while step < args.steps:
         if args.minutes and step > start and ((step - start) in (20, 100) or (step - start) % 250 == 0):
-            # Re-plan the schedule's length from the measured pace (other jobs share the cores).
-            pace = (time.time() - started) / (step - start)
-            args.steps = max(step + 1, start + int(args.minutes * 60 / pace))
+            args.steps = replan_steps(step, start, time.time() - started, args.minutes * 60, warm_pace)
             bar.total = args.steps
+        if step - start == WARMUP_STEPS_UNTIMED:
+            warm_clock = (time.time(), step)
+        if warm_clock is not None and step - start > WARMUP_STEPS_UNTIMED:
+            warm_pace = (time.time() - warm_clock[0]) / (step - warm_clock[1])
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr)
-        samples = [gen.sample() for _ in range(args.batch)]
-        loss, batch_iou, passes = train_step(model, optimizer, samples, rng, device, args.boundary_share)
+        loss, batch_iou, passes = train_step(model, optimizer, next_batch(), rng, device, args.boundary_share, pool)
         ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
         ema_iou = batch_iou if ema_iou is None else 0.98 * ema_iou + 0.02 * batch_iou
         bar.set_postfix(loss=f"{ema_loss:.3f}", iou=f"{ema_iou:.3f}", lr=f"{lr_at(step, args.steps, args.lr):.1e}")
@@ -226,6 +368,8 @@ def run(args: argparse.Namespace) -> int:
         done = step + 1
         if done % args.checkpoint_every == 0 or done == args.steps:
             atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done}, last)
+        if args.export_every and done % args.export_every == 0 and done < args.steps:
+            export(done)
         if holdout and (done % args.validate_every == 0 or done == args.steps):
             val = validate(model, holdout, args.size, device)
             record.update({f"val_iou_{k}": v for k, v in enumerate(val)})
@@ -236,13 +380,7 @@ def run(args: argparse.Namespace) -> int:
         bar.update(1)
     bar.close()
 
-    version = export_weights(
-        model.float().to("cpu"),
-        args.export,
-        args.size,
-        args.decoder_channels,
-        {"trained_steps": args.steps, "datasets": args.datasets, "batch": args.batch},
-    )
+    version = export(args.steps)
     minutes = (time.time() - started) / 60
     print(
         f"\nsummary: {args.steps - start} steps in {minutes:.1f} min; train IoU (EMA) {ema_iou:.3f}; "

@@ -2,7 +2,7 @@
 
 Why: Lambda refuses a function whose unzipped code exceeds 262,144,000 bytes ("250 MB"), and the
 proxy's wheels come close: opencv-python-headless and numpy alone are ~200 MB (sizes measured in
-docs/README_infra.md).
+README.md, "Deploying to AWS").
 
 Standard library only, and runnable as a script (``python3 asset_pruning.py DIR [--max-bytes N]``):
 `LocalPipBundling` calls `prune_asset`, and the Docker fallback bundling runs this same file inside

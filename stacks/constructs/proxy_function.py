@@ -135,8 +135,9 @@ class ProxyFunction(Construct):
                 NagPackSuppression(
                     id="AwsSolutions-SMG4",
                     reason="No scheduled rotation: a new value invalidates the open labeling sessions. Rotate by "
-                    "putting a new random value (docs/README_infra.md); new proxy instances read it at cold start, "
-                    "and the UI recovers an invalidated session by resending its image (404 SESSION_EXPIRED).",
+                    "putting a new random value (see the README, Deploying to AWS); new proxy instances read it at "
+                    "cold start, and the UI recovers an invalidated session by resending its image "
+                    "(404 SESSION_EXPIRED).",
                 )
             ],
         )

@@ -68,7 +68,7 @@ class TaskTokenAuth(Construct):
                     id="AwsSolutions-SMG4",
                     reason="Rotating the key invalidates every outstanding task token (tasks stay open for "
                     "days), so it is rotated between labeling jobs by putting a new random value "
-                    "(see docs/README_groundtruth.md); the verifier picks it up within 5 minutes.",
+                    "(see the README, Task tokens); the verifier picks it up within 5 minutes.",
                 )
             ],
         )

@@ -45,7 +45,7 @@ def hardening_env() -> Iterator[None]:
     """Every hardening test, alone or in any order, runs with local credentials and one torch thread."""
     with pytest.MonkeyPatch.context() as mp:
         # One intra-op thread: on a shared 2-core machine torch's default (one per core) spins OpenMP workers
-        # against the other load and a first request can take a minute (see docs/README_serving.md).
+        # against the other load and a first request can take a minute (see README.md, "Latency").
         mp.setenv("FEWCLICK_TORCH_THREADS", "1")
         for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
             mp.delenv(name, raising=False)

@@ -43,7 +43,10 @@ def test_an_obvious_object_is_found_from_its_extreme_points(predictor: FewClickP
     assert np.mean(scores) > 0.85, scores
 
 
-def test_positive_and_negative_clicks_are_respected(predictor: FewClickPredictor) -> None:
+@pytest.mark.parametrize("honor", ["none", "all"])
+def test_positive_and_negative_clicks_are_respected(honor: str) -> None:
+    # "none": the network alone does it on an easy object; "all": as served.
+    predictor = FewClickPredictor(load_crop_predictor(device="cpu"), honor=honor)  # type: ignore[arg-type]
     image, mask = make_instance(np.random.default_rng(7), h=240, w=320)
     truth = mask > 0
     predictor.set_image(image)

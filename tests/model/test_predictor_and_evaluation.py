@@ -71,6 +71,31 @@ def test_full_image_predictor_grows_the_crop_for_a_far_click(weights: Path) -> N
     assert fp._box != box and fp._box.contains(np.array([[1, 1]]))[0]
 
 
+def test_honor_modes_change_the_raw_output_only_where_clicks_are_broken(weights: Path) -> None:
+    image, mask = make_instance(np.random.default_rng(5))
+    crop_predictor = load_crop_predictor(weights, device="cpu")  # untrained: ignores clicks freely
+    pts = extreme_points(mask > 0)
+    clicks = [Click(int(pts[:, 0].mean()), int(pts[:, 1].mean()), "positive"), Click(int(pts[1, 0]) + 3, 2, "negative")]
+    outputs = {}
+    for honor in ("none", "clicks", "all"):
+        fp = FewClickPredictor(crop_predictor, honor=honor)  # type: ignore[arg-type]
+        fp.set_image(image)
+        outputs[honor] = fp.predict(pts, clicks)
+    for honor in ("clicks", "all"):
+        for c in clicks:
+            assert evaluate.click_respected(c, outputs[honor] > 0.5), (honor, c)
+    for x, y in pts:
+        assert evaluate.click_respected(Click(int(x), int(y), "boundary"), outputs["all"] > 0.5) or (
+            # Farther than the crop's resolution explains: left to the network by design.
+            not evaluate.click_respected(Click(int(x), int(y), "boundary"), outputs["none"] > 0.5)
+        )
+    # Away from every click and extreme point, all three are the network's own output.
+    far = np.ones(mask.shape, bool)
+    for x, y in [*[(c.x, c.y) for c in clicks], *pts]:
+        far[max(0, int(y) - 40) : int(y) + 41, max(0, int(x) - 40) : int(x) + 41] = False
+    assert np.array_equal(outputs["none"][far], outputs["all"][far])
+
+
 def test_evaluate_cli_writes_table_csv_and_plot_with_the_baseline(
     weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -1,4 +1,5 @@
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,11 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_a_few_steps_on_one_batch_reduce_the_loss(tiny_root: Path) -> None:
     torch.manual_seed(0)
     instances = [load_instance(i, m) for i, m in list_instances(tiny_root / "coco_mval")]
-    samples = [s for s in (SampleGenerator(instances, 64, seed=3).sample() for _ in range(4))]
+    batch = train.TrainingBatch.of([SampleGenerator(instances, 64, seed=3).sample() for _ in range(4)])
     model = FewClickNet(pretrained=True, decoder_channels=16).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     rng = np.random.default_rng(0)
-    losses = [train.train_step(model, optimizer, samples, rng, torch.device("cpu"))[0] for _ in range(12)]
+    losses = [train.train_step(model, optimizer, batch, rng, torch.device("cpu"))[0] for _ in range(12)]
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
 
 
@@ -68,3 +69,63 @@ def test_cli_checkpoints_resumes_and_exports_loadable_weights(
     predictor = load_crop_predictor(tmp_path / "w.pt")
     assert predictor.input_size == 64 and predictor.model_version.startswith("lite0-64-")
     assert (tmp_path / "w.pt").stat().st_size < 8_000_000  # fp16: small enough to commit
+
+
+def test_worker_processes_and_click_threads_train_like_the_in_process_path(tiny_root: Path, tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    argv = ["--data", str(tiny_root), "--out", str(tmp_path), "--export", str(tmp_path / "w.pt"), "--size", "64"]
+    argv += ["--decoder-channels", "16", "--steps", "3", "--batch", "3", "--workers", "2", "--sim-threads", "3"]
+    argv += ["--export-every", "2", "--validate-every", "100"]
+    args = parser.parse_args(argv)
+    assert train.run(args) == 0
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3] and all(np.isfinite(r["loss"]) for r in log)
+    assert load_crop_predictor(tmp_path / "w.pt").input_size == 64
+
+
+def test_worker_batches_differ_between_workers_and_match_the_crop_contract(tiny_root: Path) -> None:
+    instances = [load_instance(i, m) for i, m in list_instances(tiny_root / "davis")]
+    next_batch = train.batch_source(instances, 48, 2, seed=5, workers=2)
+    a, b = next_batch(), next_batch()
+    assert a.crops.shape == (2, 48, 48, 3) and a.crops.dtype == np.uint8
+    assert a.masks.shape == (2, 48, 48) and a.masks.dtype == bool and a.points.shape == (2, 4, 2)
+    assert not np.array_equal(a.crops, b.crops)  # two workers, two seeds
+    # The extreme points lie on the object's crop (within the jitter and resampling slack).
+    for masks, points in ((a.masks, a.points), (b.masks, b.points)):
+        for mask, pts in zip(masks, points, strict=True):
+            _ys, xs = np.nonzero(mask)
+            assert xs.min() - 4 <= pts[:, 0].min() and pts[:, 0].max() <= xs.max() + 4
+
+
+def test_click_weights_cover_corrective_clicks_only() -> None:
+    boundary = [train.CropClick(float(x), float(y), "boundary") for x, y in ((10, 0), (0, 10), (10, 20), (20, 10))]
+    clicks = [[*boundary, train.CropClick(30.0, 40.0, "positive"), train.CropClick(63.0, 0.0, "negative")], boundary]
+    weights = train.click_weight_map(clicks, 64).numpy()
+    assert weights.shape == (2, 1, 64, 64)
+    assert weights[0, 0, 40, 30] == train.CLICK_LOSS_WEIGHT and weights[0, 0, 0, 63] == train.CLICK_LOSS_WEIGHT
+    assert weights[0, 0, 10, 0] == 0 and weights[1].max() == 0  # extreme points get no click weight
+    radius = round(train.CLICK_LOSS_RADIUS * 64)
+    assert weights[0, 0, 40, 30 + radius] > 0 and weights[0, 0, 40, 30 + radius + 1] == 0
+
+
+def test_click_weights_raise_the_loss_of_a_mask_that_ignores_a_click() -> None:
+    from fewclick_model.losses import segmentation_loss
+
+    truth = torch.zeros(1, 1, 32, 32)
+    truth[..., 8:24, 8:24] = 1.0
+    logits = (truth * 2 - 1) * 4
+    logits[..., 14:18, 14:18] = -4.0  # a hole exactly where the positive click was made
+    clicks = [[train.CropClick(0, 0, "boundary")] * 4 + [train.CropClick(16, 16, "positive")]]
+    click = train.click_weight_map(clicks, 32)
+    assert segmentation_loss(logits, truth, click) > segmentation_loss(logits, truth) * 1.2
+
+
+def test_minutes_plan_survives_a_slow_start_and_stops_when_time_is_up() -> None:
+    # 20 slow start-up steps took 60 s of a 180 s budget: the old plan ended the run at step 60.
+    assert train.replan_steps(20, 0, elapsed_s=60, budget_s=180, warm_pace=None) >= 101
+    # Once the start-up-free pace is known (0.2 s/step), the plan fills the time left.
+    assert train.replan_steps(100, 0, elapsed_s=76, budget_s=180, warm_pace=0.2) == 100 + 520
+    # Resumed runs count from where they resumed; a spent budget ends at the next step.
+    assert train.replan_steps(5020, 5000, elapsed_s=60, budget_s=180, warm_pace=None) >= 5101
+    assert train.replan_steps(250, 0, elapsed_s=200, budget_s=180, warm_pace=0.2) == 251

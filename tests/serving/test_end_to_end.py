@@ -292,3 +292,25 @@ def test_endpoint_down_is_503_with_retry_after(proxy: Proxy, stack: Stack) -> No
         assert int(headers["Retry-After"]) > 0
     finally:
         stack.runtime.set_model_url(stack.model.url)
+
+
+def test_served_masks_honor_every_click_where_it_was_made(proxy: Proxy) -> None:
+    """Click consistency runs in the proxy: positives inside, negatives outside, the
+    extreme points on the edge, whatever the network made of them."""
+    from fewclick_model.evaluate import click_respected
+    from fewclick_model.simulator import Click
+
+    rgb, gt = make_scene(300, 400, seed=5)
+    points = extreme_points(gt)
+    extremes = [{"x": x, "y": y} for x, y in points]
+    ys, xs = np.nonzero(gt)
+    # A positive on background just outside the object's box corner: the network has
+    # every reason to leave it out, the labeler said otherwise.
+    clicks = [*_clicks_inside(gt), {"x": int(xs.max()) + 4, "y": int(ys.max()) + 4, "type": "positive"}]
+    status, body, _ = proxy.segment({"image": {"base64": png_base64(rgb)}, "extremePoints": extremes, "clicks": clicks})
+    assert status == 200, body
+    mask = _mask(body)
+    for c in clicks:
+        assert click_respected(Click(c["x"], c["y"], c["type"]), mask), c
+    for x, y in points:
+        assert click_respected(Click(int(x), int(y), "boundary"), mask), (x, y)

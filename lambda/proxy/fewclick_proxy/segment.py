@@ -33,6 +33,7 @@ from fewclick_contract.api import (
     SegmentResponse,
     Timings,
 )
+from fewclick_contract.click_constraints import honor_clicks, served_constraints
 from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop, paste_crop
 from fewclick_contract.wire import (
     WireClick,
@@ -129,7 +130,9 @@ class Segmenter:
                 raise ApiError(ErrorCode.ENDPOINT_ERROR, "the model refused a fresh session", 1) from None
 
         prob = decode_probabilities(result.response.probabilities, size)
-        mask = masks.binarize(paste_crop(prob, box, height, width))
+        # The same click-consistency pass as the model library's evaluation (one implementation).
+        constraints = served_constraints(extreme, [(c.x, c.y, c.type) for c in req.clicks])
+        mask = masks.binarize(honor_clicks(paste_crop(prob, box, height, width), constraints, box.width / size))
         new_token = SessionToken(
             sm=result.session_id,
             img=image_id,
