@@ -31,6 +31,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fewclick.bench import plots
 from fewclick.bench.synthetic import extreme_points, iou, make_scene, robot_click
 
 REQUEST_TYPES = ("new image", "warm click", "resend image")
@@ -267,38 +268,22 @@ def format_table(summary: dict[str, dict[str, float]]) -> str:
 
 
 def plot_histogram(result: BenchResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    fig, axes = plots.subplots(2, figsize=(11, 4), sharey=True)
     for ax, attr, title in ((axes[0], "e2e_ms", "end to end (proxy handler)"), (axes[1], "model_ms", "model server")):
         values = [getattr(s, attr) for s in result.samples]
         bins = np.geomspace(max(0.1, min(values)), max(values) * 1.05, 30) if values else 10
-        for kind in REQUEST_TYPES:
-            data = [getattr(s, attr) for s in result.samples if s.kind == kind]
-            if data:
-                ax.hist(data, bins=bins, alpha=0.6, label=f"{kind} (n={len(data)})")
-        ax.set_xscale("log")
-        # Plain numbers on the log axis; minor-tick labels would overlap.
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
+        plots.log_histograms(
+            ax, ((kind, [getattr(s, attr) for s in result.samples if s.kind == kind]) for kind in REQUEST_TYPES), bins
+        )
         ax.set_xlabel("ms (log scale)")
         ax.set_title(title)
-        ax.legend()
     axes[0].set_ylabel("requests")
     env = result.environment
-    fig.suptitle(
+    heading = (
         f"FewClick latency on {env.get('gpu') or env.get('device')} ({env.get('cpus')} CPUs), "
         f"{env.get('image')} images, S={env.get('input_size')}, model {env.get('model_version')}"
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    plots.save(fig, path, title=heading, dpi=110)
 
 
 def run(args: argparse.Namespace) -> int:

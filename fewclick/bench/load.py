@@ -43,6 +43,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from fewclick.bench import plots
 from fewclick.local.serve_process import spawn_serve
 
 REQUEST_TYPES = ("new image", "click", "resend image")
@@ -505,28 +506,13 @@ def format_table(summary: dict[str, Any]) -> str:
 
 
 def plot(result: LoadResult, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import LogLocator, NullFormatter, ScalarFormatter
-
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    fig, axes = plots.subplots(3, figsize=(16, 4.2))
     ax = axes[0]
     good = [s for s in result.samples if s.status == 200]
     if good:
         values = [s.ms for s in good]
         bins = np.geomspace(max(1.0, min(values)), max(values) * 1.05, 30)
-        for kind in REQUEST_TYPES:
-            data = [s.ms for s in good if s.kind == kind]
-            if data:
-                ax.hist(data, bins=bins, alpha=0.6, label=f"{kind} (n={len(data)})")
-        ax.set_xscale("log")
-        # Plain numbers on the log axis; minor-tick labels would overlap.
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(ScalarFormatter())
-        ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.legend()
+        plots.log_histograms(ax, ((kind, [s.ms for s in good if s.kind == kind]) for kind in REQUEST_TYPES), bins)
     ax.set_xlabel("round trip ms (log scale), answered requests")
     ax.set_ylabel("requests")
     ax.set_title("latency per request type")
@@ -558,14 +544,11 @@ def plot(result: LoadResult, path: Path) -> None:
     ax.set_title("server memory")
     if result.memory.get("series"):
         ax.legend()
-    fig.suptitle(
+    title = (
         f"FewClick load: {result.settings.users} labelers, {result.settings.seconds:g} s, "
         f"think {result.settings.think_s:g} s, {result.settings.width}x{result.settings.height} images"
     )
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plots.save(fig, path, title=title, dpi=100)
 
 
 def write_report(result: LoadResult, out_dir: Path, name: str) -> tuple[Path, Path, dict[str, Any]]:

@@ -25,15 +25,16 @@ import http.client
 import json
 import logging
 import re
-import sys
 import threading
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from fewclick_model.server.http_server import QuietThreadingHTTPServer
 
 from fewclick_contract.wire import (
     CLOSED_SESSION_HEADER,
@@ -201,17 +202,8 @@ class _Handler(BaseHTTPRequestHandler):
             conn.close()
 
 
-class _StubServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # A client that hung up (timeout, cancelled click) is routine, not a stack trace.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (BrokenPipeError, ConnectionResetError, TimeoutError)):
-            LOG.debug("client %s went away: %s", client_address, exc)
-            return
-        LOG.exception("error while serving %s", client_address)
+class _StubServer(QuietThreadingHTTPServer):
+    logger = LOG
 
     def __init__(self, address: tuple[str, int], state: _StubState) -> None:
         self.state = state

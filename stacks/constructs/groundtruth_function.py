@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aws_cdk import BundlingOptions, Duration, IgnoreMode, RemovalPolicy
-from aws_cdk import aws_iam as iam
+from aws_cdk import BundlingOptions, Duration, IgnoreMode
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from cdk_nag import NagPackSuppression, NagSuppressions
@@ -21,9 +20,7 @@ from constructs import Construct
 
 from stacks.constructs.local_bundling import RUNTIME_PROVIDED, LocalPipBundling
 from stacks.constructs.proxy_function import asset_excludes
-
-RUNTIME = lambda_.Runtime.PYTHON_3_12
-PYTHON_VERSION = "3.12"
+from stacks.constructs.python_lambda import PYTHON_VERSION, RUNTIME, log_group_and_role, python_function
 
 
 def groundtruth_code(*, source_root: Path, handler_dir: str, extra_packages: Sequence[str]) -> lambda_.Code:
@@ -75,23 +72,15 @@ class GroundTruthFunction(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.THREE_MONTHS,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
-        # An explicit role: the default one attaches AWSLambdaBasicExecutionRole (logs on every group).
-        self.role = iam.Role(
-            self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"), description=description
-        )
-        self.log_group.grant_write(self.role)
-        self.function = lambda_.Function(
+        self.log_group, self.role = log_group_and_role(self, retention=log_retention, role_description=description)
+        self.function = python_function(
             self,
-            "Function",
-            runtime=RUNTIME,
-            architecture=lambda_.Architecture.X86_64,  # the bundled wheels are x86_64
+            log_group=self.log_group,
+            role=self.role,
             handler=handler,
             code=code,
             timeout=timeout,
             memory_size=memory_size,
-            role=self.role,
-            log_group=self.log_group,
             environment={
                 **environment,
                 "POWERTOOLS_SERVICE_NAME": service_name,

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aws_cdk import BundlingOptions, Duration, IgnoreMode, RemovalPolicy
+from aws_cdk import BundlingOptions, Duration, IgnoreMode
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -26,10 +26,9 @@ from constructs import Construct
 
 from stacks.constructs import asset_pruning
 from stacks.constructs.local_bundling import LocalPipBundling
+from stacks.constructs.python_lambda import PYTHON_VERSION, RUNTIME, log_group_and_role, python_function
 
 HANDLER = "fewclick_proxy.handler.lambda_handler"
-RUNTIME = lambda_.Runtime.PYTHON_3_12
-PYTHON_VERSION = "3.12"
 POWERTOOLS_SERVICE_NAME = "fewclick-proxy"
 METRICS_NAMESPACE = "FewClick"
 PRUNE_SCRIPT_ENV = "FEWCLICK_PRUNE_ASSET"
@@ -102,16 +101,9 @@ class ProxyFunction(Construct):
             ),
         )
 
-        self.log_group = logs.LogGroup(self, "Logs", retention=log_retention, removal_policy=RemovalPolicy.DESTROY)
-        # An explicit role instead of the default one: the default attaches the managed
-        # AWSLambdaBasicExecutionRole (logs on every group); this one writes to its own group only.
-        self.role = iam.Role(
-            self,
-            "Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-            description="FewClick proxy Lambda",
+        self.log_group, self.role = log_group_and_role(
+            self, retention=log_retention, role_description="FewClick proxy Lambda"
         )
-        self.log_group.grant_write(self.role)
 
         # The HMAC key of the `sessionId` tokens the proxy hands the UI (fewclick_proxy.session_secret).
         # Its own secret, not the task-token one (stacks/constructs/task_token_auth.py): the two keys
@@ -142,19 +134,16 @@ class ProxyFunction(Construct):
             ],
         )
 
-        self.function = lambda_.Function(
+        self.function = python_function(
             self,
-            "Function",
-            runtime=RUNTIME,
-            architecture=lambda_.Architecture.X86_64,  # the wheels above are x86_64
+            log_group=self.log_group,
+            role=self.role,
             handler=HANDLER,
             code=code,
             # API Gateway gives up after 29 s; a longer Lambda would only burn money.
             timeout=timeout or Duration.seconds(29),
             # Memory also buys CPU for decoding images and building tensors.
             memory_size=memory_size,
-            role=self.role,
-            log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
             environment={
                 "ENDPOINT_NAME": endpoint_name,

@@ -31,6 +31,9 @@ from urllib.parse import unquote, urlsplit
 import cv2
 import numpy as np
 
+# tests/ is on sys.path under pytest (rootdir conftest), as `from conftest import dataset` relies on too.
+from serving.helpers import FakePredictor
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # CI=true (set by .ci/run): the short profile, fewer fuzz examples and shorter load runs.
 CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -66,6 +69,13 @@ def encode(rgb: np.ndarray, fmt: str = ".png") -> bytes:
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
+
+
+# What the request tests (bad input, faults) send: the default scene, its size and PNG bytes, to this route.
+SEGMENT = "/v1/segment"
+RGB, POINTS = scene()
+HEIGHT, WIDTH = RGB.shape[:2]
+PNG = encode(RGB)
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -352,36 +362,7 @@ def label_payload(width: int, height: int, value: int) -> dict[str, Any]:
     }
 
 
-# --- an in-process stack with a tiny predictor (no torch): for the cache and overload tests ---
-
-
-class TinyPredictor:
-    """The predictor interface without a network: an ellipse in the boundary points' box. ``delay_s``
-    makes each call slow (to fill the model server's queue)."""
-
-    def __init__(self, input_size: int = 64, delay_s: float = 0.0) -> None:
-        self.input_size = input_size
-        self.model_version = "tiny-1"
-        self.delay_s = delay_s
-
-    def encode(self, crop_rgb: np.ndarray) -> np.ndarray:
-        time.sleep(self.delay_s)
-        return np.asarray(crop_rgb, np.float32).mean(axis=2)
-
-    def predict(self, feats: np.ndarray, clicks: Any, previous: np.ndarray | None = None) -> np.ndarray:
-        time.sleep(self.delay_s)
-        s = self.input_size
-        prob = np.zeros((s, s), np.float32)
-        pts = np.array([(c.x, c.y) for c in clicks if c.kind == "boundary"], np.float32)
-        if len(pts):
-            (x0, y0), (x1, y1) = pts.min(0), pts.max(0)
-            centre = (round((x0 + x1) / 2), round((y0 + y1) / 2))
-            axes = (max(1, round((x1 - x0) / 2)), max(1, round((y1 - y0) / 2)))
-            cv2.ellipse(prob, centre, axes, 0, 0, 360, 0.9, -1)
-        return prob
-
-    def predict_sequence(self, feats: np.ndarray, extreme_points: Any, corrective_clicks: Any, cache: dict) -> Any:
-        return self.predict(feats, [*extreme_points, *corrective_clicks])
+# --- an in-process stack with the serving tests' fake predictor (no network): for the cache and overload tests ---
 
 
 @dataclass(frozen=True)
@@ -400,7 +381,7 @@ class MiniStack:
     handler_module: Any
     segmenter: Any
 
-    def invoke(self, body: Any, path: str = "/v1/segment") -> Reply:
+    def invoke(self, body: Any, path: str = SEGMENT) -> Reply:
         """The real lambda_handler with the local gateway's own API Gateway event (no HTTP server)."""
         from fewclick.local.gateway import LambdaContext, build_proxy_event, response_from_lambda
 
@@ -439,7 +420,7 @@ def start_mini_stack(
 
     from fewclick.local.sagemaker_runtime import start_runtime_stub
 
-    predictor = TinyPredictor(delay_s=delay_s)
+    predictor = FakePredictor(model_version="tiny-1", delay_s=delay_s)
     model = start_model_server(
         "127.0.0.1",
         0,

@@ -16,7 +16,13 @@ import pytest
 
 from .support import (
     ALLOWED_BUCKET,
+    HEIGHT,
+    PNG,
+    POINTS,
+    RGB,
+    SEGMENT,
     TOKEN,
+    WIDTH,
     HardeningStack,
     Reply,
     b64,
@@ -24,16 +30,11 @@ from .support import (
     decode_session_token,
     encode,
     png_bomb,
-    scene,
     session_token,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-SEGMENT = "/v1/segment"
-RGB, POINTS = scene()
-HEIGHT, WIDTH = RGB.shape[:2]
-PNG = encode(RGB, ".png")
 JPEG = encode(RGB, ".jpg")
 
 

@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -25,26 +24,29 @@ import cv2
 import numpy as np
 import pytest
 
+from fewclick.local.serve_process import spawn_serve
+
 from .support import (
     ALLOWED_BUCKET,
+    HEIGHT,
+    PNG,
+    POINTS,
     REPO_ROOT,
+    RGB,
+    SEGMENT,
     TOKEN,
+    WIDTH,
     FakeS3,
     HardeningStack,
     b64,
     call,
     encode,
     label_payload,
-    scene,
     start_mini_stack,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-SEGMENT = "/v1/segment"
-RGB, POINTS = scene()
-HEIGHT, WIDTH = RGB.shape[:2]
-PNG = encode(RGB)
 CLICK = {"x": WIDTH // 2, "y": HEIGHT // 2, "type": "positive"}
 
 
@@ -235,32 +237,15 @@ def test_full_session_cache_evicts_the_oldest_which_recovers(fake_s3: FakeS3) ->
 
 
 def _start_serve(images: Path, out: Path) -> tuple[subprocess.Popen[str], str]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1", FEWCLICK_TORCH_THREADS="1")
-    command = [sys.executable, "-m", "fewclick.cli", "serve", "--port", "0", "--token", TOKEN]
-    command += ["--images", str(images), "--out", str(out)]
-    process = subprocess.Popen(
-        command,
-        cwd=REPO_ROOT,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 300
-    lines = []
-    for line in process.stdout:
-        lines.append(line)
-        if "FewClick is ready" in line:
-            base = line.split(": ", 1)[1].strip().split("#", 1)[0].rstrip("/")
-            # Keep draining its output, so a full pipe can never block the server.
-            threading.Thread(target=process.stdout.read, daemon=True).start()
-            return process, base
-        if time.monotonic() > deadline:
-            break
-    process.kill()
-    raise AssertionError("fewclick serve did not start:\n" + "".join(lines))
+    """`fewclick serve` on its own (one torch thread), serving ``images`` and saving to ``out``."""
+    args = ["--token", TOKEN, "--images", str(images), "--out", str(out)]
+    env = dict(os.environ, FEWCLICK_TORCH_THREADS="1")
+    spawned = spawn_serve(args, timeout=300, env=env, cwd=REPO_ROOT)
+    if spawned.url is None:
+        spawned.process.kill()
+        spawned.process.wait(10)
+        raise AssertionError("fewclick serve did not start:\n" + "\n".join(spawned.lines))
+    return spawned.process, spawned.url.split("#", 1)[0].rstrip("/")
 
 
 def _children(pid: int) -> list[int]:

@@ -88,21 +88,27 @@ def png_bytes(rgb: np.ndarray) -> bytes:
 
 class FakePredictor:
     """The predictor interface with no network: a filled ellipse through the boundary
-    points, grown by positive and cut by negative clicks. Counts its calls."""
+    points, grown by positive and cut by negative clicks. Counts its calls. ``delay_s``
+    makes each encode and predict call slow (to fill a model server's queue).
 
-    def __init__(self, input_size: int = 64, model_version: str = "fake-1") -> None:
+    Shared by the serving tests and the hardening mini stack (tests/hardening/support.py)."""
+
+    def __init__(self, input_size: int = 64, model_version: str = "fake-1", delay_s: float = 0.0) -> None:
         self.input_size = input_size
         self.model_version = model_version
+        self.delay_s = delay_s
         self.encodes = 0
         self.predicts = 0
 
     def encode(self, crop_rgb: np.ndarray) -> np.ndarray:
         assert crop_rgb.shape == (self.input_size, self.input_size, 3), crop_rgb.shape
         self.encodes += 1
+        time.sleep(self.delay_s)
         return crop_rgb.astype(np.float32).mean(axis=2)
 
     def predict(self, feats: np.ndarray, clicks: Sequence[Any], previous: np.ndarray | None = None) -> np.ndarray:
         self.predicts += 1
+        time.sleep(self.delay_s)
         s = self.input_size
         prob = np.zeros((s, s), np.float32)
         pts = np.array([(c.x, c.y) for c in clicks if c.kind == "boundary"], np.float32)

@@ -18,15 +18,15 @@ import contextlib
 import json
 import logging
 import os
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES, SESSION_HEADER, WireError, WireErrorCode
 
 from .engine import DEFAULT_MAX_PENDING, ClickFactory, InferenceEngine, PredictorFactory
+from .http_server import QuietThreadingHTTPServer
 from .sessions import SessionCache
 
 LOG = logging.getLogger("fewclick.model_server")
@@ -101,18 +101,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(result.status, result.body, result.headers)
 
 
-class ModelHttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-    # Fast restarts in development; SageMaker starts each container once.
-    allow_reuse_address = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # A client that hung up (timeout, cancelled click) is routine, not a stack trace.
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (BrokenPipeError, ConnectionResetError, TimeoutError)):
-            LOG.debug("client %s went away: %s", client_address, exc)
-            return
-        LOG.exception("error while serving %s", client_address)
+class ModelHttpServer(QuietThreadingHTTPServer):
+    logger = LOG
 
     def __init__(self, address: tuple[str, int], engine: InferenceEngine) -> None:
         self.engine = engine
