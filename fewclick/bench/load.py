@@ -44,7 +44,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from fewclick.bench import plots
-from fewclick.local.serve_process import spawn_serve
+from fewclick.local.serve_process import child_pids, spawn_serve
 
 REQUEST_TYPES = ("new image", "click", "resend image")
 SEGMENT_PATH = "/v1/segment"
@@ -97,18 +97,6 @@ class Target:
     pids: dict[str, int] = field(default_factory=dict)  # name -> pid, for memory sampling
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
-
-
 def _model_server_port(pid: int) -> int | None:
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
@@ -146,7 +134,7 @@ def local_stack(
         base = spawned.url.split("#", 1)[0].rstrip("/")
         pids = {"fewclick serve": process.pid}
         stats_url = None
-        for child in _children(process.pid):
+        for child in child_pids(process.pid):
             port = _model_server_port(child)
             if port is not None:
                 pids["model server"] = child

@@ -1,11 +1,12 @@
 """`fewclick serve` as a child process: start it, follow its output, wait for its ready line.
 
-Used by the load benchmark and the browser tests, which both need the real command (its own
+Used by the load benchmark, the browser tests and the fault tests, which need the real command (its own
 process, its own model server child) rather than the in-process pieces.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -17,6 +18,17 @@ from pathlib import Path
 
 # The line `fewclick serve` prints once everything answers (see serve.READY_LINE).
 READY = re.compile(r"FewClick is ready in [0-9.]+ s: (?P<url>http://\S+)")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (for `fewclick serve`: its model server), read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        # A process may exit between listing and reading; the command name may hold ")".
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
 
 
 @dataclass

@@ -184,8 +184,14 @@ def click_weight_map(clicks: list[list[CropClick]], size: int) -> torch.Tensor:
     return torch.from_numpy(weights)
 
 
-def to_image_tensor(crops: list[np.ndarray]) -> torch.Tensor:
-    return torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).float().contiguous(memory_format=torch.channels_last)
+def to_image_tensor(crops: np.ndarray) -> torch.Tensor:
+    """(B, S, S, 3) uint8 -> (B, 3, S, S) float, channels-last in memory."""
+    return (
+        torch.from_numpy(np.ascontiguousarray(crops))
+        .permute(0, 3, 1, 2)
+        .float()
+        .contiguous(memory_format=torch.channels_last)
+    )
 
 
 def iou(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -231,7 +237,7 @@ def train_step(
 ) -> tuple[float, float, int]:
     batch_size = len(batch)
     size = batch.crops.shape[1]
-    rgb = to_image_tensor(list(batch.crops)).to(device, non_blocking=True)
+    rgb = to_image_tensor(batch.crops).to(device, non_blocking=True)
     truth_np = batch.masks
     truth = torch.from_numpy(truth_np).float().unsqueeze(1).to(device, non_blocking=True)
     clicks = [[CropClick(float(x), float(y), "boundary") for x, y in pts] for pts in batch.points]
@@ -280,7 +286,7 @@ def validate(
     for index, inst in enumerate(instances):
         # One fixed augmented view per instance, so successive validations compare.
         s = SampleGenerator([inst], size, seed=index).sample()
-        rgb = to_image_tensor([s.crop]).to(device)
+        rgb = to_image_tensor(s.crop[None]).to(device)
         feats = model.encode_image(rgb)
         cl = [CropClick(float(x), float(y), "boundary") for x, y in s.points]
         prev = None

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fewclick.local.serve_process import spawn_serve
+from fewclick.local.serve_process import child_pids, spawn_serve
 
 from .support import (
     ALLOWED_BUCKET,
@@ -248,15 +248,6 @@ def _start_serve(images: Path, out: Path) -> tuple[subprocess.Popen[str], str]:
     return spawned.process, spawned.url.split("#", 1)[0].rstrip("/")
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-    return found
-
-
 def test_labels_survive_kill_9_during_saves(tmp_path: Path) -> None:
     images, out = tmp_path / "images", tmp_path / "labels"
     images.mkdir()
@@ -264,7 +255,7 @@ def test_labels_survive_kill_9_during_saves(tmp_path: Path) -> None:
     for name, (w, h) in sizes.items():
         (images / name).write_bytes(encode(np.full((h, w, 3), 90, np.uint8)))
     process, base = _start_serve(images, out)
-    model_pids = _children(process.pid)
+    model_pids = child_pids(process.pid)
     sent: dict[str, list[dict[str, Any]]] = {name: [] for name in sizes}
     acknowledged: dict[str, int] = {name: 0 for name in sizes}
     stop = threading.Event()

@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fewclick.local.serve_process import spawn_serve
+from fewclick.local.serve_process import child_pids, spawn_serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
@@ -147,15 +147,7 @@ class ServeProcess:
 
     def children(self) -> list[int]:
         """Pids whose parent is the serve process (the model server)."""
-        found = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == self.process.pid:
-                found.append(int(stat.parent.name))
-        return found
+        return child_pids(self.process.pid)
 
     def interrupt(self, timeout: float = 20.0) -> int:
         self.process.send_signal(signal.SIGINT)
