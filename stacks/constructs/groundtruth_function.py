@@ -12,44 +12,27 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aws_cdk import BundlingOptions, Duration, IgnoreMode
+from aws_cdk import Duration
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
-from stacks.constructs.local_bundling import RUNTIME_PROVIDED, LocalPipBundling
-from stacks.constructs.proxy_function import asset_excludes
-from stacks.constructs.python_lambda import PYTHON_VERSION, RUNTIME, log_group_and_role, python_function
+from stacks.constructs.local_bundling import RUNTIME_PROVIDED
+from stacks.constructs.python_lambda import bundled_code, log_group_and_role, python_function
 
 
 def groundtruth_code(*, source_root: Path, handler_dir: str, extra_packages: Sequence[str]) -> lambda_.Code:
     """The shared asset (same source and options -> same asset hash, staged once per app)."""
-    requirements = f"{handler_dir}/requirements.txt"
-    docker_copy = " && ".join(
-        [
-            f"cp -r /asset-input/{handler_dir}/. /asset-output/",
-            *(f"cp -r /asset-input/{package} /asset-output/" for package in extra_packages),
-            f"pip install --no-cache-dir --no-compile -r /asset-input/{requirements} -t /asset-output",
+    return bundled_code(
+        source_root=source_root,
+        handler_dir=handler_dir,
+        extra_packages=extra_packages,
+        # The runtime provides these (and LocalPipBundling drops them too).
+        docker_finish=[
             "cd /asset-output",
             "rm -rf bin " + " ".join(f"{name} {name}-*.dist-info" for name in RUNTIME_PROVIDED),
-        ]
-    )
-    return lambda_.Code.from_asset(
-        str(source_root),
-        exclude=asset_excludes(handler_dir, extra_packages),
-        ignore_mode=IgnoreMode.DOCKER,
-        bundling=BundlingOptions(
-            image=RUNTIME.bundling_image,
-            command=["bash", "-c", docker_copy],
-            local=LocalPipBundling(
-                source_root=source_root,
-                handler_dir=handler_dir,
-                extra_packages=extra_packages,
-                requirements_file=requirements,
-                python_version=PYTHON_VERSION,
-            ),
-        ),
+        ],
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from aws_cdk import BundlingOptions, Duration, IgnoreMode
+from aws_cdk import Duration
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -25,27 +25,12 @@ from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from stacks.constructs import asset_pruning
-from stacks.constructs.local_bundling import LocalPipBundling
-from stacks.constructs.python_lambda import PYTHON_VERSION, RUNTIME, log_group_and_role, python_function
+from stacks.constructs.python_lambda import bundled_code, log_group_and_role, python_function
 
 HANDLER = "fewclick_proxy.handler.lambda_handler"
 POWERTOOLS_SERVICE_NAME = "fewclick-proxy"
 METRICS_NAMESPACE = "FewClick"
 PRUNE_SCRIPT_ENV = "FEWCLICK_PRUNE_ASSET"
-
-
-def asset_excludes(handler_dir: str, extra_packages: Sequence[str]) -> list[str]:
-    """Docker-ignore patterns keeping only the handler folder and the shared packages."""
-    parent = str(Path(handler_dir).parent)
-    keep = [f"!{parent}", f"{parent}/*", f"!{handler_dir}"] if parent != "." else [f"!{handler_dir}"]
-    return [
-        "*",
-        *keep,
-        *(f"!{package}" for package in extra_packages),
-        "**/__pycache__",
-        "**/*.pyc",
-        "**/.pytest_cache",
-    ]
 
 
 class ProxyFunction(Construct):
@@ -70,35 +55,15 @@ class ProxyFunction(Construct):
         pip_command: Sequence[str] | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
-        requirements = f"{handler_dir}/requirements.txt"
-        local = LocalPipBundling(
+        code = bundled_code(
             source_root=source_root,
             handler_dir=handler_dir,
             extra_packages=extra_packages,
-            requirements_file=requirements,
-            python_version=PYTHON_VERSION,
-            pip_command=pip_command,  # None = this interpreter's pip; tests pass a stand-in
-        )
-        docker_copy = " && ".join(
-            [
-                f"cp -r /asset-input/{handler_dir}/. /asset-output/",
-                *(f"cp -r /asset-input/{package} /asset-output/" for package in extra_packages),
-                f"pip install --no-cache-dir --no-compile -r /asset-input/{requirements} -t /asset-output",
-                # The same pruning as LocalPipBundling: the module's source rides in an environment
-                # variable (stacks/ is not part of the asset input), and it fails an oversized asset.
-                f'python3 -c "${PRUNE_SCRIPT_ENV}" /asset-output',
-            ]
-        )
-        code = lambda_.Code.from_asset(
-            str(source_root),
-            exclude=asset_excludes(handler_dir, extra_packages),
-            ignore_mode=IgnoreMode.DOCKER,
-            bundling=BundlingOptions(
-                image=RUNTIME.bundling_image,
-                command=["bash", "-c", docker_copy],
-                environment={PRUNE_SCRIPT_ENV: Path(asset_pruning.__file__).read_text(encoding="utf-8")},
-                local=local,
-            ),
+            # The same pruning as LocalPipBundling: the module's source rides in an environment
+            # variable (stacks/ is not part of the asset input), and it fails an oversized asset.
+            docker_finish=[f'python3 -c "${PRUNE_SCRIPT_ENV}" /asset-output'],
+            docker_environment={PRUNE_SCRIPT_ENV: Path(asset_pruning.__file__).read_text(encoding="utf-8")},
+            pip_command=pip_command,
         )
 
         self.log_group, self.role = log_group_and_role(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stacks.constructs.local_bundling import RUNTIME_PROVIDED, LocalPipBundling
-from stacks.constructs.proxy_function import asset_excludes
+from stacks.constructs.python_lambda import asset_excludes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NO_OP_PIP = (sys.executable, "-c", "pass")  # accepts and ignores pip's arguments
