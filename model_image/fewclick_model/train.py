@@ -126,7 +126,8 @@ class BatchStream(torch.utils.data.IterableDataset):
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         info = torch.utils.data.get_worker_info()
         worker = 0 if info is None else info.id
-        gen = SampleGenerator(self.instances, self.size, seed=self.seed * 1000 + worker)
+        # In-process (no worker info) this is the plain `--seed` stream.
+        gen = SampleGenerator(self.instances, self.size, seed=self.seed + 1000 * worker)
         while True:
             b = TrainingBatch.of([gen.sample() for _ in range(self.batch)])
             yield b.crops, b.masks, b.points
@@ -136,15 +137,12 @@ def batch_source(
     instances: Sequence[Instance], size: int, batch: int, seed: int, workers: int
 ) -> Callable[[], TrainingBatch]:
     """A callable returning the next batch, from worker processes when ``workers`` > 0."""
+    stream = BatchStream(instances, size, batch, seed)
     if workers <= 0:
-        gen = SampleGenerator(instances, size, seed=seed)
-        return lambda: TrainingBatch.of([gen.sample() for _ in range(batch)])
+        it = iter(stream)
+        return lambda: TrainingBatch(*next(it))
     loader = torch.utils.data.DataLoader(
-        BatchStream(instances, size, batch, seed),
-        batch_size=None,
-        num_workers=workers,
-        prefetch_factor=4,
-        persistent_workers=True,
+        stream, batch_size=None, num_workers=workers, prefetch_factor=4, persistent_workers=True
     )
     it = iter(loader)
 
@@ -349,21 +347,21 @@ def run(args: argparse.Namespace) -> int:
         return export_weights(snapshot, args.export, args.size, args.decoder_channels, info)
 
     log_path = args.out / "log.jsonl"
-    warm_clock: tuple[float, int] | None = None
-    warm_pace: float | None = None
+    warm_clock: tuple[float, int] | None = None  # (time, step) once start-up is over
     ema_loss, ema_iou = None, None
     started = time.time()
     bar = tqdm(initial=start, total=args.steps, desc="train", unit="step")
     step = start
     # A while loop, not a range: with --minutes the schedule's length changes as it goes.
     while step < args.steps:
-        if args.minutes and step > start and ((step - start) in (20, 100) or (step - start) % 250 == 0):
-            args.steps = replan_steps(step, start, time.time() - started, args.minutes * 60, warm_pace)
-            bar.total = args.steps
         if step - start == WARMUP_STEPS_UNTIMED:
             warm_clock = (time.time(), step)
-        if warm_clock is not None and step - start > WARMUP_STEPS_UNTIMED:
-            warm_pace = (time.time() - warm_clock[0]) / (step - warm_clock[1])
+        if args.minutes and step > start and ((step - start) in (20, 100) or (step - start) % 250 == 0):
+            warm_pace = None
+            if warm_clock is not None and step > warm_clock[1]:
+                warm_pace = (time.time() - warm_clock[0]) / (step - warm_clock[1])
+            args.steps = replan_steps(step, start, time.time() - started, args.minutes * 60, warm_pace)
+            bar.total = args.steps
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr)
         loss, batch_iou, passes = train_step(model, optimizer, next_batch(), rng, device, args.boundary_share, pool)
