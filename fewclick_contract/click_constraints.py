@@ -31,6 +31,8 @@ from collections.abc import Iterable, Sequence
 import cv2
 import numpy as np
 
+from .crop import CropBox, paste_crop
+
 # Widths are in crop pixels and converted with the crop's scale (image px per crop px).
 REGION_SIGMA_CROP_PX = 3.0
 BOUNDARY_MIN_SIGMA_CROP_PX = 3.0
@@ -137,3 +139,12 @@ def honor_clicks(prob: np.ndarray, clicks: Sequence[Constraint], image_px_per_cr
         else:
             raise ValueError(f"unknown click kind {kind!r}")
     return out
+
+
+def served_probabilities(
+    crop_prob: np.ndarray, box: CropBox, height: int, width: int, constraints: Sequence[Constraint]
+) -> np.ndarray:
+    """The network's crop probabilities pasted back at full resolution with every constraint
+    honored: what a labeler is shown (the proxy) and what evaluation scores (the predictor)."""
+    size = crop_prob.shape[0]
+    return honor_clicks(paste_crop(crop_prob, box, height, width), constraints, box.width / size)

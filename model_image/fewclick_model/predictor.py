@@ -18,7 +18,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from fewclick_contract.click_constraints import honor_clicks, served_constraints
+from fewclick_contract.click_constraints import served_constraints, served_probabilities
 from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop, paste_crop
 
 from . import DEFAULT_INPUT_SIZE
@@ -186,8 +186,7 @@ class FewClickPredictor:
         corrective = [CropClick(float(x), float(y), c.kind) for (x, y), c in zip(crop_xy, clicks, strict=True)]
         prob = self.crop_predictor.predict_sequence(self._features, extremes, corrective, self._cache)
         h, w = self._image.shape[:2]
-        full = paste_crop(prob, box, h, w)
         if self.honor == "none":
-            return full
+            return paste_crop(prob, box, h, w)
         constraints = served_constraints(extreme_points, [(c.x, c.y, c.kind) for c in clicks], self.honor == "all")
-        return honor_clicks(full, constraints, box.width / size)
+        return served_probabilities(prob, box, h, w, constraints)

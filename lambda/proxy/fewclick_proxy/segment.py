@@ -33,8 +33,8 @@ from fewclick_contract.api import (
     SegmentResponse,
     Timings,
 )
-from fewclick_contract.click_constraints import honor_clicks, served_constraints
-from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop, paste_crop
+from fewclick_contract.click_constraints import served_constraints, served_probabilities
+from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop
 from fewclick_contract.wire import (
     WireClick,
     WirePoint,
@@ -132,7 +132,7 @@ class Segmenter:
         prob = decode_probabilities(result.response.probabilities, size)
         # The same click-consistency pass as the model library's evaluation (one implementation).
         constraints = served_constraints(extreme, [(c.x, c.y, c.type) for c in req.clicks])
-        mask = masks.binarize(honor_clicks(paste_crop(prob, box, height, width), constraints, box.width / size))
+        mask = masks.binarize(served_probabilities(prob, box, height, width, constraints))
         new_token = SessionToken(
             sm=result.session_id,
             img=image_id,
