@@ -84,6 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--boundary-share", type=float, default=0.4, help="share of simulated corrective clicks on the boundary"
     )
+    parser.add_argument(
+        "--correction-weight",
+        type=float,
+        default=0.0,
+        help="extra BCE weight on the pixels the previous mask got wrong (0: off)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="use only this many instances (smoke runs)")
     parser.add_argument("--workers", type=int, default=0, help="processes cutting training crops (0: in-process)")
     parser.add_argument("--sim-threads", type=int, default=1, help="threads simulating clicks and guidance maps")
@@ -182,6 +188,19 @@ def click_weight_map(clicks: list[list[CropClick]], size: int) -> torch.Tensor:
     return torch.from_numpy(weights)
 
 
+def correction_weight_map(previous: np.ndarray | None, truth: np.ndarray, weight: float) -> torch.Tensor | None:
+    """(B, 1, S, S): ``weight`` where the previous pass's mask disagrees with the truth.
+
+    Most pixels of a corrected mask only copy the previous one; weighing the wrong
+    ones trains the network to change what the click points at, not to echo its
+    last answer (the failure behind a boundary click that does not move the edge).
+    """
+    if previous is None or weight <= 0:
+        return None
+    wrong = (previous > 0.5) != truth
+    return torch.from_numpy(wrong[:, None].astype(np.float32) * np.float32(weight))
+
+
 def to_image_tensor(crops: np.ndarray) -> torch.Tensor:
     """(B, S, S, 3) uint8 -> (B, 3, S, S) float, channels-last in memory."""
     return (
@@ -232,6 +251,7 @@ def train_step(
     device: torch.device,
     boundary_share: float = 0.4,
     pool: ThreadPoolExecutor | None = None,
+    correction_weight: float = 0.0,
 ) -> tuple[float, float, int]:
     batch_size = len(batch)
     size = batch.crops.shape[1]
@@ -263,7 +283,11 @@ def train_step(
     guidance = batch_guidance(clicks, previous, size, pool).to(device, non_blocking=True)
     with autocast:
         logits = model.decode(features, guidance)
-    loss = segmentation_loss(logits.float(), truth, click_weight_map(clicks, size).to(device))
+    extra = click_weight_map(clicks, size)
+    corrections = correction_weight_map(previous, truth_np, correction_weight)
+    if corrections is not None:
+        extra = extra + corrections
+    loss = segmentation_loss(logits.float(), truth, extra.to(device))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -364,7 +388,9 @@ def run(args: argparse.Namespace) -> int:
             bar.total = args.steps
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr)
-        loss, batch_iou, passes = train_step(model, optimizer, next_batch(), rng, device, args.boundary_share, pool)
+        loss, batch_iou, passes = train_step(
+            model, optimizer, next_batch(), rng, device, args.boundary_share, pool, args.correction_weight
+        )
         ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
         ema_iou = batch_iou if ema_iou is None else 0.98 * ema_iou + 0.02 * batch_iou
         bar.set_postfix(loss=f"{ema_loss:.3f}", iou=f"{ema_iou:.3f}", lr=f"{lr_at(step, args.steps, args.lr):.1e}")

@@ -121,6 +121,22 @@ def test_click_weights_raise_the_loss_of_a_mask_that_ignores_a_click() -> None:
     assert segmentation_loss(logits, truth, click) > segmentation_loss(logits, truth) * 1.2
 
 
+def test_correction_weights_mark_exactly_the_pixels_the_previous_mask_got_wrong() -> None:
+    truth = np.zeros((2, 16, 16), dtype=bool)
+    truth[:, 4:12, 4:12] = True
+    previous = truth.astype(np.float32) * 0.9
+    previous[0, 4:12, 10:12] = 0.2  # missed a strip of object
+    previous[1, 0:2, 0:16] = 0.7  # took a strip of background
+    weights = train.correction_weight_map(previous, truth, 3.0).numpy()
+    assert weights.shape == (2, 1, 16, 16)
+    assert set(np.unique(weights)) == {0.0, 3.0}
+    assert np.array_equal(weights[0, 0] > 0, np.pad(np.ones((8, 2), bool), ((4, 4), (10, 4))))
+    assert np.array_equal(weights[1, 0] > 0, np.pad(np.ones((2, 16), bool), ((0, 14), (0, 0))))
+    # The first pass has no previous mask, and a weight of 0 turns the term off.
+    assert train.correction_weight_map(None, truth, 3.0) is None
+    assert train.correction_weight_map(previous, truth, 0.0) is None
+
+
 def test_minutes_plan_survives_a_slow_start_and_stops_when_time_is_up() -> None:
     # 20 slow start-up steps took 60 s of a 180 s budget: the old plan ended the run at step 60.
     assert train.replan_steps(20, 0, elapsed_s=60, budget_s=180, warm_pace=None) >= 101
