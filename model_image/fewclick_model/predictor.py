@@ -93,10 +93,6 @@ class CropPredictor:
 
         Replays only the prefixes missing from ``cache`` (a cold session rebuilt
         from its image replays them all, and gets the same answer as the warm one).
-        A click identical to an earlier one (same place, same kind) adds no evidence,
-        so its step keeps the previous mask: feeding a mask back through the network
-        with unchanged clicks drifts it a little each time, and a labeler (or the
-        robot user) who clicks the same spot again would watch the mask wander.
         """
         extremes = tuple(extreme_points)
         clicks = tuple(corrective_clicks)
@@ -108,10 +104,8 @@ class CropPredictor:
                 start, previous = k + 1, hit.astype(np.float32)
                 break
         for k in range(start, len(clicks) + 1):
+            previous = self.predict(features, extremes + clicks[:k], previous)
             key = extremes + clicks[:k]
-            repeat = k > 0 and previous is not None and clicks[k - 1] in key[:-1]
-            if not repeat:
-                previous = self.predict(features, key, previous)
             value = previous.astype(np.float16)
             if isinstance(cache, PrefixCache):
                 cache.put(key, value)

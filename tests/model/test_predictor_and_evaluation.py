@@ -59,36 +59,6 @@ def test_a_warm_click_costs_one_pass_and_equals_a_cold_replay(weights: Path) -> 
     assert np.allclose(warm, cold, atol=2e-3)  # cache keeps fp16
 
 
-def test_a_repeated_click_keeps_the_mask_and_costs_no_network_pass(weights: Path) -> None:
-    p = load_crop_predictor(weights, device="cpu")
-    feats = p.encode(np.random.default_rng(1).integers(0, 255, (64, 64, 3), dtype=np.uint8))
-    extremes = [CropClick(32, 5, "boundary"), CropClick(5, 32, "boundary"), CropClick(32, 58, "boundary")]
-    extremes.append(CropClick(58, 32, "boundary"))
-    first, other = CropClick(45, 20, "boundary"), CropClick(20, 45, "positive")
-    cache = PrefixCache()
-    once = p.predict_sequence(feats, extremes, [first, other], cache)
-    calls = 0
-    original = p.predict
-
-    def counting(*a, **kw):  # type: ignore[no-untyped-def]
-        nonlocal calls
-        calls += 1
-        return original(*a, **kw)
-
-    p.predict = counting  # type: ignore[method-assign]
-    # The same spot again (right after, or later), or an extreme point clicked as a boundary click.
-    for repeat in (other, first, extremes[2]):
-        again = p.predict_sequence(feats, extremes, [first, other, repeat], cache)
-        assert np.array_equal(again, once.astype(np.float16).astype(np.float32))
-    assert calls == 0
-    # The same place with another kind is new evidence and runs the network.
-    changed = p.predict_sequence(feats, extremes, [first, other, CropClick(45, 20, "negative")], cache)
-    assert calls == 1 and not np.array_equal(changed, once)
-    # A cold replay agrees with the warm session.
-    cold = p.predict_sequence(feats, extremes, [first, other, first], PrefixCache())
-    assert np.allclose(cold, once, atol=2e-3)
-
-
 def test_full_image_predictor_grows_the_crop_for_a_far_click(weights: Path) -> None:
     image, mask = make_instance(np.random.default_rng(4))
     fp = FewClickPredictor(load_crop_predictor(weights, device="cpu"))
