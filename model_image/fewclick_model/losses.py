@@ -23,14 +23,14 @@ def edge_band(truth: torch.Tensor, band: int = EDGE_BAND_PX) -> torch.Tensor:
 
 
 def segmentation_loss(
-    logits: torch.Tensor, truth: torch.Tensor, click_weights: torch.Tensor | None = None
+    logits: torch.Tensor, truth: torch.Tensor, extra_weights: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """``click_weights`` (B, 1, S, S), added to the BCE weights, makes chosen pixels count
+    """``extra_weights`` (B, 1, S, S), added to the BCE weights, makes chosen pixels count
     more: those around the labeler's clicks (the mask must agree with a click where it
     was made) and, optionally, those the previous mask got wrong (`train.correction_weight_map`)."""
     weights = 1.0 + (EDGE_WEIGHT - 1.0) * edge_band(truth)
-    if click_weights is not None:
-        weights = weights + click_weights
+    if extra_weights is not None:
+        weights = weights + extra_weights
     bce = F.binary_cross_entropy_with_logits(logits, truth, weight=weights)
     prob = torch.sigmoid(logits)
     inter = (prob * truth).sum(dim=(1, 2, 3))
