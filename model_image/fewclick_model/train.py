@@ -51,6 +51,7 @@ HOLDOUT_SHARE = 0.05
 # How many extra click passes a step takes: mostly few, so the first masks get most practice.
 EXTRA_PASSES = (0, 1, 2, 3)
 EXTRA_PASS_PROBS = (0.35, 0.25, 0.2, 0.2)
+NO_EXTRA_PASS_PROB = EXTRA_PASS_PROBS[0]
 # Click consistency: extra BCE weight on a disk around each corrective click.
 CLICK_LOSS_WEIGHT = 4.0
 CLICK_LOSS_RADIUS = 0.02  # share of the crop side: ~5 px at 256
@@ -90,12 +91,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="extra BCE weight on the pixels the previous mask got wrong (0: off)",
     )
+    parser.add_argument(
+        "--max-passes",
+        type=int,
+        default=len(EXTRA_PASSES) - 1,
+        help="most corrective clicks simulated before the pass a step learns from",
+    )
     parser.add_argument("--limit", type=int, default=0, help="use only this many instances (smoke runs)")
     parser.add_argument("--workers", type=int, default=0, help="processes cutting training crops (0: in-process)")
     parser.add_argument("--sim-threads", type=int, default=1, help="threads simulating clicks and guidance maps")
     parser.add_argument(
         "--export-every", type=int, default=0, help="also export served weights every N steps (0: at the end only)"
     )
+
+
+def extra_pass_distribution(max_passes: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """How many click passes a step simulates before the one it learns from, and how often.
+
+    Up to 3 keeps the recipe the committed weights were trained with; deeper runs keep the same
+    share of plain extreme-point steps and spread the rest evenly, so late clicks (a robot user
+    clicking the 10th time, often on the same spot) get practice too.
+    """
+    if max_passes < 0:
+        raise ValueError(f"max_passes must be >= 0, got {max_passes}")
+    if max_passes == len(EXTRA_PASSES) - 1:
+        return EXTRA_PASSES, EXTRA_PASS_PROBS
+    if max_passes == 0:
+        return (0,), (1.0,)
+    rest = (1.0 - NO_EXTRA_PASS_PROB) / max_passes
+    return tuple(range(max_passes + 1)), (NO_EXTRA_PASS_PROB, *([rest] * max_passes))
 
 
 def load_training_instances(root: Path, datasets: list[str], limit: int = 0) -> list[Instance]:
@@ -252,6 +276,7 @@ def train_step(
     boundary_share: float = 0.4,
     pool: ThreadPoolExecutor | None = None,
     correction_weight: float = 0.0,
+    pass_distribution: tuple[tuple[int, ...], tuple[float, ...]] = (EXTRA_PASSES, EXTRA_PASS_PROBS),
 ) -> tuple[float, float, int]:
     batch_size = len(batch)
     size = batch.crops.shape[1]
@@ -259,7 +284,8 @@ def train_step(
     truth_np = batch.masks
     truth = torch.from_numpy(truth_np).float().unsqueeze(1).to(device, non_blocking=True)
     clicks = [[CropClick(float(x), float(y), "boundary") for x, y in pts] for pts in batch.points]
-    passes = int(rng.choice(EXTRA_PASSES, p=EXTRA_PASS_PROBS))
+    pass_counts, pass_probs = pass_distribution
+    passes = int(rng.choice(pass_counts, p=pass_probs))
     # One generator per sample: numpy generators must not be shared between threads.
     sample_rngs = rng.spawn(batch_size)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
@@ -326,6 +352,7 @@ def validate(
 
 
 def run(args: argparse.Namespace) -> int:
+    pass_distribution = extra_pass_distribution(args.max_passes)  # a bad value fails before the data loads
     torch.set_flush_denormal(True)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -389,7 +416,15 @@ def run(args: argparse.Namespace) -> int:
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args.steps, args.lr)
         loss, batch_iou, passes = train_step(
-            model, optimizer, next_batch(), rng, device, args.boundary_share, pool, args.correction_weight
+            model,
+            optimizer,
+            next_batch(),
+            rng,
+            device,
+            args.boundary_share,
+            pool,
+            args.correction_weight,
+            pass_distribution,
         )
         ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
         ema_iou = batch_iou if ema_iou is None else 0.98 * ema_iou + 0.02 * batch_iou

@@ -145,3 +145,15 @@ def test_minutes_plan_survives_a_slow_start_and_stops_when_time_is_up() -> None:
     # Resumed runs count from where they resumed; a spent budget ends at the next step.
     assert train.replan_steps(5020, 5000, elapsed_s=60, budget_s=180, warm_pace=None) >= 5101
     assert train.replan_steps(250, 0, elapsed_s=200, budget_s=180, warm_pace=0.2) == 251
+
+
+def test_pass_distribution_keeps_the_released_recipe_and_spreads_deeper_runs_evenly() -> None:
+    assert train.extra_pass_distribution(3) == (train.EXTRA_PASSES, train.EXTRA_PASS_PROBS)
+    counts, probs = train.extra_pass_distribution(6)
+    assert counts == (0, 1, 2, 3, 4, 5, 6)
+    assert probs[0] == train.EXTRA_PASS_PROBS[0]
+    assert np.allclose(probs[1:], (1 - train.EXTRA_PASS_PROBS[0]) / 6)
+    assert sum(probs) == pytest.approx(1.0)
+    assert train.extra_pass_distribution(0) == ((0,), (1.0,))
+    with pytest.raises(ValueError, match="max_passes"):
+        train.extra_pass_distribution(-1)
