@@ -142,9 +142,18 @@ def honor_clicks(prob: np.ndarray, clicks: Sequence[Constraint], image_px_per_cr
 
 
 def served_probabilities(
-    crop_prob: np.ndarray, box: CropBox, height: int, width: int, constraints: Sequence[Constraint]
+    crop_prob: np.ndarray,
+    box: CropBox,
+    height: int,
+    width: int,
+    constraints: Sequence[Constraint],
+    network_size: int | None = None,
 ) -> np.ndarray:
     """The network's crop probabilities pasted back at full resolution with every constraint
-    honored: what a labeler is shown (the proxy) and what evaluation scores (the predictor)."""
-    size = crop_prob.shape[0]
+    honored: what a labeler is shown (the proxy) and what evaluation scores (the predictor).
+
+    The constraints' tolerances are in network pixels; `network_size` says what that is when
+    the probabilities come at a finer side (`fewclick_contract.edge_refine`).
+    """
+    size = network_size or crop_prob.shape[0]
     return honor_clicks(paste_crop(crop_prob, box, height, width), constraints, box.width / size)

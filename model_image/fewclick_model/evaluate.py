@@ -187,6 +187,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="all",
         help="make masks agree with the extreme points and clicks (as served), the corrective clicks only, or neither",
     )
+    parser.add_argument(
+        "--refine-edges",
+        action="store_true",
+        help="snap large objects' edges onto the image at 2x the network side (not served yet)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
@@ -215,8 +220,9 @@ def run(args: argparse.Namespace) -> int:
         pairs = pairs[: args.limit]
     instances = [load_instance(i, m) for i, m in pairs]
     crop_predictor = load_crop_predictor(args.weights, input_size=args.input_size)
+    name = f"fewclick {crop_predictor.model_version}" + (" +edges" if args.refine_edges else "")
     methods: list[tuple[str, Predictor, int]] = [
-        (f"fewclick {crop_predictor.model_version}", FewClickPredictor(crop_predictor, args.honor), args.max_clicks)
+        (name, FewClickPredictor(crop_predictor, args.honor, args.refine_edges), args.max_clicks)
     ]
     if args.baseline == "grabcut":
         methods.append(("opencv grabcut", GrabCutPredictor(), args.baseline_clicks))

@@ -20,6 +20,7 @@ import torch
 
 from fewclick_contract.click_constraints import served_constraints, served_probabilities
 from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop, paste_crop
+from fewclick_contract.edge_refine import crop_side_for, network_input, refine_probabilities
 
 from . import DEFAULT_INPUT_SIZE
 from .checkpoints import DEFAULT_WEIGHTS, load_weights
@@ -151,12 +152,15 @@ class FewClickPredictor:
     clicks only, ``none`` for the network's raw output.
     """
 
-    def __init__(self, crop_predictor: CropPredictor, honor: HonorMode = "all") -> None:
+    def __init__(self, crop_predictor: CropPredictor, honor: HonorMode = "all", refine_edges: bool = False) -> None:
         self.crop_predictor = crop_predictor
         self.honor = honor
+        # Off where served: see `fewclick_contract.edge_refine` for why it is not served yet.
+        self.refine_edges = refine_edges
         self._image: np.ndarray | None = None
         self._box: CropBox | None = None
         self._features: ImageFeatures | None = None
+        self._guide: np.ndarray | None = None
         self._cache = PrefixCache()
 
     def set_image(self, image: np.ndarray) -> None:
@@ -165,6 +169,7 @@ class FewClickPredictor:
         self._image = image
         self._box = None
         self._features = None
+        self._guide = None
 
     def crop_for(self, extreme_points: np.ndarray, clicks: Sequence[Click]) -> CropBox:
         points = np.array([(c.x, c.y) for c in clicks], dtype=np.float64).reshape(-1, 2)
@@ -179,14 +184,19 @@ class FewClickPredictor:
         if box != self._box or self._features is None:
             # The crop grew (a click outside it): new pixels, new features, new history.
             self._box = box
-            self._features = self.crop_predictor.encode(extract_crop(self._image, box, size))
+            side = crop_side_for(box, size) if self.refine_edges else size
+            crop = extract_crop(self._image, box, side)
+            self._guide = crop if side > size else None
+            self._features = self.crop_predictor.encode(network_input(crop, size))
             self._cache = PrefixCache()
         extremes = [CropClick(float(x), float(y), "boundary") for x, y in box.to_crop(extreme_points, size)]
         crop_xy = box.to_crop(np.array([(c.x, c.y) for c in clicks], dtype=np.float64).reshape(-1, 2), size)
         corrective = [CropClick(float(x), float(y), c.kind) for (x, y), c in zip(crop_xy, clicks, strict=True)]
         prob = self.crop_predictor.predict_sequence(self._features, extremes, corrective, self._cache)
+        if self._guide is not None:
+            prob = refine_probabilities(prob, self._guide)
         h, w = self._image.shape[:2]
         if self.honor == "none":
             return paste_crop(prob, box, h, w)
         constraints = served_constraints(extreme_points, [(c.x, c.y, c.kind) for c in clicks], self.honor == "all")
-        return served_probabilities(prob, box, h, w, constraints)
+        return served_probabilities(prob, box, h, w, constraints, network_size=size)

@@ -71,6 +71,24 @@ def test_full_image_predictor_grows_the_crop_for_a_far_click(weights: Path) -> N
     assert fp._box != box and fp._box.contains(np.array([[1, 1]]))[0]
 
 
+def test_edge_refinement_cuts_large_boxes_finer_and_leaves_small_ones_alone(weights: Path) -> None:
+    image, mask = make_instance(np.random.default_rng(4))
+    crop_predictor = load_crop_predictor(weights, device="cpu")  # network side 64
+    refined, plain = FewClickPredictor(crop_predictor, refine_edges=True), FewClickPredictor(crop_predictor)
+    pts = extreme_points(mask > 0)
+    for fp in (refined, plain):
+        fp.set_image(image)
+    prob = refined.predict(pts)
+    assert prob.shape == mask.shape and prob.dtype == np.float32
+    assert prob.min() >= 0.0 and prob.max() <= 1.0
+    assert refined._guide is not None and refined._guide.shape == (128, 128, 3)
+    assert plain.predict(pts).shape == mask.shape and plain._guide is None
+    # A box no larger than the network side has no finer pixels to offer: same answer.
+    tiny = np.array([[20.0, 10.0], [10.0, 20.0], [20.0, 30.0], [30.0, 20.0]])
+    assert np.array_equal(refined.predict(tiny), plain.predict(tiny))
+    assert refined._guide is None
+
+
 def test_honor_modes_change_the_raw_output_only_where_clicks_are_broken(weights: Path) -> None:
     image, mask = make_instance(np.random.default_rng(5))
     crop_predictor = load_crop_predictor(weights, device="cpu")  # untrained: ignores clicks freely

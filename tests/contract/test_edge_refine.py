@@ -1,0 +1,62 @@
+import cv2
+import numpy as np
+import pytest
+
+from fewclick_contract.crop import CropBox
+from fewclick_contract.edge_refine import (
+    REFINE_FACTOR,
+    crop_side_for,
+    network_input,
+    refine_probabilities,
+)
+
+
+def step_guide(side: int, edge_x: int) -> np.ndarray:
+    guide = np.full((side, side, 3), 40, np.uint8)
+    guide[:, edge_x:] = 200
+    return guide
+
+
+def crossing(row: np.ndarray) -> float:
+    """Sub-pixel x where a rising profile crosses 0.5."""
+    i = int(np.argmax(row >= 0.5))
+    return i - 1 + (0.5 - row[i - 1]) / (row[i] - row[i - 1])
+
+
+def test_only_boxes_larger_than_the_network_get_a_finer_crop() -> None:
+    assert crop_side_for(CropBox(0, 0, 300, 400), 256) == 256 * REFINE_FACTOR
+    assert crop_side_for(CropBox(0, 0, 200, 400), 256) == 256
+    assert crop_side_for(CropBox(10, 10, 266, 266), 256) == 256
+
+
+def test_network_input_shrinks_a_fine_crop_and_keeps_a_network_sized_one() -> None:
+    crop = np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)
+    assert network_input(crop, 256).shape == (256, 256, 3)
+    same = crop[:256, :256]
+    assert network_input(same, 256) is same
+
+
+@pytest.mark.parametrize("image_edge", [252, 257])
+def test_an_edge_a_few_pixels_off_moves_towards_the_image_edge(image_edge: int) -> None:
+    guide = step_guide(512, image_edge)
+    truth = image_edge - 0.5  # between the last dark and the first bright pixel
+    # The network's edge at 127 network px: 254.5 guide px once resampled.
+    x = np.arange(256, dtype=np.float32)
+    prob = np.tile(1 / (1 + np.exp(-(x - 127) / 1.5)), (256, 1)).astype(np.float32)
+    plain = cv2.resize(prob, (512, 512), interpolation=cv2.INTER_LINEAR)
+    refined = refine_probabilities(prob, guide)
+    assert refined.shape == (512, 512)
+    before, after = abs(crossing(plain[100]) - truth), abs(crossing(refined[100]) - truth)
+    assert before >= 2.0
+    assert after < 0.6 * before
+    # Far from the edge nothing changes: confident pixels are the network's.
+    assert np.array_equal(refined[:, :200], plain[:, :200])
+    assert np.array_equal(refined[:, 320:], plain[:, 320:])
+
+
+def test_a_guide_no_finer_than_the_network_is_plain_resampling() -> None:
+    prob = np.random.default_rng(1).random((64, 64)).astype(np.float32)
+    guide = step_guide(64, 30)
+    assert np.array_equal(refine_probabilities(prob, guide), prob)
+    with pytest.raises(ValueError, match="guide"):
+        refine_probabilities(prob, np.zeros((64, 32, 3), np.uint8))
