@@ -25,6 +25,7 @@ from fewclick_contract.edge_refine import crop_side_for, network_input, refine_p
 from . import DEFAULT_INPUT_SIZE
 from .checkpoints import DEFAULT_WEIGHTS, load_weights
 from .encoding import CropClick, encode_guidance
+from .folding import fold_batch_norms
 from .network import FewClickNet, ImageFeatures
 from .simulator import Click
 
@@ -122,7 +123,8 @@ def load_crop_predictor(
     """The committed weights by default; an untrained network (pretrained encoder) if none exist.
 
     ``input_size`` overrides the side the weights were trained at (the network is
-    fully convolutional; a larger crop trades latency for edge detail).
+    fully convolutional; a larger crop trades latency for edge detail). The network's
+    batch norms are folded into its convolutions (`folding`): inference only.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_flush_denormal(True)
@@ -131,13 +133,16 @@ def load_crop_predictor(
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if path.exists():
         model, meta = load_weights(path, device)
+        fold_batch_norms(model)
         size = input_size or int(meta["input_size"])
         version = str(meta["model_version"]) + (f"@{size}" if size != int(meta["input_size"]) else "")
         return CropPredictor(model, size, version, device)
     if weights:
         raise FileNotFoundError(f"weights file {path} does not exist")
     warnings.warn(f"no trained weights at {path}; serving an UNTRAINED network", RuntimeWarning, stacklevel=2)
-    return CropPredictor(FewClickNet(pretrained=True), input_size or DEFAULT_INPUT_SIZE, UNTRAINED_VERSION, device)
+    model = FewClickNet(pretrained=True).eval()
+    fold_batch_norms(model)
+    return CropPredictor(model, input_size or DEFAULT_INPUT_SIZE, UNTRAINED_VERSION, device)
 
 
 HonorMode = Literal["none", "clicks", "all"]
