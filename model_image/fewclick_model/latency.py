@@ -72,12 +72,14 @@ def run(args: argparse.Namespace) -> int:
         t_click = time.perf_counter() - t
         # Early fusion at the stem: the stride-2/4 stages would rerun for every click.
         rgb = torch.from_numpy(crop).permute(2, 0, 1)[None].float().to(p.device)
+        rgb = rgb.contiguous(memory_format=p.memory_format)
         t = time.perf_counter()
         p.predict(model.encode_image(rgb), click, prob)
         sync()
         t_stem = time.perf_counter() - t
         # Late fusion: only the decoder would run per click (the deep stages cached too).
         g = torch.from_numpy(encode_guidance(click, s, prob))[None].to(p.device)
+        g = g.contiguous(memory_format=p.memory_format)
         pyramid = model.deep_stages(feats, g)
         t = time.perf_counter()
         model.decode_pyramid(feats.stride2, pyramid, g)

