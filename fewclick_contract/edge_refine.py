@@ -9,16 +9,18 @@ moves the probabilities' edge onto the intensity edges near it (`refine_probabil
 Only a band around the predicted edge changes, so a confident interior or background
 is never touched.
 
-Status: measured, not served. `fewclick evaluate --refine-edges` scores it; the proxy and
-the model server do not use it yet. On the held-out training instances it adds ~0.4 mIoU
-on davis (large objects: +0.41 with the extreme points alone, +0.36 after 5 boundary
-clicks, +0.43 after 5 region clicks, boundary NoC@90 unchanged) and leaves coco_mval
-(mostly small objects, which need no shrinking) within -0.1. It costs ~4 ms per click
-at 512 px on 2 cores, and the network alone already takes 38 ms of the 40 ms p90 click
-budget there, so serving it waits for a faster network (or runs it on the GPU host).
-Serving it means: the proxy cuts the crop at `crop_side_for` (the wire already carries
-any side), the server encodes `network_input(crop)`, keeps the crop in the session and
-answers `refine_probabilities(...)` at the crop's side.
+Chosen on the held-out training instances (`fewclick evaluate --holdout-only`, served
+pipeline otherwise): davis, mostly large objects, +0.41 mIoU with the extreme points
+alone, +0.43 after 5 region clicks, +0.36 after 5 boundary clicks (NoC@90 unchanged);
+coco_mval, mostly small objects that need no shrinking, within -0.11. It costs ~4 ms
+per click at 512 px on 2 cores (inside the 40 ms click budget since the network runs
+channels-last), a 512 px crop on a cold request and its pixels in the server's session.
+`fewclick evaluate --no-refine-edges` scores the masks without it.
+
+Who calls what: the proxy cuts the crop at `crop_side_for` (the wire carries any side);
+the model server encodes `network_input(crop)`, keeps the crop in the session and
+answers `refine_probabilities(...)` at the crop's side; the model library's predictor
+does the same, so evaluation scores the served masks.
 
 Only numpy and opencv: the Lambda can import it without torch.
 """

@@ -6,10 +6,12 @@ server in `fewclick_model.server` parses exactly these models. Bump `WIRE_VERSIO
 for any change a deployed peer would misread; the server refuses other versions with
 UNSUPPORTED_WIRE_VERSION instead of guessing.
 
-Sizes: the crop is always S x S (S = `size`, 256 by default) whatever the image, so a
-cold request carries at most one S x S RGB image (~200 KB as PNG at 256) and a warm
-corrective click carries only points one way and an S x S 8-bit probability PNG the
-other way: well under `WARM_CLICK_BUDGET_BYTES` and far under SageMaker's 6 MB
+Sizes: the crop is always S x S whatever the image: S = `size` is the network side (256)
+or, for a box larger than that, twice it (`fewclick_contract.edge_refine`: the server
+shrinks it for the network and answers at S with the edges refined on it). So a cold
+request carries at most one S x S RGB image (~150 KB of base64 PNG at 256, ~500 KB at 512) and
+a warm corrective click carries only points one way and an S x S 8-bit probability PNG
+the other way: well under `WARM_CLICK_BUDGET_BYTES` and far under SageMaker's 6 MB
 real-time payload limit (`SAGEMAKER_MAX_PAYLOAD_BYTES`).
 
 Only numpy, opencv and pydantic are used: the Lambda imports this without torch.

@@ -188,9 +188,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="make masks agree with the extreme points and clicks (as served), the corrective clicks only, or neither",
     )
     parser.add_argument(
-        "--refine-edges",
-        action="store_true",
-        help="snap large objects' edges onto the image at 2x the network side (not served yet)",
+        "--no-refine-edges",
+        dest="refine_edges",
+        action="store_false",
+        help="leave large objects' edges at the network's resolution (served: refined at 2x)",
     )
     parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
     parser.add_argument("--threads", type=int, default=0)
@@ -220,7 +221,7 @@ def run(args: argparse.Namespace) -> int:
         pairs = pairs[: args.limit]
     instances = [load_instance(i, m) for i, m in pairs]
     crop_predictor = load_crop_predictor(args.weights, input_size=args.input_size)
-    name = f"fewclick {crop_predictor.model_version}" + (" +edges" if args.refine_edges else "")
+    name = f"fewclick {crop_predictor.model_version}" + ("" if args.refine_edges else " unrefined edges")
     methods: list[tuple[str, Predictor, int]] = [
         (name, FewClickPredictor(crop_predictor, args.honor, args.refine_edges), args.max_clicks)
     ]

@@ -1,7 +1,9 @@
 """`fewclick benchmark model`: model time per request type, and what each fusion point would cost.
 
 Request types, as the server sees them: a new image (crop encoding plus the
-first decode) and a warm corrective click (one decode on cached features).
+first decode) and a warm corrective click (one decode on cached features); each
+also for a box larger than the network side, where the crop comes at 2x and every
+answer is edge-refined on it (`fewclick_contract.edge_refine`).
 The fusion comparison times the per-click work of three designs on the same
 network: clicks fused at the stem (the whole encoder reruns per click: classic
 early fusion), after the stride-4 stage (FewClick), or at the decoder only (late
@@ -19,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from tqdm import tqdm
+
+from fewclick_contract.edge_refine import REFINE_FACTOR, network_input, refine_probabilities
 
 from .encoding import CropClick, encode_guidance
 
@@ -54,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     times: dict[str, list[float]] = {
         "new image": [],
         "warm click": [],
+        "new image, large box": [],
+        "warm click, large box": [],
         "stem fusion click": [],
         "late fusion click": [],
     }
@@ -70,6 +76,17 @@ def run(args: argparse.Namespace) -> int:
         p.predict(feats, click, prob)
         sync()
         t_click = time.perf_counter() - t
+        # A box larger than the network side: a crop at 2x, shrunk for the network, and
+        # the edge refinement on every answer (what the server does for large objects).
+        fine = rng.integers(0, 255, (s * REFINE_FACTOR, s * REFINE_FACTOR, 3), dtype=np.uint8)
+        t = time.perf_counter()
+        fine_feats = p.encode(network_input(fine, s))
+        fine_prob = p.predict(fine_feats, extremes)
+        refine_probabilities(fine_prob, fine)
+        t_new_large = time.perf_counter() - t
+        t = time.perf_counter()
+        refine_probabilities(p.predict(fine_feats, click, fine_prob), fine)
+        t_click_large = time.perf_counter() - t
         # Early fusion at the stem: the stride-2/4 stages would rerun for every click.
         rgb = torch.from_numpy(crop).permute(2, 0, 1)[None].float().to(p.device)
         rgb = rgb.contiguous(memory_format=p.memory_format)
@@ -86,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         sync()
         t_late = time.perf_counter() - t
         if i >= 3:  # warm-up rounds excluded
-            for key, value in zip(times, (t_new, t_click, t_stem, t_late), strict=True):
+            for key, value in zip(times, (t_new, t_click, t_new_large, t_click_large, t_stem, t_late), strict=True):
                 times[key].append(1000 * value)
 
     summary = {k: _percentiles(v) for k, v in times.items()}

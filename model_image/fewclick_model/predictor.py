@@ -161,10 +161,10 @@ class FewClickPredictor:
     clicks only, ``none`` for the network's raw output.
     """
 
-    def __init__(self, crop_predictor: CropPredictor, honor: HonorMode = "all", refine_edges: bool = False) -> None:
+    def __init__(self, crop_predictor: CropPredictor, honor: HonorMode = "all", refine_edges: bool = True) -> None:
         self.crop_predictor = crop_predictor
         self.honor = honor
-        # Off where served: see `fewclick_contract.edge_refine` for why it is not served yet.
+        # As served: large boxes are cut at 2x the network side and their edges refined on it.
         self.refine_edges = refine_edges
         self._image: np.ndarray | None = None
         self._box: CropBox | None = None

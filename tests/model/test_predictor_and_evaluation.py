@@ -74,7 +74,7 @@ def test_full_image_predictor_grows_the_crop_for_a_far_click(weights: Path) -> N
 def test_edge_refinement_cuts_large_boxes_finer_and_leaves_small_ones_alone(weights: Path) -> None:
     image, mask = make_instance(np.random.default_rng(4))
     crop_predictor = load_crop_predictor(weights, device="cpu")  # network side 64
-    refined, plain = FewClickPredictor(crop_predictor, refine_edges=True), FewClickPredictor(crop_predictor)
+    refined, plain = FewClickPredictor(crop_predictor), FewClickPredictor(crop_predictor, refine_edges=False)
     pts = extreme_points(mask > 0)
     for fp in (refined, plain):
         fp.set_image(image)
@@ -170,3 +170,16 @@ def test_masked_iou_ignores_unknown_pixels_and_click_respect_rules() -> None:
     assert not evaluate.click_respected(Click(4, 4, "negative"), truth)
     assert evaluate.click_respected(Click(2, 5, "boundary"), truth)
     assert not evaluate.click_respected(Click(5, 5, "boundary"), np.zeros((10, 10), bool))
+
+
+def test_model_latency_benchmark_times_every_request_type_and_plots(weights: Path, tmp_path: Path) -> None:
+    import json
+
+    from fewclick_model import latency
+
+    args = argparse.Namespace(weights=weights, device="cpu", threads=1, repeats=2, out=tmp_path)
+    assert latency.run(args) == 0
+    report = json.loads((tmp_path / "model_latency.json").read_text())
+    for request in ("new image", "warm click", "new image, large box", "warm click, large box"):
+        assert 0 < report[request]["p50"] <= report[request]["p99"]
+    assert (tmp_path / "model_latency.png").stat().st_size > 0

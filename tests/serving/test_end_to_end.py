@@ -3,6 +3,7 @@ model server with the real predictor, on loopback. A labeling session on a synth
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 from collections.abc import Iterator
@@ -314,3 +315,41 @@ def test_served_masks_honor_every_click_where_it_was_made(proxy: Proxy) -> None:
         assert click_respected(Click(c["x"], c["y"], c["type"]), mask), c
     for x, y in points:
         assert click_respected(Click(int(x), int(y), "boundary"), mask), (x, y)
+
+
+def test_a_large_object_travels_at_twice_the_network_side_and_a_small_one_does_not(proxy: Proxy) -> None:
+    from fewclick_contract.edge_refine import REFINE_FACTOR
+    from fewclick_contract.wire import DEFAULT_INPUT_SIZE, decode_probabilities, image_dimensions
+
+    fine = DEFAULT_INPUT_SIZE * REFINE_FACTOR
+    rgb, gt = make_scene(900, 1200, seed=2)
+    ys, xs = np.nonzero(gt)
+    assert min(np.ptp(xs), np.ptp(ys)) > DEFAULT_INPUT_SIZE  # the scene really is a large object
+    extremes = [{"x": x, "y": y} for x, y in extreme_points(gt)]
+    status, body, _ = proxy.segment({"image": {"base64": png_base64(rgb)}, "extremePoints": extremes})
+    assert status == 200, body
+    cold = proxy.stack.runtime.exchanges[-1]
+    wire_req = json.loads(cold.request_body)
+    assert wire_req["size"] == fine
+    assert image_dimensions(base64.b64decode(wire_req["crop"]["data"])) == (fine, fine)
+    answer = WireResponse.model_validate_json(cold.response_body)
+    assert decode_probabilities(answer.probabilities, fine).shape == (fine, fine)
+    # The refined mask still finds the object, at full resolution.
+    mask = _mask(body)
+    assert mask.shape == gt.shape
+    assert (mask & gt).sum() / (mask | gt).sum() > 0.5
+
+    # A warm click stays within the click budget both ways at the finer side.
+    click = _clicks_inside(gt)[:1]
+    status, body, _ = proxy.segment({"sessionId": body["sessionId"], "extremePoints": extremes, "clicks": click})
+    assert status == 200, body
+    warm = proxy.stack.runtime.exchanges[-1]
+    assert json.loads(warm.request_body)["size"] == fine
+    assert len(warm.request_body) <= WARM_CLICK_BUDGET_BYTES
+    assert len(warm.response_body) <= WARM_CLICK_BUDGET_BYTES
+
+    small_rgb, small_gt = make_scene(300, 400, seed=3)
+    small_extremes = [{"x": x, "y": y} for x, y in extreme_points(small_gt)]
+    status, body, _ = proxy.segment({"image": {"base64": png_base64(small_rgb)}, "extremePoints": small_extremes})
+    assert status == 200, body
+    assert json.loads(proxy.stack.runtime.exchanges[-1].request_body)["size"] == DEFAULT_INPUT_SIZE

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import cv2
 import numpy as np
 import pytest
 from fewclick_model.server import SessionCache, start_model_server
@@ -167,6 +168,43 @@ def test_other_network_size_is_resampled(server: tuple[Any, Client, FakePredicto
     )
     status, body, _ = client.invoke(wire.dump_request(req), wire.NEW_SESSION)
     assert status == 200 and wire.decode_probabilities(body["probabilities"], 128).shape == (128, 128)
+
+
+def test_a_finer_crop_is_answered_at_its_side_with_edges_refined_on_it(
+    server: tuple[Any, Client, FakePredictor],
+) -> None:
+    from fewclick_model.encoding import CropClick
+
+    from fewclick_contract.edge_refine import refine_probabilities
+
+    _, client, _ = server
+    fine = 2 * S
+    # A bright disc a little off the fake network's ellipse: the refinement has an edge to find.
+    crop = np.full((fine, fine, 3), 30, np.uint8)
+    yy, xx = np.mgrid[:fine, :fine]
+    crop[(xx - 66) ** 2 + (yy - 64) ** 2 < 50**2] = 220
+    points = [wire.WirePoint(x=2 * p.x, y=2 * p.y) for p in POINTS]
+    req = wire.WireRequest(cropId="crop-fine-1", size=fine, extremePoints=points, crop=wire.encode_crop(crop))
+    status, body, headers = client.invoke(wire.dump_request(req), wire.NEW_SESSION)
+    assert status == 200, body
+    got = wire.decode_probabilities(body["probabilities"], fine)
+    network = FakePredictor(S).predict(None, [CropClick(p.x, p.y, "boundary") for p in POINTS])
+    expected = refine_probabilities(network, crop)
+    assert np.abs(got - expected).max() <= 1 / 255 + 1e-6
+    resampled = cv2.resize(network, (fine, fine), interpolation=cv2.INTER_LINEAR)
+    assert np.abs(got - resampled).max() > 0.1  # the edges really moved
+
+    # A warm click on the same crop: no pixels sent, still answered at the finer side.
+    session = wire.parse_session_header(headers[wire.SESSION_HEADER])[0]
+    warm = wire.WireRequest(
+        cropId="crop-fine-1",
+        size=fine,
+        extremePoints=points,
+        clicks=[wire.WireClick(x=60, y=60, kind="positive")],
+    )
+    status, body, _ = client.invoke(wire.dump_request(warm), session)
+    assert status == 200 and body["cache"] == "hit"
+    assert wire.decode_probabilities(body["probabilities"], fine).shape == (fine, fine)
 
 
 def test_cache_bounds() -> None:

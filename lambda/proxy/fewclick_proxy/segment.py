@@ -35,6 +35,7 @@ from fewclick_contract.api import (
 )
 from fewclick_contract.click_constraints import served_constraints, served_probabilities
 from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop
+from fewclick_contract.edge_refine import crop_side_for
 from fewclick_contract.wire import (
     WireClick,
     WirePoint,
@@ -84,7 +85,6 @@ class Segmenter:
 
     def segment(self, req: SegmentRequest, started: float | None = None) -> SegmentOutcome:
         started = time.perf_counter() if started is None else started
-        size = self.config.input_size
         token = self._token(req.sessionId)
         image = self.images.load(req.image) if req.image is not None else None
         if image is not None and token is not None and image.image_id != token.img:
@@ -100,6 +100,8 @@ class Segmenter:
         clicks = np.array([(c.x, c.y) for c in req.clicks], dtype=np.float64).reshape(-1, 2)
         _check_inside(req, width, height)
         box = crop_box_for_clicks(extreme, clicks if len(clicks) else None)
+        # A box larger than the network's input travels at a finer side, for edge refinement.
+        size = crop_side_for(box, self.config.input_size)
 
         cid = crop_id(image_id, box, size)
         send_crop = token is None or token.crop != cid
@@ -112,7 +114,7 @@ class Segmenter:
         recovered = False
         calls = 1
         sm_session = None if token is None else token.sm
-        wire = self._wire_request(req, box, cid, image if send_crop else None, extreme, clicks, sm_session)
+        wire = self._wire_request(req, box, size, cid, image if send_crop else None, extreme, clicks, sm_session)
         try:
             # A changed crop keeps the session: the endpoint replaces that session's features.
             result = self.endpoint.invoke(wire, sm_session)
@@ -122,7 +124,7 @@ class Segmenter:
                 if image.image_id != image_id:
                     image_id = image.image_id
                     cid = crop_id(image_id, box, size)
-            wire = self._wire_request(req, box, cid, image, extreme, clicks, None)
+            wire = self._wire_request(req, box, size, cid, image, extreme, clicks, None)
             recovered, send_crop, calls = True, True, 2
             try:
                 result = self.endpoint.invoke(wire, None)  # NEW_SESSION: always routable
@@ -132,7 +134,9 @@ class Segmenter:
         prob = decode_probabilities(result.response.probabilities, size)
         # The same click-consistency pass as the model library's evaluation (one implementation).
         constraints = served_constraints(extreme, [(c.x, c.y, c.type) for c in req.clicks])
-        mask = masks.binarize(served_probabilities(prob, box, height, width, constraints))
+        mask = masks.binarize(
+            served_probabilities(prob, box, height, width, constraints, network_size=self.config.input_size)
+        )
         new_token = SessionToken(
             sm=result.session_id,
             img=image_id,
@@ -200,13 +204,13 @@ class Segmenter:
         self,
         req: SegmentRequest,
         box: CropBox,
+        size: int,
         cid: str,
         image: LoadedImage | None,
         extreme: np.ndarray,
         clicks: np.ndarray,
         session_id: str | None,
     ) -> WireRequest:
-        size = self.config.input_size
         crop = None
         if image is not None:
             crop = encode_crop(extract_crop(image.rgb, box, size), self.config.crop_format)

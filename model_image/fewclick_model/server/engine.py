@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 from pydantic import ValidationError
 
+from fewclick_contract.edge_refine import network_input, refine_probabilities
 from fewclick_contract.wire import (
     NEW_SESSION,
     SAGEMAKER_MAX_PAYLOAD_BYTES,
@@ -277,9 +278,12 @@ class InferenceEngine:
             _empty_device_cache()
             with _inference_mode():
                 prob, entry, hit = self._predict(replica, session_id, req, is_new)
-        model_ms = (time.perf_counter() - t0) * 1000.0
-        if prob.shape != (req.size, req.size):
+        if entry.guide is not None and entry.guide.shape[0] == req.size:
+            # The crop came finer than the network: answer at its side, edges snapped onto it.
+            prob = refine_probabilities(prob, entry.guide)
+        elif prob.shape != (req.size, req.size):
             prob = cv2.resize(prob.astype(np.float32), (req.size, req.size), interpolation=cv2.INTER_LINEAR)
+        model_ms = (time.perf_counter() - t0) * 1000.0
         response = WireResponse(
             wire=WIRE_VERSION,
             sessionId=session_id,
@@ -308,12 +312,13 @@ class InferenceEngine:
                 crop = decode_crop(req.crop, req.size)
             except ValueError as exc:
                 raise WireFailure(WireErrorCode.BAD_REQUEST, str(exc)) from None
-            if req.size != s:
-                interp = cv2.INTER_AREA if req.size > s else cv2.INTER_LINEAR
-                crop = cv2.resize(crop, (s, s), interpolation=interp)
-            feats = _guard_oom(lambda: predictor.encode(crop))
+            guide = crop if req.size > s else None
+            small = network_input(crop, s)
+            feats = _guard_oom(lambda: predictor.encode(small))
             expires_at = entry.expires_at if entry is not None else self.cache.new_expiry()
-            entry = SessionEntry(session_id, replica.index, req.cropId, feats, _new_prefix_cache(), expires_at)
+            entry = SessionEntry(
+                session_id, replica.index, req.cropId, feats, _new_prefix_cache(), expires_at, guide=guide
+            )
             self.cache.put(entry)
         assert entry is not None
 

@@ -55,9 +55,11 @@ class SessionEntry:
     expires_at: float = 0.0  # wall-clock (time.time) hard expiry, announced to SageMaker
     last_used: float = 0.0  # monotonic
     nbytes: int = 0
+    # The crop as sent when finer than the network's input: the edge refinement's guide.
+    guide: Any = None
 
     def measure(self) -> int:
-        self.nbytes = estimate_nbytes(self.feats) + estimate_nbytes(self.prefix_cache)
+        self.nbytes = estimate_nbytes(self.feats) + estimate_nbytes(self.prefix_cache) + estimate_nbytes(self.guide)
         return self.nbytes
 
 
