@@ -193,6 +193,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="leave large objects' edges at the network's resolution (served: refined at 2x)",
     )
+    parser.add_argument(
+        "--no-mirror-first",
+        dest="mirror_first",
+        action="store_false",
+        help="the first mask from the crop alone (served: averaged with its mirror's)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
@@ -220,8 +226,9 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         pairs = pairs[: args.limit]
     instances = [load_instance(i, m) for i, m in pairs]
-    crop_predictor = load_crop_predictor(args.weights, input_size=args.input_size)
-    name = f"fewclick {crop_predictor.model_version}" + ("" if args.refine_edges else " unrefined edges")
+    crop_predictor = load_crop_predictor(args.weights, input_size=args.input_size, mirror_first=args.mirror_first)
+    name = f"fewclick {crop_predictor.model_version}"
+    name += ("" if args.refine_edges else " unrefined edges") + ("" if args.mirror_first else " unmirrored")
     methods: list[tuple[str, Predictor, int]] = [
         (name, FewClickPredictor(crop_predictor, args.honor, args.refine_edges), args.max_clicks)
     ]

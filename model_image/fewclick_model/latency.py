@@ -1,9 +1,10 @@
 """`fewclick benchmark model`: model time per request type, and what each fusion point would cost.
 
-Request types, as the server sees them: a new image (crop encoding plus the
-first decode) and a warm corrective click (one decode on cached features); each
-also for a box larger than the network side, where the crop comes at 2x and every
-answer is edge-refined on it (`fewclick_contract.edge_refine`).
+Request types, as the server sees them: a new image (the crop and its mirror
+encoded in one batch, plus the first mask from both) and a warm corrective click
+(one decode on cached features); each also for a box larger than the network
+side, where the crop comes at 2x and every answer is edge-refined on it
+(`fewclick_contract.edge_refine`).
 The fusion comparison times the per-click work of three designs on the same
 network: clicks fused at the stem (the whole encoder reruns per click: classic
 early fusion), after the stride-4 stage (FewClick), or at the decoder only (late
@@ -68,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         crop = rng.integers(0, 255, (s, s, 3), dtype=np.uint8)
         t = time.perf_counter()
         feats = p.encode(crop)
-        prob = p.predict(feats, extremes)
+        prob = p.predict_first(feats, extremes)
         sync()
         t_new = time.perf_counter() - t
         click = [*extremes, CropClick(float(rng.uniform(20, s - 20)), float(rng.uniform(20, s - 20)), "positive")]
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         fine = rng.integers(0, 255, (s * REFINE_FACTOR, s * REFINE_FACTOR, 3), dtype=np.uint8)
         t = time.perf_counter()
         fine_feats = p.encode(network_input(fine, s))
-        fine_prob = p.predict(fine_feats, extremes)
+        fine_prob = p.predict_first(fine_feats, extremes)
         refine_probabilities(fine_prob, fine)
         t_new_large = time.perf_counter() - t
         t = time.perf_counter()

@@ -66,13 +66,17 @@ class ImageFeatures:
 
     stride2: torch.Tensor
     stride4: torch.Tensor
+    # The mirrored crop's features, where the first mask averages both views (predictor).
+    mirrored: ImageFeatures | None = None
 
     @property
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.nelement() for t in (self.stride2, self.stride4))
+        own = sum(t.element_size() * t.nelement() for t in (self.stride2, self.stride4))
+        return own + (self.mirrored.nbytes if self.mirrored is not None else 0)
 
     def detach(self) -> ImageFeatures:
-        return ImageFeatures(self.stride2.detach(), self.stride4.detach())
+        mirrored = self.mirrored.detach() if self.mirrored is not None else None
+        return ImageFeatures(self.stride2.detach(), self.stride4.detach(), mirrored)
 
 
 class FewClickNet(nn.Module):

@@ -59,9 +59,18 @@ class PrefixCache(OrderedDict[tuple[CropClick, ...], np.ndarray]):
 
 class CropPredictor:
     def __init__(
-        self, model: FewClickNet, input_size: int, model_version: str, device: str | torch.device = "cpu"
+        self,
+        model: FewClickNet,
+        input_size: int,
+        model_version: str,
+        device: str | torch.device = "cpu",
+        mirror_first: bool = True,
     ) -> None:
         self.device = torch.device(device)
+        # Flip test-time augmentation for the first mask only: chosen on held-out data (+0.3 mIoU
+        # with the extreme points alone on both sets, later clicks even) for ~25 ms more on a new
+        # image on 2 cores, inside its 300 ms budget; a click stays one decoder pass.
+        self.mirror_first = mirror_first
         # Channels-last (NHWC) is oneDNN's native layout: on 2 CPU cores a click takes ~25 %
         # less time than in NCHW, which spent it converting layouts. CUDA keeps the layout
         # its latency was measured in.
@@ -77,7 +86,11 @@ class CropPredictor:
         if crop_rgb.shape != (s, s, 3) or crop_rgb.dtype != np.uint8:
             raise ValueError(f"crop must be ({s}, {s}, 3) uint8, got {crop_rgb.shape} {crop_rgb.dtype}")
         rgb = torch.from_numpy(np.ascontiguousarray(crop_rgb)).permute(2, 0, 1)[None].float().to(self.device)
-        return self.model.encode_image(rgb.contiguous(memory_format=self.memory_format))
+        if not self.mirror_first:
+            return self.model.encode_image(rgb.contiguous(memory_format=self.memory_format))
+        both = self.model.encode_image(torch.cat([rgb, rgb.flip(-1)]).contiguous(memory_format=self.memory_format))
+        mirrored = ImageFeatures(both.stride2[1:], both.stride4[1:])
+        return ImageFeatures(both.stride2[:1], both.stride4[:1], mirrored)
 
     @torch.inference_mode()
     def predict(
@@ -87,6 +100,16 @@ class CropPredictor:
         guidance = torch.from_numpy(encode_guidance(clicks, self.input_size, previous))[None].to(self.device)
         logits = self.model.decode(features, guidance.contiguous(memory_format=self.memory_format))
         return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+
+    def predict_first(self, features: ImageFeatures, extreme_points: Sequence[CropClick]) -> np.ndarray:
+        """The mask from the extreme points alone: the mean of the crop's and its mirror's answers
+        when `encode` kept the mirror's features."""
+        prob = self.predict(features, extreme_points)
+        if features.mirrored is None:
+            return prob
+        last = self.input_size - 1  # guidance maps put pixel x at index x: x mirrors to last - x
+        mirrored_points = [CropClick(last - c.x, c.y, c.kind) for c in extreme_points]
+        return (prob + self.predict(features.mirrored, mirrored_points)[:, ::-1]) / 2
 
     def predict_sequence(
         self,
@@ -110,7 +133,10 @@ class CropPredictor:
                 start, previous = k + 1, hit.astype(np.float32)
                 break
         for k in range(start, len(clicks) + 1):
-            previous = self.predict(features, extremes + clicks[:k], previous)
+            if k == 0:
+                previous = self.predict_first(features, extremes)
+            else:
+                previous = self.predict(features, extremes + clicks[:k], previous)
             key = extremes + clicks[:k]
             value = previous.astype(np.float16)
             if isinstance(cache, PrefixCache):
@@ -122,7 +148,10 @@ class CropPredictor:
 
 
 def load_crop_predictor(
-    weights: str | Path | None = None, device: str | None = None, input_size: int | None = None
+    weights: str | Path | None = None,
+    device: str | None = None,
+    input_size: int | None = None,
+    mirror_first: bool = True,
 ) -> CropPredictor:
     """The committed weights by default; an untrained network (pretrained encoder) if none exist.
 
@@ -140,13 +169,13 @@ def load_crop_predictor(
         fold_batch_norms(model)
         size = input_size or int(meta["input_size"])
         version = str(meta["model_version"]) + (f"@{size}" if size != int(meta["input_size"]) else "")
-        return CropPredictor(model, size, version, device)
+        return CropPredictor(model, size, version, device, mirror_first)
     if weights:
         raise FileNotFoundError(f"weights file {path} does not exist")
     warnings.warn(f"no trained weights at {path}; serving an UNTRAINED network", RuntimeWarning, stacklevel=2)
     model = FewClickNet(pretrained=True).eval()
     fold_batch_norms(model)
-    return CropPredictor(model, input_size or DEFAULT_INPUT_SIZE, UNTRAINED_VERSION, device)
+    return CropPredictor(model, input_size or DEFAULT_INPUT_SIZE, UNTRAINED_VERSION, device, mirror_first)
 
 
 HonorMode = Literal["none", "clicks", "all"]

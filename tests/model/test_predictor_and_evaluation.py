@@ -183,3 +183,28 @@ def test_model_latency_benchmark_times_every_request_type_and_plots(weights: Pat
     for request in ("new image", "warm click", "new image, large box", "warm click, large box"):
         assert 0 < report[request]["p50"] <= report[request]["p99"]
     assert (tmp_path / "model_latency.png").stat().st_size > 0
+
+
+def test_the_first_mask_averages_the_mirror_so_a_mirrored_image_gets_the_mirrored_mask(weights: Path) -> None:
+    p = load_crop_predictor(weights, device="cpu")
+    plain = load_crop_predictor(weights, device="cpu", mirror_first=False)
+    crop = np.random.default_rng(5).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    extremes = [
+        CropClick(30, 5, "boundary"),
+        CropClick(6, 34, "boundary"),
+        CropClick(35, 58, "boundary"),
+        CropClick(57, 28, "boundary"),
+    ]
+    mirrored_extremes = [CropClick(63 - c.x, c.y, c.kind) for c in extremes]
+    feats = p.encode(crop)
+    assert feats.mirrored is not None and feats.nbytes == 2 * plain.encode(crop).nbytes
+    first = p.predict_first(feats, extremes)
+    # Mirror-equivariant by construction, which one view alone is not.
+    of_mirror = p.predict_first(p.encode(np.ascontiguousarray(crop[:, ::-1])), mirrored_extremes)[:, ::-1]
+    assert np.abs(first - of_mirror).max() < 1e-4
+    one_view = plain.predict(plain.encode(crop), extremes)
+    one_view_of_mirror = plain.predict(plain.encode(np.ascontiguousarray(crop[:, ::-1])), mirrored_extremes)
+    assert np.abs(one_view - one_view_of_mirror[:, ::-1]).max() > 1e-3
+    # The mean of the two views, and what a session's first request returns.
+    assert np.abs(first - (one_view + one_view_of_mirror[:, ::-1]) / 2).max() < 1e-4
+    assert np.array_equal(p.predict_sequence(feats, extremes, []), first)
