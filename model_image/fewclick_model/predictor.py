@@ -68,8 +68,9 @@ class CropPredictor:
     ) -> None:
         self.device = torch.device(device)
         # Flip test-time augmentation for the first mask only: chosen on held-out data (+0.3 mIoU
-        # with the extreme points alone on both sets, later clicks even) for ~25 ms more on a new
-        # image on 2 cores, inside its 300 ms budget; a click stays one decoder pass.
+        # with the extreme points alone on both sets, later clicks even) for ~35 ms more on a new
+        # image on 2 cores, inside its 300 ms budget. A click stays one decoder pass: averaging
+        # every click too was better still but over the 40 ms click budget (model card).
         self.mirror_first = mirror_first
         # Channels-last (NHWC) is oneDNN's native layout: on 2 CPU cores a click takes ~25 %
         # less time than in NCHW, which spent it converting layouts. CUDA keeps the layout

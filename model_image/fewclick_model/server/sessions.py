@@ -1,8 +1,9 @@
-"""Per-session state of the model server: the crop's features and the click-prefix cache.
+"""Per-session state of the model server: the crop's features (with its mirror image's), the
+click-prefix cache, and the crop itself when it came finer than the network (edge refinement).
 
 Bounded three ways, because a labeler who walks away must not pin GPU memory:
 - LRU by count (`max_sessions`),
-- memory (`max_bytes`, from `feats.nbytes` plus whatever arrays the prefix cache holds),
+- memory (`max_bytes`, from `feats.nbytes`, whatever arrays the prefix cache holds and the crop),
 - time: an idle TTL (touched on every click) and a hard lifetime, which is the
   Expires the container announced to SageMaker when it opened the session.
 """
