@@ -31,6 +31,7 @@ import cv2
 import numpy as np
 
 from fewclick_contract.crop import CropBox
+from fewclick_contract.wire import MAX_INPUT_SIZE
 
 # The crop side is this many times the network side when the box is larger than the
 # network side: 2 recovers most of what a 256 px crop loses on objects up to ~512 px
@@ -47,8 +48,9 @@ CERTAIN_MARGIN = 0.49
 
 def crop_side_for(box: CropBox, network_size: int) -> int:
     """The side to cut the crop at: finer than the network only where the image has
-    finer pixels to give (a box smaller than the network side is upsampled anyway)."""
-    if min(box.width, box.height) > network_size:
+    finer pixels to give (a box smaller than the network side is upsampled anyway), and
+    never past what the wire format carries (a network side over half of it is not refined)."""
+    if min(box.width, box.height) > network_size and network_size * REFINE_FACTOR <= MAX_INPUT_SIZE:
         return network_size * REFINE_FACTOR
     return network_size
 

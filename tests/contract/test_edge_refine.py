@@ -9,6 +9,7 @@ from fewclick_contract.edge_refine import (
     network_input,
     refine_probabilities,
 )
+from fewclick_contract.wire import MAX_INPUT_SIZE
 
 
 def step_guide(side: int, edge_x: int) -> np.ndarray:
@@ -27,6 +28,9 @@ def test_only_boxes_larger_than_the_network_get_a_finer_crop() -> None:
     assert crop_side_for(CropBox(0, 0, 300, 400), 256) == 256 * REFINE_FACTOR
     assert crop_side_for(CropBox(0, 0, 200, 400), 256) == 256
     assert crop_side_for(CropBox(10, 10, 266, 266), 256) == 256
+    # A configured network side whose double the wire cannot carry is served unrefined.
+    assert crop_side_for(CropBox(0, 0, 2000, 2000), MAX_INPUT_SIZE // 2) == MAX_INPUT_SIZE
+    assert crop_side_for(CropBox(0, 0, 2000, 2000), 768) == 768
 
 
 def test_network_input_shrinks_a_fine_crop_and_keeps_a_network_sized_one() -> None:
