@@ -18,9 +18,9 @@ channels-last), a 512 px crop on a cold request and its pixels in the server's s
 `fewclick evaluate --no-refine-edges` scores the masks without it.
 
 Who calls what: the proxy cuts the crop at `crop_side_for` (the wire carries any side);
-the model server encodes `network_input(crop)`, keeps the crop in the session and
-answers `refine_probabilities(...)` at the crop's side; the model library's predictor
-does the same, so evaluation scores the served masks.
+the model server splits it with `prepare_crop` (the network's input, and the grey guide
+it keeps in the session) and answers `refine_probabilities(...)` at the crop's side; the
+model library's predictor does the same, so evaluation scores the served masks.
 
 Only numpy and opencv: the Lambda can import it without torch.
 """
@@ -55,6 +55,17 @@ def crop_side_for(box: CropBox, network_size: int) -> int:
     return network_size
 
 
+def prepare_crop(crop_rgb: np.ndarray, network_size: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A crop as it arrives -> (the network's input, the refinement guide or None).
+
+    The guide is the crop's grey levels, made once per crop rather than once per click (and
+    a third of the RGB crop's bytes in a session); there is none when the crop is no finer
+    than the network's input.
+    """
+    guide = cv2.cvtColor(crop_rgb, cv2.COLOR_RGB2GRAY) if crop_rgb.shape[0] > network_size else None
+    return network_input(crop_rgb, network_size), guide
+
+
 def network_input(crop_rgb: np.ndarray, network_size: int) -> np.ndarray:
     """The crop resampled to the network side (area averaging when shrinking)."""
     side = crop_rgb.shape[0]
@@ -64,15 +75,16 @@ def network_input(crop_rgb: np.ndarray, network_size: int) -> np.ndarray:
     return cv2.resize(crop_rgb, (network_size, network_size), interpolation=interpolation)
 
 
-def refine_probabilities(prob: np.ndarray, guide_rgb: np.ndarray) -> np.ndarray:
-    """(S, S) probabilities -> (G, G) probabilities on the (G, G, 3) uint8 guide crop.
+def refine_probabilities(prob: np.ndarray, guide: np.ndarray) -> np.ndarray:
+    """(S, S) probabilities -> (G, G) probabilities on the (G, G) uint8 grey guide
+    (`prepare_crop`).
 
     A guide no larger than the probabilities is plain resampling: refining against
     pixels no finer than the network's would only blur.
     """
-    side = guide_rgb.shape[0]
-    if guide_rgb.ndim != 3 or guide_rgb.shape[:2] != (side, side) or guide_rgb.shape[2] != 3:
-        raise ValueError(f"guide must be (G, G, 3) uint8, got {guide_rgb.shape}")
+    side = guide.shape[0]
+    if guide.shape != (side, side) or guide.dtype != np.uint8:
+        raise ValueError(f"guide must be (G, G) uint8 grey levels, got {guide.shape} {guide.dtype}")
     up = np.asarray(prob, dtype=np.float32)
     if up.shape != (side, side):
         up = cv2.resize(up, (side, side), interpolation=cv2.INTER_LINEAR)
@@ -83,8 +95,7 @@ def refine_probabilities(prob: np.ndarray, guide_rgb: np.ndarray) -> np.ndarray:
         return up
     window = 2 * REFINE_RADIUS + 1
     band = cv2.dilate(uncertain, np.ones((window, window), np.uint8)) > 0
-    grey = cv2.cvtColor(guide_rgb, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-    filtered = guided_filter(grey, up, REFINE_RADIUS, REFINE_EPS)
+    filtered = guided_filter(guide.astype(np.float32) / 255.0, up, REFINE_RADIUS, REFINE_EPS)
     return np.where(band, np.clip(filtered, 0.0, 1.0), up).astype(np.float32)
 
 

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from fewclick_contract.edge_refine import REFINE_FACTOR, network_input, refine_probabilities
+from fewclick_contract.edge_refine import REFINE_FACTOR, prepare_crop, refine_probabilities
 
 from .encoding import CropClick, encode_guidance
 
@@ -81,12 +81,14 @@ def run(args: argparse.Namespace) -> int:
         # the edge refinement on every answer (what the server does for large objects).
         fine = rng.integers(0, 255, (s * REFINE_FACTOR, s * REFINE_FACTOR, 3), dtype=np.uint8)
         t = time.perf_counter()
-        fine_feats = p.encode(network_input(fine, s))
+        fine_input, guide = prepare_crop(fine, s)
+        assert guide is not None
+        fine_feats = p.encode(fine_input)
         fine_prob = p.predict_first(fine_feats, extremes)
-        refine_probabilities(fine_prob, fine)
+        refine_probabilities(fine_prob, guide)
         t_new_large = time.perf_counter() - t
         t = time.perf_counter()
-        refine_probabilities(p.predict(fine_feats, click, fine_prob), fine)
+        refine_probabilities(p.predict(fine_feats, click, fine_prob), guide)
         t_click_large = time.perf_counter() - t
         # Early fusion at the stem: the stride-2/4 stages would rerun for every click.
         rgb = torch.from_numpy(crop).permute(2, 0, 1)[None].float().to(p.device)

@@ -20,7 +20,7 @@ import torch
 
 from fewclick_contract.click_constraints import served_constraints, served_probabilities
 from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop, paste_crop
-from fewclick_contract.edge_refine import crop_side_for, network_input, refine_probabilities
+from fewclick_contract.edge_refine import crop_side_for, prepare_crop, refine_probabilities
 
 from . import DEFAULT_INPUT_SIZE
 from .checkpoints import DEFAULT_WEIGHTS, load_weights
@@ -224,9 +224,8 @@ class FewClickPredictor:
             # The crop grew (a click outside it): new pixels, new features, new history.
             self._box = box
             side = crop_side_for(box, size) if self.refine_edges else size
-            crop = extract_crop(self._image, box, side)
-            self._guide = crop if side > size else None
-            self._features = self.crop_predictor.encode(network_input(crop, size))
+            network_crop, self._guide = prepare_crop(extract_crop(self._image, box, side), size)
+            self._features = self.crop_predictor.encode(network_crop)
             self._cache = PrefixCache()
         extremes = [CropClick(float(x), float(y), "boundary") for x, y in box.to_crop(extreme_points, size)]
         crop_xy = box.to_crop(np.array([(c.x, c.y) for c in clicks], dtype=np.float64).reshape(-1, 2), size)

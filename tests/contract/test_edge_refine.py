@@ -7,15 +7,16 @@ from fewclick_contract.edge_refine import (
     REFINE_FACTOR,
     crop_side_for,
     network_input,
+    prepare_crop,
     refine_probabilities,
 )
 from fewclick_contract.wire import MAX_INPUT_SIZE
 
 
-def step_guide(side: int, edge_x: int) -> np.ndarray:
-    guide = np.full((side, side, 3), 40, np.uint8)
-    guide[:, edge_x:] = 200
-    return guide
+def step_crop(side: int, edge_x: int) -> np.ndarray:
+    crop = np.full((side, side, 3), 40, np.uint8)
+    crop[:, edge_x:] = 200
+    return crop
 
 
 def crossing(row: np.ndarray) -> float:
@@ -40,9 +41,20 @@ def test_network_input_shrinks_a_fine_crop_and_keeps_a_network_sized_one() -> No
     assert network_input(same, 256) is same
 
 
+def test_a_crop_finer_than_the_network_keeps_its_grey_levels_as_the_guide() -> None:
+    crop = step_crop(512, 300)
+    small, guide = prepare_crop(crop, 256)
+    assert small.shape == (256, 256, 3)
+    assert guide is not None and guide.shape == (512, 512) and guide.dtype == np.uint8
+    assert guide[0, 0] == 40 and guide[0, 400] == 200
+    same, none = prepare_crop(crop[:256, :256], 256)
+    assert none is None and same.shape == (256, 256, 3)
+
+
 @pytest.mark.parametrize("image_edge", [252, 257])
 def test_an_edge_a_few_pixels_off_moves_towards_the_image_edge(image_edge: int) -> None:
-    guide = step_guide(512, image_edge)
+    _, guide = prepare_crop(step_crop(512, image_edge), 256)
+    assert guide is not None
     truth = image_edge - 0.5  # between the last dark and the first bright pixel
     # The network's edge at 127 network px: 254.5 guide px once resampled.
     x = np.arange(256, dtype=np.float32)
@@ -60,7 +72,9 @@ def test_an_edge_a_few_pixels_off_moves_towards_the_image_edge(image_edge: int) 
 
 def test_a_guide_no_finer_than_the_network_is_plain_resampling() -> None:
     prob = np.random.default_rng(1).random((64, 64)).astype(np.float32)
-    guide = step_guide(64, 30)
+    guide = step_crop(64, 30)[..., 0]
     assert np.array_equal(refine_probabilities(prob, guide), prob)
     with pytest.raises(ValueError, match="guide"):
-        refine_probabilities(prob, np.zeros((64, 32, 3), np.uint8))
+        refine_probabilities(prob, np.zeros((64, 32), np.uint8))
+    with pytest.raises(ValueError, match="guide"):
+        refine_probabilities(prob, np.zeros((64, 64, 3), np.uint8))

@@ -81,7 +81,7 @@ def test_edge_refinement_cuts_large_boxes_finer_and_leaves_small_ones_alone(weig
     prob = refined.predict(pts)
     assert prob.shape == mask.shape and prob.dtype == np.float32
     assert prob.min() >= 0.0 and prob.max() <= 1.0
-    assert refined._guide is not None and refined._guide.shape == (128, 128, 3)
+    assert refined._guide is not None and refined._guide.shape == (128, 128)
     assert plain.predict(pts).shape == mask.shape and plain._guide is None
     # A box no larger than the network side has no finer pixels to offer: same answer.
     tiny = np.array([[20.0, 10.0], [10.0, 20.0], [20.0, 30.0], [30.0, 20.0]])

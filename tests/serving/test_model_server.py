@@ -175,7 +175,7 @@ def test_a_finer_crop_is_answered_at_its_side_with_edges_refined_on_it(
 ) -> None:
     from fewclick_model.encoding import CropClick
 
-    from fewclick_contract.edge_refine import refine_probabilities
+    from fewclick_contract.edge_refine import prepare_crop, refine_probabilities
 
     _, client, _ = server
     fine = 2 * S
@@ -189,7 +189,9 @@ def test_a_finer_crop_is_answered_at_its_side_with_edges_refined_on_it(
     assert status == 200, body
     got = wire.decode_probabilities(body["probabilities"], fine)
     network = FakePredictor(S).predict(None, [CropClick(p.x, p.y, "boundary") for p in POINTS])
-    expected = refine_probabilities(network, crop)
+    _, guide = prepare_crop(crop, S)
+    assert guide is not None
+    expected = refine_probabilities(network, guide)
     assert np.abs(got - expected).max() <= 1 / 255 + 1e-6
     resampled = cv2.resize(network, (fine, fine), interpolation=cv2.INTER_LINEAR)
     assert np.abs(got - resampled).max() > 0.1  # the edges really moved

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from pydantic import ValidationError
 
-from fewclick_contract.edge_refine import network_input, refine_probabilities
+from fewclick_contract.edge_refine import prepare_crop, refine_probabilities
 from fewclick_contract.wire import (
     NEW_SESSION,
     SAGEMAKER_MAX_PAYLOAD_BYTES,
@@ -312,8 +312,7 @@ class InferenceEngine:
                 crop = decode_crop(req.crop, req.size)
             except ValueError as exc:
                 raise WireFailure(WireErrorCode.BAD_REQUEST, str(exc)) from None
-            guide = crop if req.size > s else None
-            small = network_input(crop, s)
+            small, guide = prepare_crop(crop, s)
             feats = _guard_oom(lambda: predictor.encode(small))
             expires_at = entry.expires_at if entry is not None else self.cache.new_expiry()
             entry = SessionEntry(

@@ -1,9 +1,9 @@
 """Per-session state of the model server: the crop's features (with its mirror image's), the
-click-prefix cache, and the crop itself when it came finer than the network (edge refinement).
+click-prefix cache, and the crop's grey levels when it came finer than the network (edge refinement).
 
 Bounded three ways, because a labeler who walks away must not pin GPU memory:
 - LRU by count (`max_sessions`),
-- memory (`max_bytes`, from `feats.nbytes`, whatever arrays the prefix cache holds and the crop),
+- memory (`max_bytes`, from `feats.nbytes`, whatever arrays the prefix cache holds and the guide),
 - time: an idle TTL (touched on every click) and a hard lifetime, which is the
   Expires the container announced to SageMaker when it opened the session.
 """
@@ -56,7 +56,7 @@ class SessionEntry:
     expires_at: float = 0.0  # wall-clock (time.time) hard expiry, announced to SageMaker
     last_used: float = 0.0  # monotonic
     nbytes: int = 0
-    # The crop as sent when finer than the network's input: the edge refinement's guide.
+    # The crop's grey levels when it came finer than the network's input: the edge refinement's guide.
     guide: Any = None
 
     def measure(self) -> int:
