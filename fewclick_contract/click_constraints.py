@@ -147,13 +147,12 @@ def served_probabilities(
     height: int,
     width: int,
     constraints: Sequence[Constraint],
-    network_size: int | None = None,
+    network_size: int,
 ) -> np.ndarray:
     """The network's crop probabilities pasted back at full resolution with every constraint
     honored: what a labeler is shown (the proxy) and what evaluation scores (the predictor).
 
-    The constraints' tolerances are in network pixels; `network_size` says what that is when
-    the probabilities come at a finer side (`fewclick_contract.edge_refine`).
+    The constraints' tolerances are in network pixels, so `network_size` is required: the
+    probabilities may come at a finer side (`fewclick_contract.edge_refine`).
     """
-    size = network_size or crop_prob.shape[0]
-    return honor_clicks(paste_crop(crop_prob, box, height, width), constraints, box.width / size)
+    return honor_clicks(paste_crop(crop_prob, box, height, width), constraints, box.width / network_size)
