@@ -167,16 +167,15 @@ def load_crop_predictor(
     path = Path(weights) if weights else DEFAULT_WEIGHTS
     if path.exists():
         model, meta = load_weights(path, device)
-        fold_batch_norms(model)
         size = input_size or int(meta["input_size"])
         version = str(meta["model_version"]) + (f"@{size}" if size != int(meta["input_size"]) else "")
-        return CropPredictor(model, size, version, device, mirror_first)
-    if weights:
+    elif weights:
         raise FileNotFoundError(f"weights file {path} does not exist")
-    warnings.warn(f"no trained weights at {path}; serving an UNTRAINED network", RuntimeWarning, stacklevel=2)
-    model = FewClickNet(pretrained=True).eval()
+    else:
+        warnings.warn(f"no trained weights at {path}; serving an UNTRAINED network", RuntimeWarning, stacklevel=2)
+        model, size, version = FewClickNet(pretrained=True).eval(), input_size or DEFAULT_INPUT_SIZE, UNTRAINED_VERSION
     fold_batch_norms(model)
-    return CropPredictor(model, input_size or DEFAULT_INPUT_SIZE, UNTRAINED_VERSION, device, mirror_first)
+    return CropPredictor(model, size, version, device, mirror_first)
 
 
 HonorMode = Literal["none", "clicks", "all"]
