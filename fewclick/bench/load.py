@@ -118,7 +118,8 @@ def local_stack(
     """`fewclick serve` as a child process on a free loopback port; stopped (SIGINT) on exit."""
     token = secrets.token_urlsafe(16)
     out_dir = tempfile.mkdtemp(prefix="fewclick-load-labels-")
-    command = ["--token", token, "--out", out_dir, "--ready-timeout", str(ready_timeout_s)]
+    # "--token=..." in one word: a URL-safe token may begin with "-", which argparse would take for a flag.
+    command = [f"--token={token}", "--out", out_dir, "--ready-timeout", str(ready_timeout_s)]
     if rate is not None:
         command += ["--rate", str(rate)]
     if burst is not None:

@@ -119,3 +119,28 @@ def test_model_queue_bound_becomes_503_with_retry_after() -> None:
         assert stack.model.engine.stats()["overloaded"] == len(refused)
     finally:
         stack.stop()
+
+
+def test_the_spawned_stack_takes_a_token_that_begins_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from fewclick.bench import load
+    from fewclick.local import serve
+
+    class Spawned(Exception):
+        pass
+
+    captured: list[list[str]] = []
+
+    def fake_spawn(command: list[str], **_: Any) -> None:
+        captured.append(command)
+        raise Spawned
+
+    # secrets.token_urlsafe draws from "-" and "_" too: one in 32 tokens begins with a dash.
+    monkeypatch.setattr(load.secrets, "token_urlsafe", lambda _n: "-dash-first-token")
+    monkeypatch.setattr(load, "spawn_serve", fake_spawn)
+    with pytest.raises(Spawned), load.local_stack():
+        pass
+    parser = argparse.ArgumentParser()
+    serve.add_arguments(parser)
+    assert parser.parse_args(captured[0]).token == "-dash-first-token"
