@@ -181,7 +181,7 @@ def run_benchmark(args: argparse.Namespace, progress: bool = True) -> BenchResul
             "gpu": torch.cuda.get_device_name(0) if devices[0].startswith("cuda") else None,
             "cpu": platform.processor() or platform.machine(),
             "cpus": available_cpus(),
-            "torch_threads": torch.get_num_threads(),
+            "model_runs_on": model.engine.replicas[0].predictor.describe(),
             "model_version": model.engine.model_version,
             "input_size": model.engine.input_size,
             "image": f"{args.width}x{args.height}",

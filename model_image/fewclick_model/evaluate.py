@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .data import Instance, is_holdout, list_instances, load_instance
+from .inference_options import MIRROR_CHOICES, PRECISIONS
 from .simulator import Click, boundary_of, extreme_points, next_click
 
 MAX_CLICKS = 20
@@ -194,10 +195,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="leave large objects' edges at the network's resolution (served: refined at 2x)",
     )
     parser.add_argument(
-        "--no-mirror-first",
-        dest="mirror_first",
-        action="store_false",
-        help="the first mask from the crop alone (served: averaged with its mirror's)",
+        "--mirror",
+        choices=MIRROR_CHOICES,
+        default="auto",
+        help="which answers average the crop's mirror image's: every one, the first mask only, none "
+        "(auto, as served: every, but the first only for float32 on a CPU)",
+    )
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="auto (as served): bf16 on a CPU that has it natively"
     )
     parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
     parser.add_argument("--threads", type=int, default=0)
@@ -226,9 +231,12 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         pairs = pairs[: args.limit]
     instances = [load_instance(i, m) for i, m in pairs]
-    crop_predictor = load_crop_predictor(args.weights, input_size=args.input_size, mirror_first=args.mirror_first)
+    crop_predictor = load_crop_predictor(
+        args.weights, input_size=args.input_size, mirror=args.mirror, precision=args.precision
+    )
     name = f"fewclick {crop_predictor.model_version}"
-    name += ("" if args.refine_edges else " unrefined edges") + ("" if args.mirror_first else " unmirrored")
+    name += "" if args.refine_edges else " unrefined edges"
+    print(f"model: {crop_predictor.describe()}")
     methods: list[tuple[str, Predictor, int]] = [
         (name, FewClickPredictor(crop_predictor, args.honor, args.refine_edges), args.max_clicks)
     ]

@@ -1,15 +1,16 @@
 """`fewclick benchmark model`: model time per request type, and what each fusion point would cost.
 
 Request types, as the server sees them: a new image (the crop and its mirror
-encoded in one batch, plus the first mask from both) and a warm corrective click
-(one decode on cached features); each also for a box larger than the network
-side, where the crop comes at 2x and every answer is edge-refined on it
-(`fewclick_contract.edge_refine`).
+encoded, plus the first mask from both) and a warm corrective click (a decode
+per view on cached features, as `--mirror` / `--precision` choose: by default
+as served on this machine, `fewclick_model.inference_options`); each also for a
+box larger than the network side, where the crop comes at 2x and every answer is
+edge-refined on it (`fewclick_contract.edge_refine`).
 The fusion comparison times the per-click work of three designs on the same
-network: clicks fused at the stem (the whole encoder reruns per click: classic
-early fusion), after the stride-4 stage (FewClick), or at the decoder only (late
-fusion: SAM-style, encoder cached entirely). Accuracy of the alternatives needs
-their own training runs; see the model card.
+network: clicks fused at the stem (the whole encoder reruns per click, for the
+served views: classic early fusion), after the stride-4 stage (FewClick), or at
+the decoder only (late fusion: SAM-style, encoder cached entirely; one view).
+Accuracy of the alternatives needs their own training runs; see the model card.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from tqdm import tqdm
 from fewclick_contract.edge_refine import REFINE_FACTOR, prepare_crop, refine_probabilities
 
 from .encoding import CropClick, encode_guidance
+from .inference_options import MIRROR_CHOICES, PRECISIONS
+from .predictor import load_crop_predictor
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
@@ -36,17 +39,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="default: the committed weights")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--mirror", choices=MIRROR_CHOICES, default="auto", help="as served: auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as served: auto")
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("artifacts/model-latency"))
 
 
 @torch.inference_mode()
 def run(args: argparse.Namespace) -> int:
-    from .predictor import load_crop_predictor
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    p = load_crop_predictor(args.weights, args.device)
+    p = load_crop_predictor(args.weights, args.device, mirror=args.mirror, precision=args.precision)
     s = p.input_size
     rng = np.random.default_rng(0)
     sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         "new image, large box": [],
         "warm click, large box": [],
         "stem fusion click": [],
-        "late fusion click": [],
+        "late fusion click, one view": [],
     }
     model = p.model
     for i in tqdm(range(args.repeats + 3), desc="model latency", unit="round"):
@@ -90,19 +93,18 @@ def run(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         refine_probabilities(p.predict(fine_feats, click, fine_prob), guide)
         t_click_large = time.perf_counter() - t
-        # Early fusion at the stem: the stride-2/4 stages would rerun for every click.
-        rgb = torch.from_numpy(crop).permute(2, 0, 1)[None].float().to(p.device)
-        rgb = rgb.contiguous(memory_format=p.memory_format)
+        # Early fusion at the stem: the stride-2/4 stages would rerun for every click (both views).
         t = time.perf_counter()
-        p.predict(model.encode_image(rgb), click, prob)
+        p.predict(p.encode(crop), click, prob)
         sync()
         t_stem = time.perf_counter() - t
-        # Late fusion: only the decoder would run per click (the deep stages cached too).
-        g = torch.from_numpy(encode_guidance(click, s, prob))[None].to(p.device)
+        # Late fusion: only the decoder would run per click (the deep stages cached too); one view.
+        g = torch.from_numpy(encode_guidance(click, s, prob))[None].to(p.device, p.dtype)
         g = g.contiguous(memory_format=p.memory_format)
-        pyramid = model.deep_stages(feats, g)
+        one_view = feats.view(0)
+        pyramid = model.deep_stages(one_view, g)
         t = time.perf_counter()
-        model.decode_pyramid(feats.stride2, pyramid, g)
+        model.decode_pyramid(one_view.stride2, pyramid, g)
         sync()
         t_late = time.perf_counter() - t
         if i >= 3:  # warm-up rounds excluded
@@ -110,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
                 times[key].append(1000 * value)
 
     summary = {k: _percentiles(v) for k, v in times.items()}
-    device = f"{p.device.type} ({torch.get_num_threads()} threads)" if p.device.type == "cpu" else "cuda"
+    device = p.describe()
     print(f"\nmodel {p.model_version}, input {s}px, {device}, {args.repeats} rounds")
     print("| request | p50 ms | p90 ms | p99 ms |\n|---|---|---|---|")
     for k, v in summary.items():

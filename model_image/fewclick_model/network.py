@@ -62,21 +62,26 @@ class SepConvBNReLU(nn.Sequential):
 
 @dataclass
 class ImageFeatures:
-    """The click-independent part of a crop's encoding (stride 2 and stride 4)."""
+    """The click-independent part of a crop's encoding (stride 2 and stride 4), one batch
+    row per view of the crop: row 0 the crop, row 1 (when the predictor keeps it) its mirror
+    image, whose answers the predictor averages with the crop's."""
 
     stride2: torch.Tensor
     stride4: torch.Tensor
-    # The mirrored crop's features, where the first mask averages both views (predictor).
-    mirrored: ImageFeatures | None = None
+
+    @property
+    def views(self) -> int:
+        return int(self.stride4.shape[0])
+
+    def view(self, index: int) -> ImageFeatures:
+        return ImageFeatures(self.stride2[index : index + 1], self.stride4[index : index + 1])
 
     @property
     def nbytes(self) -> int:
-        own = sum(t.element_size() * t.nelement() for t in (self.stride2, self.stride4))
-        return own + (self.mirrored.nbytes if self.mirrored is not None else 0)
+        return sum(t.element_size() * t.nelement() for t in (self.stride2, self.stride4))
 
     def detach(self) -> ImageFeatures:
-        mirrored = self.mirrored.detach() if self.mirrored is not None else None
-        return ImageFeatures(self.stride2.detach(), self.stride4.detach(), mirrored)
+        return ImageFeatures(self.stride2.detach(), self.stride4.detach())
 
 
 class FewClickNet(nn.Module):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from . import DEFAULT_INPUT_SIZE
 from .checkpoints import DEFAULT_WEIGHTS, load_weights
 from .encoding import CropClick, encode_guidance
 from .folding import fold_batch_norms
+from .inference_options import MIRROR_MODES, MirrorChoice, MirrorMode, Precision, resolve_dtype, resolve_mirror
 from .network import FewClickNet, ImageFeatures
 from .simulator import Click
 
@@ -39,7 +41,7 @@ class PrefixCache(OrderedDict[tuple[CropClick, ...], np.ndarray]):
     """Predictions of a session's click prefixes, newest last, bounded.
 
     Undo, redo and a resent request all land on a prefix already computed, and a
-    new click costs one decoder pass because its previous mask is here.
+    new click costs one decoder pass (per view) because its previous mask is here.
     """
 
     def __init__(self, max_entries: int = PREFIX_CACHE_ENTRIES) -> None:
@@ -57,6 +59,29 @@ class PrefixCache(OrderedDict[tuple[CropClick, ...], np.ndarray]):
         return sum(v.nbytes for v in self.values())
 
 
+T = TypeVar("T")
+# (core budget, intra-op threads per view) as last set by `_split_cpu_threads`, so a second
+# predictor in the same process splits the same budget instead of halving it again.
+_cpu_split: tuple[int, int] | None = None
+
+
+def _split_cpu_threads(views: int) -> int:
+    """Give each view its share of the process's torch CPU threads; returns the budget.
+
+    Two views on 2 cores run fastest as two single-threaded passes side by side (~31 ms
+    p90 for both) rather than one after the other on 2 intra-op threads each (~49 ms):
+    a click's small convolutions spend much of a multi-threaded pass synchronising.
+    torch's intra-op thread count is process-wide, so it is set here, once per budget.
+    """
+    global _cpu_split
+    current = torch.get_num_threads()
+    budget = _cpu_split[0] if _cpu_split is not None and current == _cpu_split[1] else current
+    per_view = max(1, budget // views)
+    torch.set_num_threads(per_view)
+    _cpu_split = (budget, per_view)
+    return budget
+
+
 class CropPredictor:
     def __init__(
         self,
@@ -64,53 +89,106 @@ class CropPredictor:
         input_size: int,
         model_version: str,
         device: str | torch.device = "cpu",
-        mirror_first: bool = True,
+        mirror: MirrorMode = "every",
+        dtype: torch.dtype = torch.float32,
     ) -> None:
+        if mirror not in MIRROR_MODES:
+            raise ValueError(f"mirror must be one of {MIRROR_MODES}, got {mirror!r}")
         self.device = torch.device(device)
-        # Flip test-time augmentation for the first mask only: chosen on held-out data (+0.3 mIoU
-        # with the extreme points alone on both sets, later clicks even) for ~35 ms more on a new
-        # image on 2 cores, inside its 300 ms budget. A click stays one decoder pass: averaging
-        # every click too was better still but over the 40 ms click budget (model card).
-        self.mirror_first = mirror_first
+        # Flip test-time augmentation (`inference_options`): "every" answer is the mean of the
+        # crop's and its mirror image's (held-out: +0.3 mIoU with the extreme points alone, and
+        # better on all four curves after 20 clicks than "first", which averages the first mask only).
+        self.mirror = mirror
         # Channels-last (NHWC) is oneDNN's native layout: on 2 CPU cores a click takes ~25 %
         # less time than in NCHW, which spent it converting layouts. CUDA keeps the layout
         # its latency was measured in.
         self.memory_format = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
-        self.model = model.to(self.device, memory_format=self.memory_format).eval()
+        self.dtype = dtype
+        self.model = model.to(self.device, dtype=dtype, memory_format=self.memory_format).eval()
         self.input_size = input_size
         self.model_version = model_version
+        # On a GPU both views are one batch of 2 (nearly free); on CPU cores, when every click
+        # runs both, they run side by side, each on its share of the threads (`_split_cpu_threads`).
+        self._view_pool: ThreadPoolExecutor | None = None
+        if mirror == "every" and self.device.type == "cpu" and _split_cpu_threads(2) >= 2:
+            self._view_pool = ThreadPoolExecutor(2, thread_name_prefix="fewclick-view")
+
+    @property
+    def views(self) -> int:
+        return 1 if self.mirror == "none" else 2
+
+    def describe(self) -> str:
+        """Where and how the network runs, for benchmark and evaluation reports."""
+        dtype = str(self.dtype).removeprefix("torch.")
+        if self.device.type != "cpu":
+            return f"{self.device.type}, {dtype}, mirror {self.mirror}"
+        threads = torch.get_num_threads()
+        layout = f"2 views side by side, {threads} thread(s) each" if self._view_pool else f"{threads} thread(s)"
+        return f"cpu ({layout}), {dtype}, mirror {self.mirror}"
+
+    def _map_views(self, run: Callable[[int], T]) -> list[T]:
+        """[run(0), run(1)]: side by side on the CPU pool, one after the other without it."""
+        if self._view_pool is None:
+            return [run(v) for v in range(self.views)]
+
+        def in_inference_mode(view: int) -> T:
+            with torch.inference_mode():  # thread-local: the pool's threads need their own
+                return run(view)
+
+        return list(self._view_pool.map(in_inference_mode, range(self.views)))
 
     @torch.inference_mode()
     def encode(self, crop_rgb: np.ndarray) -> ImageFeatures:
-        """(S, S, 3) uint8 RGB crop -> the features every click of this crop reuses."""
+        """(S, S, 3) uint8 RGB crop -> the features every click of this crop reuses
+        (one batch row per view: the crop, then its mirror image)."""
         s = self.input_size
         if crop_rgb.shape != (s, s, 3) or crop_rgb.dtype != np.uint8:
             raise ValueError(f"crop must be ({s}, {s}, 3) uint8, got {crop_rgb.shape} {crop_rgb.dtype}")
-        rgb = torch.from_numpy(np.ascontiguousarray(crop_rgb)).permute(2, 0, 1)[None].float().to(self.device)
-        if not self.mirror_first:
+        rgb = torch.from_numpy(np.ascontiguousarray(crop_rgb)).permute(2, 0, 1)[None].to(self.device, self.dtype)
+        if self.views == 2:
+            rgb = torch.cat([rgb, rgb.flip(-1)])
+        if self._view_pool is None:
             return self.model.encode_image(rgb.contiguous(memory_format=self.memory_format))
-        both = self.model.encode_image(torch.cat([rgb, rgb.flip(-1)]).contiguous(memory_format=self.memory_format))
-        mirrored = ImageFeatures(both.stride2[1:], both.stride4[1:])
-        return ImageFeatures(both.stride2[:1], both.stride4[:1], mirrored)
+        parts = self._map_views(
+            lambda v: self.model.encode_image(rgb[v : v + 1].contiguous(memory_format=self.memory_format))
+        )
+        return ImageFeatures(
+            torch.cat([f.stride2 for f in parts]).contiguous(memory_format=self.memory_format),
+            torch.cat([f.stride4 for f in parts]).contiguous(memory_format=self.memory_format),
+        )
 
     @torch.inference_mode()
+    def _predict_views(
+        self, features: ImageFeatures, clicks: Sequence[CropClick], previous: np.ndarray | None, views: int
+    ) -> np.ndarray:
+        guidance = torch.from_numpy(encode_guidance(clicks, self.input_size, previous))[None]
+        guidance = guidance.to(self.device, self.dtype)
+        views = min(views, features.views)
+        if views == 2:
+            # The guidance maps put pixel x at index x, so the mirror's maps are the flipped maps.
+            guidance = torch.cat([guidance, guidance.flip(-1)])
+        guidance = guidance.contiguous(memory_format=self.memory_format)
+        if views == 1:
+            logits = self.model.decode(features.view(0), guidance)
+        elif self._view_pool is None:
+            logits = self.model.decode(features, guidance)
+        else:
+            logits = torch.cat(self._map_views(lambda v: self.model.decode(features.view(v), guidance[v : v + 1])))
+        prob = torch.sigmoid(logits.float())[:, 0]
+        if views == 2:
+            prob = (prob[0] + prob[1].flip(-1)) / 2
+        return prob.reshape(self.input_size, self.input_size).cpu().numpy()
+
     def predict(
         self, features: ImageFeatures, clicks: Sequence[CropClick], previous: np.ndarray | None = None
     ) -> np.ndarray:
         """Probabilities (S, S) float32 for the clicks (extreme points first, as kind boundary)."""
-        guidance = torch.from_numpy(encode_guidance(clicks, self.input_size, previous))[None].to(self.device)
-        logits = self.model.decode(features, guidance.contiguous(memory_format=self.memory_format))
-        return torch.sigmoid(logits)[0, 0].float().cpu().numpy()
+        return self._predict_views(features, clicks, previous, 2 if self.mirror == "every" else 1)
 
     def predict_first(self, features: ImageFeatures, extreme_points: Sequence[CropClick]) -> np.ndarray:
-        """The mask from the extreme points alone: the mean of the crop's and its mirror's answers
-        when `encode` kept the mirror's features."""
-        prob = self.predict(features, extreme_points)
-        if features.mirrored is None:
-            return prob
-        last = self.input_size - 1  # guidance maps put pixel x at index x: x mirrors to last - x
-        mirrored_points = [CropClick(last - c.x, c.y, c.kind) for c in extreme_points]
-        return (prob + self.predict(features.mirrored, mirrored_points)[:, ::-1]) / 2
+        """The mask from the extreme points alone: the mean of the crop's and its mirror's
+        answers when `encode` kept the mirror's features."""
+        return self._predict_views(features, extreme_points, None, 2)
 
     def predict_sequence(
         self,
@@ -152,13 +230,17 @@ def load_crop_predictor(
     weights: str | Path | None = None,
     device: str | None = None,
     input_size: int | None = None,
-    mirror_first: bool = True,
+    mirror: MirrorChoice = "auto",
+    precision: Precision = "auto",
 ) -> CropPredictor:
     """The committed weights by default; an untrained network (pretrained encoder) if none exist.
 
     ``input_size`` overrides the side the weights were trained at (the network is
     fully convolutional; a larger crop trades latency for edge detail). The network's
-    batch norms are folded into its convolutions (`folding`): inference only.
+    batch norms are folded into its convolutions (`folding`): inference only. ``mirror``
+    picks which answers average the crop's mirror image (`CropPredictor`, `resolve_mirror`),
+    ``precision`` the float type (`precision`: ``auto`` is bfloat16 on a CPU that computes it
+    natively).
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_flush_denormal(True)
@@ -175,7 +257,8 @@ def load_crop_predictor(
         warnings.warn(f"no trained weights at {path}; serving an UNTRAINED network", RuntimeWarning, stacklevel=2)
         model, size, version = FewClickNet(pretrained=True).eval(), input_size or DEFAULT_INPUT_SIZE, UNTRAINED_VERSION
     fold_batch_norms(model)
-    return CropPredictor(model, size, version, device, mirror_first)
+    dtype = resolve_dtype(precision, torch.device(device))
+    return CropPredictor(model, size, version, device, resolve_mirror(mirror, torch.device(device), dtype), dtype)
 
 
 HonorMode = Literal["none", "clicks", "all"]

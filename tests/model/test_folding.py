@@ -62,7 +62,7 @@ def test_the_served_predictor_folds_and_goes_channels_last_without_changing_answ
     path = tmp_path / "w.pt"
     export_weights(net, path, 64, 16, {})
     reference, _ = load_weights(path)  # the same fp16-rounded weights, unfolded, NCHW
-    served = load_crop_predictor(path, device="cpu")
+    served = load_crop_predictor(path, device="cpu", mirror="none", precision="fp32")
     assert served.memory_format == torch.channels_last
     assert not any(isinstance(m, nn.BatchNorm2d) for m in served.model.modules())
     crop = (torch.rand(64, 64, 3, generator=generator) * 255).to(torch.uint8).numpy()

@@ -177,7 +177,9 @@ def test_model_latency_benchmark_times_every_request_type_and_plots(weights: Pat
 
     from fewclick_model import latency
 
-    args = argparse.Namespace(weights=weights, device="cpu", threads=1, repeats=2, out=tmp_path)
+    args = argparse.Namespace(
+        weights=weights, device="cpu", threads=1, mirror="auto", precision="auto", repeats=2, out=tmp_path
+    )
     assert latency.run(args) == 0
     report = json.loads((tmp_path / "model_latency.json").read_text())
     for request in ("new image", "warm click", "new image, large box", "warm click, large box"):
@@ -185,26 +187,86 @@ def test_model_latency_benchmark_times_every_request_type_and_plots(weights: Pat
     assert (tmp_path / "model_latency.png").stat().st_size > 0
 
 
-def test_the_first_mask_averages_the_mirror_so_a_mirrored_image_gets_the_mirrored_mask(weights: Path) -> None:
-    p = load_crop_predictor(weights, device="cpu")
-    plain = load_crop_predictor(weights, device="cpu", mirror_first=False)
+EXTREMES_64 = [
+    CropClick(30, 5, "boundary"),
+    CropClick(6, 34, "boundary"),
+    CropClick(35, 58, "boundary"),
+    CropClick(57, 28, "boundary"),
+]
+
+
+def _mirrored(clicks: list[CropClick], side: int = 64) -> list[CropClick]:
+    return [CropClick(side - 1 - c.x, c.y, c.kind) for c in clicks]
+
+
+def test_every_answer_averages_the_mirror_so_a_mirrored_image_gets_the_mirrored_mask(weights: Path) -> None:
+    p = load_crop_predictor(weights, device="cpu", mirror="every", precision="fp32")
+    plain = load_crop_predictor(weights, device="cpu", mirror="none", precision="fp32")
     crop = np.random.default_rng(5).integers(0, 255, (64, 64, 3), dtype=np.uint8)
-    extremes = [
-        CropClick(30, 5, "boundary"),
-        CropClick(6, 34, "boundary"),
-        CropClick(35, 58, "boundary"),
-        CropClick(57, 28, "boundary"),
-    ]
-    mirrored_extremes = [CropClick(63 - c.x, c.y, c.kind) for c in extremes]
-    feats = p.encode(crop)
-    assert feats.mirrored is not None and feats.nbytes == 2 * plain.encode(crop).nbytes
-    first = p.predict_first(feats, extremes)
+    flipped = np.ascontiguousarray(crop[:, ::-1])
+    feats, feats_of_mirror = p.encode(crop), p.encode(flipped)
+    assert feats.views == 2 and feats.nbytes == 2 * plain.encode(crop).nbytes
+    first = p.predict_first(feats, EXTREMES_64)
+    clicks = [*EXTREMES_64, CropClick(20, 30, "positive"), CropClick(50, 10, "negative")]
+    click = p.predict(feats, clicks, first)
     # Mirror-equivariant by construction, which one view alone is not.
-    of_mirror = p.predict_first(p.encode(np.ascontiguousarray(crop[:, ::-1])), mirrored_extremes)[:, ::-1]
-    assert np.abs(first - of_mirror).max() < 1e-4
-    one_view = plain.predict(plain.encode(crop), extremes)
-    one_view_of_mirror = plain.predict(plain.encode(np.ascontiguousarray(crop[:, ::-1])), mirrored_extremes)
+    first_of_mirror = p.predict_first(feats_of_mirror, _mirrored(EXTREMES_64))
+    assert np.abs(first - first_of_mirror[:, ::-1]).max() < 1e-4
+    click_of_mirror = p.predict(feats_of_mirror, _mirrored(clicks), np.ascontiguousarray(first_of_mirror))
+    assert np.abs(click - click_of_mirror[:, ::-1]).max() < 1e-4
+    one_view = plain.predict(plain.encode(crop), EXTREMES_64)
+    one_view_of_mirror = plain.predict(plain.encode(flipped), _mirrored(EXTREMES_64))
     assert np.abs(one_view - one_view_of_mirror[:, ::-1]).max() > 1e-3
     # The mean of the two views, and what a session's first request returns.
     assert np.abs(first - (one_view + one_view_of_mirror[:, ::-1]) / 2).max() < 1e-4
-    assert np.array_equal(p.predict_sequence(feats, extremes, []), first)
+    assert np.array_equal(p.predict_sequence(feats, EXTREMES_64, []), first)
+
+
+def test_mirror_first_averages_only_the_first_mask(weights: Path) -> None:
+    p = load_crop_predictor(weights, device="cpu", mirror="first", precision="fp32")
+    every = load_crop_predictor(weights, device="cpu", mirror="every", precision="fp32")
+    plain = load_crop_predictor(weights, device="cpu", mirror="none", precision="fp32")
+    crop = np.random.default_rng(6).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    feats, plain_feats = p.encode(crop), plain.encode(crop)
+    first = p.predict_first(feats, EXTREMES_64)
+    assert np.abs(first - every.predict_first(every.encode(crop), EXTREMES_64)).max() < 1e-5
+    assert np.abs(first - plain.predict_first(plain_feats, EXTREMES_64)).max() > 1e-3
+    clicks = [*EXTREMES_64, CropClick(20, 30, "positive")]
+    assert np.abs(p.predict(feats, clicks, first) - plain.predict(plain_feats, clicks, first)).max() < 1e-5
+
+
+def test_the_two_views_run_side_by_side_on_cpu_threads_and_answer_as_one_batch(weights: Path) -> None:
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        side_by_side = load_crop_predictor(weights, device="cpu", mirror="every", precision="fp32")
+        # Each view got one of the 2 threads; a second predictor splits the same budget again.
+        assert torch.get_num_threads() == 1 and side_by_side._view_pool is not None
+        batched = load_crop_predictor(weights, device="cpu", mirror="every", precision="fp32")
+        assert torch.get_num_threads() == 1 and batched._view_pool is not None
+        assert "2 views side by side, 1 thread(s) each" in side_by_side.describe()
+        batched._view_pool = None  # one batch of 2, as on a GPU
+        crop = np.random.default_rng(7).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+        a, b = side_by_side.encode(crop), batched.encode(crop)
+        assert torch.allclose(a.stride4, b.stride4, atol=1e-4) and torch.allclose(a.stride2, b.stride2, atol=1e-4)
+        first = side_by_side.predict_first(a, EXTREMES_64)
+        assert np.abs(first - batched.predict_first(b, EXTREMES_64)).max() < 1e-5
+        clicks = [*EXTREMES_64, CropClick(40, 40, "boundary")]
+        assert np.abs(side_by_side.predict(a, clicks, first) - batched.predict(b, clicks, first)).max() < 1e-5
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_bfloat16_answers_the_committed_network_like_float32() -> None:
+    image, mask = make_instance(np.random.default_rng(8))
+    pts = extreme_points(mask > 0)
+    masks = []
+    for precision in ("fp32", "bf16"):
+        crop_predictor = load_crop_predictor(device="cpu", mirror="every", precision=precision)  # committed weights
+        assert crop_predictor.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
+        fp = FewClickPredictor(crop_predictor)
+        fp.set_image(image)
+        click = Click(int(pts[0][0]), int(pts[0][1]) + 8, "positive")
+        masks.append([fp.predict(pts) > 0.5, fp.predict(pts, [click]) > 0.5])
+    for fp32_mask, bf16_mask in zip(*masks, strict=True):
+        assert fp32_mask.any() and np.mean(fp32_mask == bf16_mask) > 0.995

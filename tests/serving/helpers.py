@@ -136,3 +136,6 @@ class FakePredictor:
             cache[prefix] = previous
         assert previous is not None and key in cache
         return previous
+
+    def describe(self) -> str:
+        return "no network (a fake)"

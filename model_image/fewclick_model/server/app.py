@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler
 
 from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES, SESSION_HEADER, WireError, WireErrorCode
 
+from ..inference_options import MirrorChoice, Precision
 from .engine import DEFAULT_MAX_PENDING, ClickFactory, InferenceEngine, PredictorFactory
 from .http_server import QuietThreadingHTTPServer
 from .sessions import SessionCache
@@ -200,11 +201,15 @@ def configure_torch(devices: Sequence[str], threads: int | None = None) -> None:
         torch.backends.cudnn.benchmark = True  # fixed S x S input: autotune once
 
 
-def default_predictor_factory(weights: str | None = None) -> PredictorFactory:
+def default_predictor_factory(
+    weights: str | None = None, mirror: MirrorChoice = "auto", precision: Precision = "auto"
+) -> PredictorFactory:
     def factory(device: str):
         from fewclick_model.predictor import load_crop_predictor
 
-        return load_crop_predictor(weights=weights, device=device)
+        predictor = load_crop_predictor(weights=weights, device=device, mirror=mirror, precision=precision)
+        LOG.info("model %s on %s", predictor.model_version, predictor.describe())
+        return predictor
 
     return factory
 
@@ -215,6 +220,8 @@ def start_model_server(
     *,
     predictor_factory: PredictorFactory | None = None,
     weights: str | None = None,
+    mirror: MirrorChoice = "auto",
+    precision: Precision = "auto",
     devices: Sequence[str] | None = None,
     cache: SessionCache | None = None,
     max_pending: int = DEFAULT_MAX_PENDING,
@@ -233,7 +240,7 @@ def start_model_server(
     if tune_torch:
         configure_torch(devs, torch_threads)
     engine = InferenceEngine(
-        predictor_factory or default_predictor_factory(weights),
+        predictor_factory or default_predictor_factory(weights, mirror, precision),
         devs,
         cache=cache,
         max_pending=max_pending,

@@ -10,6 +10,7 @@ import sys
 import threading
 from types import FrameType
 
+from ..inference_options import MIRROR_CHOICES, PRECISIONS
 from .sessions import DEFAULT_IDLE_TTL_S, DEFAULT_LIFETIME_S, DEFAULT_MAX_BYTES, DEFAULT_MAX_SESSIONS
 
 LOG = logging.getLogger("fewclick.model_server")
@@ -32,6 +33,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights",
         default=os.environ.get("FEWCLICK_WEIGHTS"),
         help="weights file (default: the ones baked into the package)",
+    )
+    parser.add_argument(
+        "--mirror",
+        choices=MIRROR_CHOICES,
+        default=os.environ.get("FEWCLICK_MIRROR", "auto"),
+        help="which answers average the crop's mirror image's (auto: every, the first only for float32 on CPU)",
+    )
+    parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=os.environ.get("FEWCLICK_PRECISION", "auto"),
+        help="network float type (auto: bf16 on a CPU that computes it natively, else fp32)",
     )
     parser.add_argument(
         "--device",
@@ -91,6 +104,8 @@ def run(args: argparse.Namespace) -> int:
         args.host,
         args.port,
         weights=args.weights,
+        mirror=args.mirror,
+        precision=args.precision,
         devices=devices,
         cache=cache,
         max_pending=args.max_pending,

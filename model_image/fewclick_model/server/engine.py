@@ -75,6 +75,8 @@ class CropPredictor(Protocol):
         self, feats: Any, extreme_points: Sequence[Any], corrective_clicks: Sequence[Any], cache: dict
     ) -> np.ndarray: ...
 
+    def describe(self) -> str: ...
+
 
 PredictorFactory = Callable[[str], CropPredictor]
 ClickFactory = Callable[[float, float, str], Any]
