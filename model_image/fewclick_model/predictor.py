@@ -68,10 +68,12 @@ _cpu_split: tuple[int, int] | None = None
 def _split_cpu_threads(views: int) -> int:
     """Give each view its share of the process's torch CPU threads; returns the budget.
 
-    Two views on 2 cores run fastest as two single-threaded passes side by side (~31 ms
-    p90 for both) rather than one after the other on 2 intra-op threads each (~49 ms):
-    a click's small convolutions spend much of a multi-threaded pass synchronising.
-    torch's intra-op thread count is process-wide, so it is set here, once per budget.
+    On 2 cores a click's two views run as two single-threaded passes side by side at least
+    as fast as one batch of 2 on 2 intra-op threads, and steadier (bfloat16, three runs each:
+    19-20 / 22-23 ms p50 / p90 against 19-27 / 22-32; float32: 26-34 / 33-42 against
+    30-42 / 37-50): a click's small convolutions spend much of a multi-threaded pass
+    synchronising. torch's intra-op thread count is process-wide, so it is set here, once
+    per budget.
     """
     global _cpu_split
     current = torch.get_num_threads()
@@ -239,8 +241,8 @@ def load_crop_predictor(
     fully convolutional; a larger crop trades latency for edge detail). The network's
     batch norms are folded into its convolutions (`folding`): inference only. ``mirror``
     picks which answers average the crop's mirror image (`CropPredictor`, `resolve_mirror`),
-    ``precision`` the float type (`precision`: ``auto`` is bfloat16 on a CPU that computes it
-    natively).
+    ``precision`` the float type (`inference_options`: ``auto`` is bfloat16 on a CPU that
+    computes it natively).
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_flush_denormal(True)
