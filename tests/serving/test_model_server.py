@@ -234,3 +234,28 @@ def test_cache_bounds() -> None:
     # An entry bigger than the whole budget is kept while it is the active one.
     cache.put(entry("g", 5000))
     assert cache.peek("g") is not None
+
+
+def test_mirror_and_precision_settings_are_checked_when_read(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from fewclick_model.server import cli
+
+    def parse(*argv: str) -> argparse.Namespace:
+        parser = argparse.ArgumentParser(prog="serve")
+        cli.add_arguments(parser)
+        return parser.parse_args(list(argv))
+
+    monkeypatch.setenv("FEWCLICK_MIRROR", "first")
+    monkeypatch.setenv("FEWCLICK_PRECISION", "fp32")
+    args = parse()
+    assert (args.mirror, args.precision) == ("first", "fp32")
+    assert parse("--mirror", "every").mirror == "every"  # a flag beats the environment
+    # A typo in the container's environment stops the server at start, saying where it came from.
+    monkeypatch.setenv("FEWCLICK_PRECISION", "fp16")
+    with pytest.raises(SystemExit) as exit_info:
+        parse()
+    assert exit_info.value.code == 2
+    assert "'fp16' (flag or FEWCLICK_PRECISION) is not one of auto, fp32, bf16" in capsys.readouterr().err

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 from ..inference_options import MIRROR_CHOICES, PRECISIONS
@@ -23,6 +24,18 @@ def _env_int(name: str, default: int) -> int:
         return default
 
 
+def _one_of(allowed: tuple[str, ...], env: str) -> Callable[[str], str]:
+    """An argparse type that also checks a default read from ``env`` (argparse converts string
+    defaults with ``type`` but never checks them against ``choices``)."""
+
+    def check(value: str) -> str:
+        if value not in allowed:
+            raise argparse.ArgumentTypeError(f"{value!r} (flag or {env}) is not one of {', '.join(allowed)}")
+        return value
+
+    return check
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # SageMaker tells the container its port in SAGEMAKER_BIND_TO_PORT (8080 by default).
     parser.add_argument(
@@ -36,13 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--mirror",
-        choices=MIRROR_CHOICES,
+        type=_one_of(MIRROR_CHOICES, "FEWCLICK_MIRROR"),
         default=os.environ.get("FEWCLICK_MIRROR", "auto"),
         help="which answers average the crop's mirror image's (auto: every, the first only for float32 on CPU)",
     )
     parser.add_argument(
         "--precision",
-        choices=PRECISIONS,
+        type=_one_of(PRECISIONS, "FEWCLICK_PRECISION"),
         default=os.environ.get("FEWCLICK_PRECISION", "auto"),
         help="network float type (auto: bf16 on a CPU that computes it natively, else fp32)",
     )
