@@ -128,16 +128,16 @@ class CropPredictor:
         layout = f"2 views side by side, {threads} thread(s) each" if self._view_pool else f"{threads} thread(s)"
         return f"cpu ({layout}), {dtype}, mirror {self.mirror}"
 
-    def _map_views(self, run: Callable[[int], T]) -> list[T]:
-        """[run(0), run(1)]: side by side on the CPU pool, one after the other without it."""
-        if self._view_pool is None:
-            return [run(v) for v in range(self.views)]
+    def _side_by_side(self, run: Callable[[int], T]) -> list[T]:
+        """[run(0), run(1)] at the same time on the CPU pool's two threads (callers without a
+        pool run both views as one batch instead)."""
+        assert self._view_pool is not None
 
         def in_inference_mode(view: int) -> T:
             with torch.inference_mode():  # thread-local: the pool's threads need their own
                 return run(view)
 
-        return list(self._view_pool.map(in_inference_mode, range(self.views)))
+        return list(self._view_pool.map(in_inference_mode, range(2)))
 
     @torch.inference_mode()
     def encode(self, crop_rgb: np.ndarray) -> ImageFeatures:
@@ -151,7 +151,7 @@ class CropPredictor:
             rgb = torch.cat([rgb, rgb.flip(-1)])
         if self._view_pool is None:
             return self.model.encode_image(rgb.contiguous(memory_format=self.memory_format))
-        parts = self._map_views(
+        parts = self._side_by_side(
             lambda v: self.model.encode_image(rgb[v : v + 1].contiguous(memory_format=self.memory_format))
         )
         return ImageFeatures(
@@ -175,7 +175,7 @@ class CropPredictor:
         elif self._view_pool is None:
             logits = self.model.decode(features, guidance)
         else:
-            logits = torch.cat(self._map_views(lambda v: self.model.decode(features.view(v), guidance[v : v + 1])))
+            logits = torch.cat(self._side_by_side(lambda v: self.model.decode(features.view(v), guidance[v : v + 1])))
         prob = torch.sigmoid(logits.float())[:, 0]
         if views == 2:
             prob = (prob[0] + prob[1].flip(-1)) / 2
