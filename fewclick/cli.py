@@ -27,6 +27,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand("serve", "fewclick.local.serve", "run the whole system locally: UI, gateway, proxy, model"),
     Subcommand("model-server", "fewclick_model.server.cli", "run the SageMaker-compatible model server"),
     Subcommand("train", "fewclick_model.train", "train the segmentation model"),
+    Subcommand("train-refiner", "fewclick_model.train_refiner", "train the boundary-click refiner"),
     Subcommand("evaluate", "fewclick_model.evaluate", "evaluate with the robot-user protocol"),
     Subcommand("benchmark", "fewclick.bench.cli", "latency and load benchmarks"),
     Subcommand("labeling-job", "fewclick.groundtruth.cli", "Ground Truth labeling jobs"),

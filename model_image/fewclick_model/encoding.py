@@ -18,6 +18,8 @@ import numpy as np
 ClickKind = Literal["boundary", "positive", "negative"]
 CLICK_KINDS: tuple[ClickKind, ...] = ("boundary", "positive", "negative")
 GUIDANCE_CHANNELS = 4
+# Every click list a predictor receives starts with the object's 4 extreme points.
+EXTREME_POINTS = 4
 
 # Gaussian widths as a share of the crop side: ~10 px at 256 for boundary points (DEXTR),
 # tighter for region clicks, which mark one spot rather than a stretch of edge.

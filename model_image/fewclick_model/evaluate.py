@@ -204,6 +204,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision", choices=PRECISIONS, default="auto", help="auto (as served): bf16 on a CPU that has it natively"
     )
+    parser.add_argument(
+        "--boundary-refiner",
+        action="store_true",
+        help="redraw the window around each boundary click with the committed boundary refiner (opt-in; not served)",
+    )
+    parser.add_argument(
+        "--refiner-weights", type=Path, default=None, help="a boundary refiner file (implies --boundary-refiner)"
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
@@ -231,8 +239,13 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         pairs = pairs[: args.limit]
     instances = [load_instance(i, m) for i, m in pairs]
+    refiner: bool | Path = args.refiner_weights or args.boundary_refiner
     crop_predictor = load_crop_predictor(
-        args.weights, input_size=args.input_size, mirror=args.mirror, precision=args.precision
+        args.weights,
+        input_size=args.input_size,
+        mirror=args.mirror,
+        precision=args.precision,
+        boundary_refiner=refiner,
     )
     name = f"fewclick {crop_predictor.model_version}"
     name += "" if args.refine_edges else " unrefined edges"

@@ -1,9 +1,11 @@
 """`fewclick benchmark model`: model time per request type, and what each fusion point would cost.
 
 Request types, as the server sees them: a new image (the crop and its mirror
-encoded, plus the first mask from both) and a warm corrective click (a decode
+encoded, plus the first mask from both), a warm corrective click (a decode
 per view on cached features, as `--mirror` / `--precision` choose: by default
-as served on this machine, `fewclick_model.inference_options`); each also for a
+as served on this machine, `fewclick_model.inference_options`) and a warm
+boundary click (the same, plus the opt-in boundary refiner's window with
+`--boundary-refiner`); each also for a
 box larger than the network side, where the crop comes at 2x and every answer is
 edge-refined on it (`fewclick_contract.edge_refine`).
 The fusion comparison times the per-click work of three designs on the same
@@ -41,6 +43,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--mirror", choices=MIRROR_CHOICES, default="auto", help="as served: auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as served: auto")
+    parser.add_argument(
+        "--boundary-refiner", action="store_true", help="with the opt-in boundary refiner (served: without)"
+    )
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("artifacts/model-latency"))
 
@@ -49,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
-    p = load_crop_predictor(args.weights, args.device, mirror=args.mirror, precision=args.precision)
+    p = load_crop_predictor(
+        args.weights, args.device, mirror=args.mirror, precision=args.precision, boundary_refiner=args.boundary_refiner
+    )
     s = p.input_size
     rng = np.random.default_rng(0)
     sync = torch.cuda.synchronize if p.device.type == "cuda" else (lambda: None)
@@ -62,8 +69,10 @@ def run(args: argparse.Namespace) -> int:
     times: dict[str, list[float]] = {
         "new image": [],
         "warm click": [],
+        "warm boundary click": [],
         "new image, large box": [],
         "warm click, large box": [],
+        "warm boundary click, large box": [],
         "stem fusion click": [],
         "late fusion click, one view": [],
     }
@@ -80,6 +89,12 @@ def run(args: argparse.Namespace) -> int:
         p.predict(feats, click, prob)
         sync()
         t_click = time.perf_counter() - t
+        # A boundary click: the window around it redrawn too, where a boundary refiner is served.
+        boundary = [*extremes, CropClick(click[-1].x, click[-1].y, "boundary")]
+        t = time.perf_counter()
+        p.predict(feats, boundary, prob)
+        sync()
+        t_boundary = time.perf_counter() - t
         # A box larger than the network side: a crop at 2x, shrunk for the network, and
         # the edge refinement on every answer (what the server does for large objects).
         fine = rng.integers(0, 255, (s * REFINE_FACTOR, s * REFINE_FACTOR, 3), dtype=np.uint8)
@@ -93,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
         t = time.perf_counter()
         refine_probabilities(p.predict(fine_feats, click, fine_prob), guide)
         t_click_large = time.perf_counter() - t
+        t = time.perf_counter()
+        refine_probabilities(p.predict(fine_feats, boundary, fine_prob), guide)
+        t_boundary_large = time.perf_counter() - t
         # Early fusion at the stem: the stride-2/4 stages would rerun for every click (both views).
         t = time.perf_counter()
         p.predict(p.encode(crop), click, prob)
@@ -108,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
         sync()
         t_late = time.perf_counter() - t
         if i >= 3:  # warm-up rounds excluded
-            for key, value in zip(times, (t_new, t_click, t_new_large, t_click_large, t_stem, t_late), strict=True):
+            measured = (t_new, t_click, t_boundary, t_new_large, t_click_large, t_boundary_large, t_stem, t_late)
+            for key, value in zip(times, measured, strict=True):
                 times[key].append(1000 * value)
 
     summary = {k: _percentiles(v) for k, v in times.items()}

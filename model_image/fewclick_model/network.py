@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -68,20 +69,24 @@ class ImageFeatures:
 
     stride2: torch.Tensor
     stride4: torch.Tensor
+    # The (S, S, 3) uint8 crop the features came from, kept where a boundary refiner
+    # (`boundary_refiner`) will look at its pixels around a click.
+    pixels: np.ndarray | None = None
 
     @property
     def views(self) -> int:
         return int(self.stride4.shape[0])
 
     def view(self, index: int) -> ImageFeatures:
-        return ImageFeatures(self.stride2[index : index + 1], self.stride4[index : index + 1])
+        return ImageFeatures(self.stride2[index : index + 1], self.stride4[index : index + 1], self.pixels)
 
     @property
     def nbytes(self) -> int:
-        return sum(t.element_size() * t.nelement() for t in (self.stride2, self.stride4))
+        tensors = sum(t.element_size() * t.nelement() for t in (self.stride2, self.stride4))
+        return tensors + (0 if self.pixels is None else self.pixels.nbytes)
 
     def detach(self) -> ImageFeatures:
-        return ImageFeatures(self.stride2.detach(), self.stride4.detach())
+        return ImageFeatures(self.stride2.detach(), self.stride4.detach(), self.pixels)
 
 
 class FewClickNet(nn.Module):
@@ -155,6 +160,14 @@ class FewClickNet(nn.Module):
         """Features + guidance (B, 4, S, S) -> mask logits (B, 1, S, S)."""
         return self.decode_pyramid(features.stride2, self.deep_stages(features, guidance), guidance)
 
+    def decode_with_features(
+        self, features: ImageFeatures, guidance: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """`decode`'s logits and the decoder's last features (B, D/2, S/2, S/2), which the
+        boundary refiner reads (`boundary_refiner`)."""
+        p = self.decoder_features(features.stride2, self.deep_stages(features, guidance), guidance)
+        return self.logits(p, guidance), p
+
     def deep_stages(self, features: ImageFeatures, guidance: torch.Tensor) -> list[torch.Tensor]:
         """Fuse the guidance into the stride-4 features and run the deeper stages: [f4, f8, f16, f32]."""
         f4 = features.stride4 + self.guidance_fuse(self.guidance_encoder(guidance))
@@ -166,6 +179,17 @@ class FewClickNet(nn.Module):
         self, stride2: torch.Tensor, pyramid: list[torch.Tensor], guidance: torch.Tensor
     ) -> torch.Tensor:
         """Top-down decoder with the guidance concatenated at every level, refined at stride 2."""
+        return self.logits(self.decoder_features(stride2, pyramid, guidance), guidance)
+
+    def logits(self, decoder_features: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(
+            self.head(decoder_features), size=guidance.shape[-2:], mode="bilinear", align_corners=False
+        )
+
+    def decoder_features(
+        self, stride2: torch.Tensor, pyramid: list[torch.Tensor], guidance: torch.Tensor
+    ) -> torch.Tensor:
+        """The decoder's last features at stride 2, before the 1x1 head."""
         f4, f8, f16, f32 = pyramid
 
         def with_guidance(x: torch.Tensor) -> torch.Tensor:
@@ -178,8 +202,7 @@ class FewClickNet(nn.Module):
         p = self.smooth16(with_guidance(self.lateral16(f16) + up(p, f16)))
         p = self.smooth8(with_guidance(self.lateral8(f8) + up(p, f8)))
         p = self.smooth4(with_guidance(self.lateral4(f4) + up(p, f4)))
-        p = self.refine2(with_guidance(torch.cat([up(p, stride2), self.lateral2(stride2)], dim=1)))
-        return F.interpolate(self.head(p), size=guidance.shape[-2:], mode="bilinear", align_corners=False)
+        return self.refine2(with_guidance(torch.cat([up(p, stride2), self.lateral2(stride2)], dim=1)))
 
     def forward(self, rgb: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode_image(rgb), guidance)

@@ -24,8 +24,16 @@ from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop, p
 from fewclick_contract.edge_refine import crop_side_for, prepare_crop, refine_probabilities
 
 from . import DEFAULT_INPUT_SIZE
+from .boundary_refiner import (
+    DEFAULT_REFINER_WEIGHTS,
+    BoundaryRefiner,
+    feature_window,
+    load_refiner,
+    paste_window,
+    window_inputs,
+)
 from .checkpoints import DEFAULT_WEIGHTS, load_weights
-from .encoding import CropClick, encode_guidance
+from .encoding import EXTREME_POINTS, CropClick, encode_guidance
 from .folding import fold_batch_norms
 from .inference_options import MIRROR_MODES, MirrorChoice, MirrorMode, Precision, resolve_dtype, resolve_mirror
 from .network import FewClickNet, ImageFeatures
@@ -93,6 +101,7 @@ class CropPredictor:
         device: str | torch.device = "cpu",
         mirror: MirrorMode = "every",
         dtype: torch.dtype = torch.float32,
+        refiner: BoundaryRefiner | None = None,
     ) -> None:
         if mirror not in MIRROR_MODES:
             raise ValueError(f"mirror must be one of {MIRROR_MODES}, got {mirror!r}")
@@ -109,6 +118,14 @@ class CropPredictor:
         self.model = model.to(self.device, dtype=dtype, memory_format=self.memory_format).eval()
         self.input_size = input_size
         self.model_version = model_version
+        # Redraws the window around each new boundary click (`boundary_refiner`); it runs in
+        # the network's dtype and layout, on as many views as the network.
+        self.refiner = (
+            None if refiner is None else refiner.to(self.device, dtype=dtype, memory_format=self.memory_format).eval()
+        )
+        # The refiner looks at the crop's pixels, so sessions keep them (~200 KB); so does
+        # `train_refiner`, which collects what a refiner would see.
+        self.keep_pixels = self.refiner is not None
         # On a GPU both views are one batch of 2 (nearly free); on CPU cores, when every click
         # runs both, they run side by side, each on its share of the threads (`_split_cpu_threads`).
         self._view_pool: ThreadPoolExecutor | None = None
@@ -122,11 +139,12 @@ class CropPredictor:
     def describe(self) -> str:
         """Where and how the network runs, for benchmark and evaluation reports."""
         dtype = str(self.dtype).removeprefix("torch.")
+        refiner = ", boundary refiner" if self.refiner is not None else ""
         if self.device.type != "cpu":
-            return f"{self.device.type}, {dtype}, mirror {self.mirror}"
+            return f"{self.device.type}, {dtype}, mirror {self.mirror}{refiner}"
         threads = torch.get_num_threads()
         layout = f"2 views side by side, {threads} thread(s) each" if self._view_pool else f"{threads} thread(s)"
-        return f"cpu ({layout}), {dtype}, mirror {self.mirror}"
+        return f"cpu ({layout}), {dtype}, mirror {self.mirror}{refiner}"
 
     def _side_by_side(self, run: Callable[[int], T]) -> list[T]:
         """[run(0), run(1)] at the same time on the CPU pool's two threads (callers without a
@@ -149,20 +167,62 @@ class CropPredictor:
         rgb = torch.from_numpy(np.ascontiguousarray(crop_rgb)).permute(2, 0, 1)[None].to(self.device, self.dtype)
         if self.views == 2:
             rgb = torch.cat([rgb, rgb.flip(-1)])
+        pixels = np.array(crop_rgb, copy=True) if self.keep_pixels else None
         if self._view_pool is None:
-            return self.model.encode_image(rgb.contiguous(memory_format=self.memory_format))
+            features = self.model.encode_image(rgb.contiguous(memory_format=self.memory_format))
+            return ImageFeatures(features.stride2, features.stride4, pixels)
         parts = self._side_by_side(
             lambda v: self.model.encode_image(rgb[v : v + 1].contiguous(memory_format=self.memory_format))
         )
         return ImageFeatures(
             torch.cat([f.stride2 for f in parts]).contiguous(memory_format=self.memory_format),
             torch.cat([f.stride4 for f in parts]).contiguous(memory_format=self.memory_format),
+            pixels,
         )
+
+    def _run_views(self, views: int, run: Callable[[int], T], batched: Callable[[], T]) -> list[T] | T:
+        """One view: run(0). Two: side by side on the CPU pool, else ``batched()`` (one batch of 2)."""
+        if views == 1:
+            return run(0)
+        if self._view_pool is None:
+            return batched()
+        return self._side_by_side(run)
 
     @torch.inference_mode()
     def _predict_views(
-        self, features: ImageFeatures, clicks: Sequence[CropClick], previous: np.ndarray | None, views: int
+        self,
+        features: ImageFeatures,
+        clicks: Sequence[CropClick],
+        previous: np.ndarray | None,
+        views: int,
+        refine: bool = False,
     ) -> np.ndarray:
+        prob, decoder_features = self._network_views(features, clicks, previous, views, refine)
+        if decoder_features is None:
+            return prob
+        return self._refine(features, clicks, prob, decoder_features, min(views, features.views))
+
+    @torch.inference_mode()
+    def network_answer(
+        self, features: ImageFeatures, clicks: Sequence[CropClick], previous: np.ndarray | None
+    ) -> tuple[np.ndarray, torch.Tensor]:
+        """The network's probabilities (S, S) before any refinement, and its last decoder
+        features (1, C, S/2, S/2), averaged over the views: what the boundary refiner sees
+        (`train_refiner` collects them)."""
+        prob, decoder_features = self._network_views(
+            features, clicks, previous, 2 if self.mirror == "every" else 1, with_features=True
+        )
+        assert decoder_features is not None
+        return prob, decoder_features
+
+    def _network_views(
+        self,
+        features: ImageFeatures,
+        clicks: Sequence[CropClick],
+        previous: np.ndarray | None,
+        views: int,
+        with_features: bool,
+    ) -> tuple[np.ndarray, torch.Tensor | None]:
         guidance = torch.from_numpy(encode_guidance(clicks, self.input_size, previous))[None]
         guidance = guidance.to(self.device, self.dtype)
         views = min(views, features.views)
@@ -170,22 +230,64 @@ class CropPredictor:
             # The guidance maps put pixel x at index x, so the mirror's maps are the flipped maps.
             guidance = torch.cat([guidance, guidance.flip(-1)])
         guidance = guidance.contiguous(memory_format=self.memory_format)
-        if views == 1:
-            logits = self.model.decode(features.view(0), guidance)
-        elif self._view_pool is None:
-            logits = self.model.decode(features, guidance)
-        else:
-            logits = torch.cat(self._side_by_side(lambda v: self.model.decode(features.view(v), guidance[v : v + 1])))
+        decode = self.model.decode_with_features if with_features else self.model.decode
+        out = self._run_views(
+            views, lambda v: decode(features.view(v), guidance[v : v + 1]), lambda: decode(features, guidance)
+        )
+        if isinstance(out, list):  # the two views' answers, side by side
+            out = (torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])) if with_features else torch.cat(out)
+        logits, decoder_features = out if with_features else (out, None)
         prob = torch.sigmoid(logits.float())[:, 0]
         if views == 2:
             prob = (prob[0] + prob[1].flip(-1)) / 2
-        return prob.reshape(self.input_size, self.input_size).cpu().numpy()
+            if decoder_features is not None:
+                # Averaged over the mirror, the features flip with the image (as the window does).
+                decoder_features = (decoder_features[0:1] + decoder_features[1:2].flip(-1)) / 2
+        return prob.reshape(self.input_size, self.input_size).cpu().numpy(), decoder_features
+
+    def _refine(
+        self,
+        features: ImageFeatures,
+        clicks: Sequence[CropClick],
+        prob: np.ndarray,
+        decoder_features: torch.Tensor,
+        views: int,
+    ) -> np.ndarray:
+        """The window around the last (boundary) click redrawn by the refiner, each view on its
+        own window (the mirror's is the flipped window), their probabilities averaged."""
+        assert self.refiner is not None and features.pixels is not None
+        refiner = self.refiner
+        click = (clicks[-1].x, clicks[-1].y)
+        others = [(c.x, c.y) for c in clicks[:-1] if c.kind == "boundary"]
+        inputs, origin = window_inputs(features.pixels, prob, click, others)
+        window = torch.from_numpy(inputs)[None].to(self.device, self.dtype)
+        feats = feature_window(decoder_features, click)
+        if views == 2:  # the mirror's window: both cut around the click, then flipped
+            window = torch.cat([window, window.flip(-1)])
+            feats = torch.cat([feats, feats.flip(-1)])
+        window = window.contiguous(memory_format=self.memory_format)
+        feats = feats.contiguous(memory_format=self.memory_format)
+        out = self._run_views(
+            views, lambda v: refiner(window[v : v + 1], feats[v : v + 1]), lambda: refiner(window, feats)
+        )
+        logits = torch.cat(out) if isinstance(out, list) else out
+        window_prob = torch.sigmoid(logits.float())[:, 0]
+        if views == 2:
+            window_prob = (window_prob[0] + window_prob[1].flip(-1)) / 2
+        return paste_window(prob, window_prob.reshape(inputs.shape[1:]).cpu().numpy(), origin)
 
     def predict(
         self, features: ImageFeatures, clicks: Sequence[CropClick], previous: np.ndarray | None = None
     ) -> np.ndarray:
-        """Probabilities (S, S) float32 for the clicks (extreme points first, as kind boundary)."""
-        return self._predict_views(features, clicks, previous, 2 if self.mirror == "every" else 1)
+        """Probabilities (S, S) float32 for the clicks (extreme points first, as kind boundary;
+        the last one is the newest). A new boundary click's window is redrawn by the refiner."""
+        refine = (
+            self.refiner is not None
+            and features.pixels is not None
+            and len(clicks) > EXTREME_POINTS
+            and clicks[-1].kind == "boundary"
+        )
+        return self._predict_views(features, clicks, previous, 2 if self.mirror == "every" else 1, refine)
 
     def predict_first(self, features: ImageFeatures, extreme_points: Sequence[CropClick]) -> np.ndarray:
         """The mask from the extreme points alone: the mean of the crop's and its mirror's
@@ -234,6 +336,7 @@ def load_crop_predictor(
     input_size: int | None = None,
     mirror: MirrorChoice = "auto",
     precision: Precision = "auto",
+    boundary_refiner: bool | str | Path = False,
 ) -> CropPredictor:
     """The committed weights by default; an untrained network (pretrained encoder) if none exist.
 
@@ -242,7 +345,9 @@ def load_crop_predictor(
     batch norms are folded into its convolutions (`folding`): inference only. ``mirror``
     picks which answers average the crop's mirror image (`CropPredictor`, `resolve_mirror`),
     ``precision`` the float type (`inference_options`: ``auto`` is bfloat16 on a CPU that
-    computes it natively).
+    computes it natively). ``boundary_refiner`` (opt-in, see the model card): True for the
+    committed refiner where it was trained for these weights, a path for another refiner
+    file, False (served) for none.
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_flush_denormal(True)
@@ -259,8 +364,34 @@ def load_crop_predictor(
         warnings.warn(f"no trained weights at {path}; serving an UNTRAINED network", RuntimeWarning, stacklevel=2)
         model, size, version = FewClickNet(pretrained=True).eval(), input_size or DEFAULT_INPUT_SIZE, UNTRAINED_VERSION
     fold_batch_norms(model)
+    refiner, version = _boundary_refiner_for(boundary_refiner, version)
     dtype = resolve_dtype(precision, torch.device(device))
-    return CropPredictor(model, size, version, device, resolve_mirror(mirror, torch.device(device), dtype), dtype)
+    mirror_mode = resolve_mirror(mirror, torch.device(device), dtype)
+    return CropPredictor(model, size, version, device, mirror_mode, dtype, refiner)
+
+
+def _boundary_refiner_for(choice: bool | str | Path, model_version: str) -> tuple[BoundaryRefiner | None, str]:
+    """The refiner to serve beside ``model_version``'s network, and the version string of both.
+
+    A refiner reads its network's decoder features, so one trained beside other weights
+    would read features it has never seen: the committed one is used only with the weights
+    it was trained for, and a refiner named explicitly must match them too.
+    """
+    if choice is False:
+        return None, model_version
+    path = DEFAULT_REFINER_WEIGHTS if choice is True else Path(choice)
+    if not path.exists():
+        if choice is not True:
+            raise FileNotFoundError(f"boundary refiner file {path} does not exist")
+        return None, model_version
+    refiner, meta = load_refiner(path)
+    trained_for = str(meta.get("network_version", ""))
+    if trained_for != model_version.split("@")[0]:
+        if choice is not True:
+            raise ValueError(f"boundary refiner {path} was trained for {trained_for!r}, not {model_version!r}")
+        logger.info("no boundary refiner: the committed one was trained for %s, not %s", trained_for, model_version)
+        return None, model_version
+    return refiner, f"{model_version}+{meta['version']}"
 
 
 HonorMode = Literal["none", "clicks", "all"]

@@ -178,11 +178,19 @@ def test_model_latency_benchmark_times_every_request_type_and_plots(weights: Pat
     from fewclick_model import latency
 
     args = argparse.Namespace(
-        weights=weights, device="cpu", threads=1, mirror="auto", precision="auto", repeats=2, out=tmp_path
+        weights=weights,
+        device="cpu",
+        threads=1,
+        mirror="auto",
+        precision="auto",
+        boundary_refiner=False,
+        repeats=2,
+        out=tmp_path,
     )
     assert latency.run(args) == 0
     report = json.loads((tmp_path / "model_latency.json").read_text())
-    for request in ("new image", "warm click", "new image, large box", "warm click, large box"):
+    requests = ["new image", "warm click", "warm boundary click", "new image, large box", "warm click, large box"]
+    for request in [*requests, "warm boundary click, large box"]:
         assert 0 < report[request]["p50"] <= report[request]["p99"]
     assert (tmp_path / "model_latency.png").stat().st_size > 0
 

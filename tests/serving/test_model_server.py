@@ -248,10 +248,12 @@ def test_mirror_and_precision_settings_are_checked_when_read(
         cli.add_arguments(parser)
         return parser.parse_args(list(argv))
 
+    assert parse().boundary_refiner == "off"  # opt-in
     monkeypatch.setenv("FEWCLICK_MIRROR", "first")
     monkeypatch.setenv("FEWCLICK_PRECISION", "fp32")
+    monkeypatch.setenv("FEWCLICK_BOUNDARY_REFINER", "on")
     args = parse()
-    assert (args.mirror, args.precision) == ("first", "fp32")
+    assert (args.mirror, args.precision, args.boundary_refiner) == ("first", "fp32", "on")
     assert parse("--mirror", "every").mirror == "every"  # a flag beats the environment
     # A typo in the container's environment stops the server at start, saying where it came from.
     monkeypatch.setenv("FEWCLICK_PRECISION", "fp16")

@@ -202,12 +202,17 @@ def configure_torch(devices: Sequence[str], threads: int | None = None) -> None:
 
 
 def default_predictor_factory(
-    weights: str | None = None, mirror: MirrorChoice = "auto", precision: Precision = "auto"
+    weights: str | None = None,
+    mirror: MirrorChoice = "auto",
+    precision: Precision = "auto",
+    boundary_refiner: bool = False,
 ) -> PredictorFactory:
     def factory(device: str):
         from fewclick_model.predictor import load_crop_predictor
 
-        predictor = load_crop_predictor(weights=weights, device=device, mirror=mirror, precision=precision)
+        predictor = load_crop_predictor(
+            weights=weights, device=device, mirror=mirror, precision=precision, boundary_refiner=boundary_refiner
+        )
         LOG.info("model %s on %s", predictor.model_version, predictor.describe())
         return predictor
 
@@ -222,6 +227,7 @@ def start_model_server(
     weights: str | None = None,
     mirror: MirrorChoice = "auto",
     precision: Precision = "auto",
+    boundary_refiner: bool = False,
     devices: Sequence[str] | None = None,
     cache: SessionCache | None = None,
     max_pending: int = DEFAULT_MAX_PENDING,
@@ -240,7 +246,7 @@ def start_model_server(
     if tune_torch:
         configure_torch(devs, torch_threads)
     engine = InferenceEngine(
-        predictor_factory or default_predictor_factory(weights, mirror, precision),
+        predictor_factory or default_predictor_factory(weights, mirror, precision, boundary_refiner),
         devs,
         cache=cache,
         max_pending=max_pending,

@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="network float type (auto: bf16 on a CPU that computes it natively, else fp32)",
     )
     parser.add_argument(
+        "--boundary-refiner",
+        type=_one_of(("on", "off"), "FEWCLICK_BOUNDARY_REFINER"),
+        default=os.environ.get("FEWCLICK_BOUNDARY_REFINER", "off"),
+        help="redraw the window around each boundary click with the baked-in boundary refiner (opt-in)",
+    )
+    parser.add_argument(
         "--device",
         default=os.environ.get("FEWCLICK_DEVICE", "auto"),
         help="auto (one replica per GPU, else CPU), cpu, cuda:0, ...",
@@ -119,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         weights=args.weights,
         mirror=args.mirror,
         precision=args.precision,
+        boundary_refiner=args.boundary_refiner == "on",
         devices=devices,
         cache=cache,
         max_pending=args.max_pending,

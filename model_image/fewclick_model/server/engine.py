@@ -178,7 +178,9 @@ class InferenceEngine:
             feats = replica.predictor.encode(np.zeros((s, s, 3), dtype=np.uint8))
             pts = [(s / 2, s / 4), (s / 2, 3 * s / 4), (s / 4, s / 2), (3 * s / 4, s / 2)]
             clicks = [self._click_factory(x, y, "boundary") for x, y in pts]
-            replica.predictor.predict(feats, clicks, None)
+            first = replica.predictor.predict(feats, clicks, None)
+            # A corrective boundary click too, so a boundary refiner's first real click is warm.
+            replica.predictor.predict(feats, [*clicks, self._click_factory(s / 3, s / 4, "boundary")], first)
 
     def close(self) -> None:
         for r in self.replicas:

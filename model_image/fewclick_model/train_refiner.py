@@ -1,0 +1,316 @@
+"""`fewclick train-refiner`: teach the boundary refiner the corrections the served network leaves.
+
+Two phases. Collect: the served pipeline (this network, both views, click consistency,
+edge refinement, no refiner) segments every training instance, and the boundary robot
+of `evaluate` clicks up to ``--clicks`` times; at each click the window around it is
+kept, with the network's probabilities, its decoder features and the true mask there
+(`collect_windows`; cached in ``--out``, so a second run trains at once). Train: the
+refiner learns the true window from them (BCE, weighted towards the click), with mirror
+augmentation (the features are the mean over both views, so they mirror exactly).
+
+The refiner is bound to the network it was trained beside (its decoder features): the
+exported file records that network's version, and `load_crop_predictor` uses it only there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from fewclick_contract.crop import extract_crop
+
+from .boundary_refiner import (
+    DEFAULT_REFINER_WEIGHTS,
+    WINDOW,
+    BoundaryRefiner,
+    cut_window,
+    export_refiner,
+    feature_window,
+    window_inputs,
+)
+from .checkpoints import atomic_torch_save
+from .data import Instance, default_datasets_root, is_holdout
+from .encoding import CropClick
+from .predictor import CropPredictor, FewClickPredictor, load_crop_predictor
+from .simulator import Click, boundary_click, boundary_of, extreme_points
+from .train import HOLDOUT_SHARE, TRAIN_DATASETS, load_training_instances, lr_at
+
+# Extra loss weight near the click, where the labeler said the edge is (Gaussian, crop px).
+CLICK_WEIGHT = 3.0
+CLICK_WEIGHT_SIGMA = 20.0
+
+
+@dataclass
+class WindowSet:
+    """Windows around boundary clicks: inputs (N, 6, W, W), decoder features (N, C, F, F),
+    the true mask (N, W, W) in 0..255 (area-averaged onto the crop) and where the window
+    lies inside the crop (N, W, W)."""
+
+    inputs: np.ndarray
+    features: np.ndarray
+    truth: np.ndarray
+    valid: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, inputs=self.inputs, features=self.features, truth=self.truth, valid=self.valid)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> WindowSet:
+        with np.load(path) as z:
+            return cls(z["inputs"], z["features"], z["truth"], z["valid"])
+
+    @classmethod
+    def concatenate(cls, sets: list[WindowSet]) -> WindowSet:
+        if len(sets) == 1:
+            return sets[0]
+        return cls(*(np.concatenate([getattr(w, f) for w in sets]) for f in ("inputs", "features", "truth", "valid")))
+
+    def batch(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        return (
+            torch.from_numpy(self.inputs[index].astype(np.float32)),
+            torch.from_numpy(self.features[index].astype(np.float32)),
+            torch.from_numpy(self.truth[index].astype(np.float32) / 255.0),
+            torch.from_numpy(self.valid[index].astype(np.float32)),
+        )
+
+
+def random_boundary_click(
+    truth: np.ndarray, prediction: np.ndarray, rng: np.random.Generator, ignore: np.ndarray | None = None
+) -> Click | None:
+    """A labeler less exact than the robot: a true-edge point at least 60 % as far from the
+    predicted edge as the farthest one (`simulator.sample_training_click`'s rule)."""
+    farthest = boundary_click(truth, prediction, ignore)
+    if farthest is None:
+        return None
+    dist = cv2.distanceTransform((~boundary_of(prediction)).astype(np.uint8), cv2.DIST_L2, 5)
+    far = dist[farthest.y, farthest.x]
+    ys, xs = np.nonzero(boundary_of(truth) & (dist >= 0.6 * far))
+    i = int(rng.integers(len(xs)))
+    return Click(int(xs[i]), int(ys[i]), "boundary")
+
+
+def collect_windows(
+    crop_predictor: CropPredictor,
+    instances: list[Instance],
+    clicks: int,
+    desc: str = "collect",
+    rng: np.random.Generator | None = None,
+) -> WindowSet:
+    """Run the served pipeline with the boundary robot on each instance; keep every click's window.
+
+    With ``rng`` the labeler is less exact: the extreme points jitter (as in `fewclick train`)
+    and each click lands near, not at, the farthest point (`random_boundary_click`)."""
+    if crop_predictor.refiner is not None:
+        raise ValueError("collect with a predictor without a refiner: it learns what the network leaves")
+    size = crop_predictor.input_size
+    crop_predictor.keep_pixels = True
+    predictor = FewClickPredictor(crop_predictor)
+    inputs, features, truth, valid = [], [], [], []
+    for inst in tqdm(instances, desc=desc, unit="inst"):
+        predictor.set_image(inst.image)
+        if rng is None:
+            points = extreme_points(inst.mask)
+        else:
+            ys, xs = np.nonzero(inst.mask)
+            extent = max(xs.max() - xs.min(), ys.max() - ys.min())
+            points = extreme_points(inst.mask, rng, jitter=min(0.02 * extent, 6.0))
+        pred = predictor.predict(points, []) > 0.5
+        made: list[Click] = []
+        for _ in range(clicks):
+            if rng is None:
+                click = boundary_click(inst.mask, pred, inst.ignore)
+            else:
+                click = random_boundary_click(inst.mask, pred, rng, inst.ignore)
+            if click is None:
+                break
+            made.append(click)
+            pred = predictor.predict(points, made) > 0.5
+            box, feats, cache = predictor.crop_for(points, made), predictor._features, predictor._cache
+            assert feats is not None and feats.pixels is not None
+            extremes = [CropClick(float(x), float(y), "boundary") for x, y in box.to_crop(points, size)]
+            xy = box.to_crop(np.array([(c.x, c.y) for c in made], np.float64), size)
+            crop_clicks = extremes + [CropClick(float(x), float(y), c.kind) for (x, y), c in zip(xy, made, strict=True)]
+            previous = cache[tuple(crop_clicks[:-1])].astype(np.float32)
+            prob, decoder_features = crop_predictor.network_answer(feats, crop_clicks, previous)
+            at = (crop_clicks[-1].x, crop_clicks[-1].y)
+            others = [(c.x, c.y) for c in crop_clicks[:-1] if c.kind == "boundary"]
+            window, _ = window_inputs(feats.pixels, prob, at, others)
+            true_crop = extract_crop(inst.mask.astype(np.float32), box, size, cv2.INTER_AREA)
+            inputs.append(window.astype(np.float16))
+            features.append(feature_window(decoder_features.float(), at)[0].cpu().numpy().astype(np.float16))
+            truth.append(np.round(cut_window(np.clip(true_crop, 0, 1), *at, WINDOW)[0] * 255).astype(np.uint8))
+            valid.append(cut_window(np.ones((size, size), np.uint8), *at, WINDOW)[0])
+    if not inputs:
+        raise ValueError("no boundary clicks were made: are the masks empty?")
+    return WindowSet(np.stack(inputs), np.stack(features), np.stack(truth), np.stack(valid))
+
+
+def click_weights(window: int = WINDOW) -> torch.Tensor:
+    ys, xs = np.mgrid[0:window, 0:window] - window // 2
+    weights = 1 + CLICK_WEIGHT * np.exp(-(xs**2 + ys**2) / (2 * CLICK_WEIGHT_SIGMA**2))
+    return torch.from_numpy(weights.astype(np.float32))
+
+
+def refiner_loss(
+    refiner: BoundaryRefiner, inputs: torch.Tensor, feats: torch.Tensor, truth: torch.Tensor, valid: torch.Tensor
+) -> torch.Tensor:
+    weight = click_weights(inputs.shape[-1])[None] * valid
+    logits = refiner(inputs, feats)[:, 0]
+    return (F.binary_cross_entropy_with_logits(logits, truth, reduction="none") * weight).sum() / weight.sum()
+
+
+@torch.no_grad()
+def window_errors(refiner: BoundaryRefiner, windows: WindowSet) -> tuple[float, float, float, float]:
+    """Mean wrong pixels per window before / after the refiner, and the shares it made better / worse."""
+    refiner.eval()
+    before, after = [], []
+    for start in range(0, len(windows), 128):
+        inputs, feats, truth, valid = windows.batch(np.arange(start, min(start + 128, len(windows))))
+        true = truth > 0.5
+        inside = valid > 0
+        refined = refiner(inputs, feats)[:, 0] > 0
+        before += (((inputs[:, 3] > 0.5) != true) & inside).sum((1, 2)).tolist()
+        after += ((refined != true) & inside).sum((1, 2)).tolist()
+    refiner.train()
+    b, a = np.array(before, float), np.array(after, float)
+    return float(b.mean()), float(a.mean()), float((a < b).mean()), float((a > b).mean())
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=default_datasets_root(), help="folder holding the datasets")
+    parser.add_argument("--datasets", nargs="+", default=list(TRAIN_DATASETS), help="sub-folders to train on")
+    parser.add_argument("--weights", type=Path, default=None, help="the network (default: the committed one)")
+    parser.add_argument("--clicks", type=int, default=8, help="boundary clicks the robot makes per instance")
+    parser.add_argument(
+        "--random-passes",
+        type=int,
+        default=1,
+        help="passes over the training instances with a less exact labeler, besides the robot's (more windows)",
+    )
+    parser.add_argument(
+        "--steps", type=int, default=1000, help="the committed refiner's count (held-out error flat by then)"
+    )
+    parser.add_argument("--batch", type=int, default=48)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--limit", type=int, default=0, help="only the first N instances of each dataset")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/refiner"), help="collected windows and checkpoints")
+    parser.add_argument("--export", type=Path, default=DEFAULT_REFINER_WEIGHTS, help="where the refiner goes")
+    parser.add_argument("--checkpoint-every", type=int, default=250)
+
+
+def _windows(path: Path, make: Callable[[], WindowSet]) -> WindowSet:
+    if path.exists():
+        windows = WindowSet.load(path)
+        print(f"reusing {len(windows)} windows from {path}")
+        return windows
+    windows = make()
+    windows.save(path)
+    return windows
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    rng = np.random.default_rng(args.seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    threads = torch.get_num_threads()  # the predictor splits them between its views; training wants them all
+    crop_predictor = load_crop_predictor(args.weights, device="cpu", boundary_refiner=False)
+    network_version = crop_predictor.model_version
+    print(f"network {network_version}: {crop_predictor.describe()}")
+    instances = load_training_instances(args.data, args.datasets, args.limit)
+    train_set = [i for i in instances if not is_holdout(i.name, HOLDOUT_SHARE)]
+    holdout = [i for i in instances if is_holdout(i.name, HOLDOUT_SHARE)]
+    tag = f"{network_version}-{args.clicks}clicks-{len(train_set)}"
+    passes = [
+        _windows(args.out / f"windows-train-{tag}.npz", lambda: collect_windows(crop_predictor, train_set, args.clicks))
+    ]
+    for k in range(args.random_passes):
+        passes.append(
+            _windows(
+                args.out / f"windows-train-{tag}-random{k}-seed{args.seed}.npz",
+                lambda k=k: collect_windows(  # type: ignore[misc]
+                    crop_predictor,
+                    train_set,
+                    args.clicks,
+                    f"collect (labeler {k + 1})",
+                    np.random.default_rng([args.seed, k]),
+                ),
+            )
+        )
+    train = WindowSet.concatenate(passes)
+    held = None
+    if holdout:
+        held = _windows(
+            args.out / f"windows-holdout-{tag}.npz",
+            lambda: collect_windows(crop_predictor, holdout, args.clicks, "collect (held out)"),
+        )
+    torch.set_num_threads(threads)
+    print(f"{len(train)} training windows, {0 if held is None else len(held)} held out")
+
+    refiner = BoundaryRefiner(feature_channels=train.features.shape[1]).train()
+    optimizer = torch.optim.AdamW(refiner.parameters(), lr=args.lr, weight_decay=1e-4)
+    start = 0
+    last = args.out / "refiner-last.ckpt"
+    if last.exists():
+        ckpt = torch.load(last, map_location="cpu", weights_only=False)
+        if ckpt.get("tag") == tag:
+            refiner.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            start = int(ckpt["step"])
+            rng = np.random.default_rng(args.seed + start)
+            print(f"resumed at step {start}")
+    started, ema = time.time(), None
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train refiner", unit="step")
+    for step in bar:
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args.steps, args.lr, warmup=min(100, args.steps // 10))
+        inputs, feats, truth, valid = train.batch(rng.integers(0, len(train), args.batch))
+        if rng.random() < 0.5:  # the mirror image's window (the features mirror exactly: see the module doc)
+            inputs, feats, truth, valid = inputs.flip(-1), feats.flip(-1), truth.flip(-1), valid.flip(-1)
+        loss = refiner_loss(refiner, inputs, feats, truth, valid)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
+        bar.set_postfix(loss=f"{ema:.4f}")
+        done = step + 1
+        if done % args.checkpoint_every == 0 or done == args.steps:
+            state = {"model": refiner.state_dict(), "optimizer": optimizer.state_dict(), "step": done, "tag": tag}
+            atomic_torch_save(state, last)
+    bar.close()
+
+    version = export_refiner(
+        refiner,
+        args.export,
+        {"network_version": network_version, "trained_steps": args.steps, "windows": len(train), "clicks": args.clicks},
+    )
+    held_out = "no held-out instances"
+    if held is not None:
+        before, after, better, worse = window_errors(refiner, held)
+        held_out = (
+            f"held-out windows ({len(held)}): {before:.0f} -> {after:.0f} wrong pixels per window, "
+            f"better in {100 * better:.0f} %, worse in {100 * worse:.0f} %"
+        )
+    print(
+        f"\nsummary: {args.steps - start} steps in {(time.time() - started) / 60:.1f} min; loss (EMA) "
+        f"{ema if ema is not None else float('nan'):.4f}; {held_out}; exported {args.export} as {version}"
+    )
+    return 0

@@ -1,0 +1,111 @@
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fewclick_model import train_refiner
+from fewclick_model.boundary_refiner import FEATURE_WINDOW, WINDOW, BoundaryRefiner
+from fewclick_model.checkpoints import export_weights
+from fewclick_model.data import list_instances, load_instance
+from fewclick_model.network import FewClickNet
+from fewclick_model.predictor import load_crop_predictor
+
+from .synthetic import write_folder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("data")
+    write_folder(root / "coco_mval", 5, seed=1)
+    write_folder(root / "davis", 3, seed=2)
+    torch.manual_seed(0)
+    weights = root / "tiny.pt"
+    export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), weights, 64, 16, {})
+    return root, weights
+
+
+def test_collected_windows_hold_the_served_state_around_each_boundary_click(tiny: tuple[Path, Path]) -> None:
+    root, weights = tiny
+    predictor = load_crop_predictor(weights, "cpu", boundary_refiner=False)
+    instances = [load_instance(i, m) for i, m in list_instances(root / "davis")]
+    windows = train_refiner.collect_windows(predictor, instances, clicks=2)
+    n = len(windows)
+    assert 1 <= n <= 2 * len(instances)
+    assert windows.inputs.shape == (n, 6, WINDOW, WINDOW) and windows.inputs.dtype == np.float16
+    assert windows.features.shape == (n, 8, FEATURE_WINDOW, FEATURE_WINDOW)
+    middle = WINDOW // 2
+    # Each window is centred on its click (a crop pixel, rounded): the click's mark peaks there.
+    marks = windows.inputs[:, 4].reshape(n, -1).astype(np.float32)
+    assert np.all(marks.argmax(axis=1) == middle * WINDOW + middle) and np.all(marks.max(axis=1) > 0.95)
+    # The robot clicks on the true edge: the truth changes within a few pixels of the middle.
+    near = windows.truth[:, middle - 3 : middle + 4, middle - 3 : middle + 4].astype(int)
+    assert np.all(near.max(axis=(1, 2)) - near.min(axis=(1, 2)) > 64)
+    # A 64 px crop fills only the middle of a 97 px window.
+    assert windows.valid[:, middle, middle].all() and not windows.valid[:, 0, 0].any()
+
+
+def test_a_few_steps_on_one_batch_reduce_the_refiner_loss(tiny: tuple[Path, Path]) -> None:
+    root, weights = tiny
+    predictor = load_crop_predictor(weights, "cpu", boundary_refiner=False)
+    instances = [load_instance(i, m) for i, m in list_instances(root / "coco_mval")]
+    windows = train_refiner.collect_windows(predictor, instances, clicks=2)
+    torch.manual_seed(0)
+    refiner = BoundaryRefiner(feature_channels=8).train()
+    optimizer = torch.optim.AdamW(refiner.parameters(), lr=3e-3)
+    batch = windows.batch(np.arange(min(len(windows), 6)))
+    losses = []
+    for _ in range(15):
+        loss = train_refiner.refiner_loss(refiner, *batch)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
+
+
+def _run(root: Path, weights: Path, out: Path, steps: int) -> int:
+    parser = argparse.ArgumentParser()
+    train_refiner.add_arguments(parser)
+    argv = ["--data", str(root), "--weights", str(weights), "--clicks", "2", "--steps", str(steps)]
+    argv += ["--batch", "4", "--out", str(out), "--export", str(out / "refiner.pt"), "--checkpoint-every", "1"]
+    return train_refiner.run(parser.parse_args(argv))
+
+
+def test_cli_collects_once_resumes_and_exports_a_refiner_bound_to_its_network(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, weights = tiny
+    threads = torch.get_num_threads()
+    try:
+        assert _run(root, weights, tmp_path, steps=2) == 0
+        first = capsys.readouterr().out
+        assert "training windows" in first and "summary: 2 steps" in first and "no held-out instances" in first
+        assert _run(root, weights, tmp_path, steps=3) == 0
+        second = capsys.readouterr().out
+        assert "reusing" in second and "resumed at step 2" in second and "summary: 1 steps" in second
+    finally:
+        torch.set_num_threads(threads)
+    served = load_crop_predictor(weights, "cpu", boundary_refiner=tmp_path / "refiner.pt")
+    assert served.refiner is not None and "+edge-" in served.model_version
+    assert (tmp_path / "refiner.pt").stat().st_size < 1_000_000  # fp16: small enough to commit
+
+
+def test_the_less_exact_labeler_clicks_on_the_true_edge_near_the_farthest_point() -> None:
+    import cv2
+    from fewclick_model.simulator import boundary_click, boundary_of
+
+    truth = np.zeros((80, 80), bool)
+    truth[10:70, 10:70] = True
+    prediction = truth.copy()
+    prediction[10:70, 40:70] = False  # the right half missed: its right edge is the farthest
+    rng = np.random.default_rng(0)
+    clicks = [train_refiner.random_boundary_click(truth, prediction, rng) for _ in range(40)]
+    dist = cv2.distanceTransform((~boundary_of(prediction)).astype(np.uint8), cv2.DIST_L2, 5)
+    farthest = boundary_click(truth, prediction)
+    assert farthest is not None
+    for c in clicks:
+        assert c is not None and c.kind == "boundary" and boundary_of(truth)[c.y, c.x]
+        assert dist[c.y, c.x] >= 0.6 * dist[farthest.y, farthest.x]
+    assert len({(c.x, c.y) for c in clicks if c is not None}) > 10  # spread along the far edge
+    assert train_refiner.random_boundary_click(truth, truth, rng) is None  # nothing left to correct
