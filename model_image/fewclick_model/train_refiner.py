@@ -256,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
             )
         )
     train = WindowSet.concatenate(passes)
+    del passes  # each pass is GBs: keep only the concatenated copy
     held = None
     if holdout:
         held = _windows(
