@@ -96,12 +96,9 @@ def boundary_of(mask: np.ndarray) -> np.ndarray:
     return (m - eroded).astype(bool)
 
 
-def boundary_click(truth: np.ndarray, prediction: np.ndarray, ignore: np.ndarray | None = None) -> Click | None:
-    """The point of the true boundary farthest from the predicted boundary.
-
-    ``ignore`` is accepted for symmetry with `region_click`; the true edge of
-    GrabCut's object lies next to its unknown band, so nothing is left out.
-    """
+def _true_edge_distances(truth: np.ndarray, prediction: np.ndarray) -> np.ndarray | None:
+    """Each true-edge pixel's distance to the predicted edge, -1 off the true edge
+    (inf where nothing is predicted); None when the boundaries already agree everywhere."""
     true_edge = boundary_of(truth)
     if not true_edge.any():
         return None
@@ -111,10 +108,33 @@ def boundary_click(truth: np.ndarray, prediction: np.ndarray, ignore: np.ndarray
     else:
         dist = np.full(truth.shape, np.inf, dtype=np.float32)
     candidates = np.where(true_edge, dist, -1.0)
+    return candidates if candidates.max() > 1.0 else None
+
+
+def boundary_click(truth: np.ndarray, prediction: np.ndarray, ignore: np.ndarray | None = None) -> Click | None:
+    """The point of the true boundary farthest from the predicted boundary.
+
+    ``ignore`` is accepted for symmetry with `region_click`; the true edge of
+    GrabCut's object lies next to its unknown band, so nothing is left out.
+    """
+    candidates = _true_edge_distances(truth, prediction)
+    if candidates is None:
+        return None
     y, x = np.unravel_index(int(np.argmax(candidates)), candidates.shape)
-    if candidates[y, x] <= 1.0:
-        return None  # the boundaries already agree everywhere
     return Click(int(x), int(y), "boundary")
+
+
+def random_boundary_click(
+    truth: np.ndarray, prediction: np.ndarray, rng: np.random.Generator, ignore: np.ndarray | None = None
+) -> Click | None:
+    """A labeler less exact than `boundary_click`: a random true-edge point at least 60 % as far
+    from the predicted edge as the farthest one (`sample_training_click`'s rule)."""
+    candidates = _true_edge_distances(truth, prediction)
+    if candidates is None:
+        return None
+    ys, xs = np.nonzero(candidates >= 0.6 * candidates.max())
+    i = int(rng.integers(len(xs)))
+    return Click(int(xs[i]), int(ys[i]), "boundary")
 
 
 def next_click(kind: str, truth: np.ndarray, prediction: np.ndarray, ignore: np.ndarray | None = None) -> Click | None:

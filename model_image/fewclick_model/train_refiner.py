@@ -41,7 +41,7 @@ from .checkpoints import atomic_torch_save
 from .data import Instance, default_datasets_root, is_holdout
 from .encoding import CropClick
 from .predictor import CropPredictor, FewClickPredictor, load_crop_predictor
-from .simulator import Click, boundary_click, boundary_of, extreme_points
+from .simulator import Click, boundary_click, extreme_points, random_boundary_click
 from .train import HOLDOUT_SHARE, TRAIN_DATASETS, load_training_instances, lr_at
 
 # Extra loss weight near the click, where the labeler said the edge is (Gaussian, crop px).
@@ -89,21 +89,6 @@ class WindowSet:
         )
 
 
-def random_boundary_click(
-    truth: np.ndarray, prediction: np.ndarray, rng: np.random.Generator, ignore: np.ndarray | None = None
-) -> Click | None:
-    """A labeler less exact than the robot: a true-edge point at least 60 % as far from the
-    predicted edge as the farthest one (`simulator.sample_training_click`'s rule)."""
-    farthest = boundary_click(truth, prediction, ignore)
-    if farthest is None:
-        return None
-    dist = cv2.distanceTransform((~boundary_of(prediction)).astype(np.uint8), cv2.DIST_L2, 5)
-    far = dist[farthest.y, farthest.x]
-    ys, xs = np.nonzero(boundary_of(truth) & (dist >= 0.6 * far))
-    i = int(rng.integers(len(xs)))
-    return Click(int(xs[i]), int(ys[i]), "boundary")
-
-
 def collect_windows(
     crop_predictor: CropPredictor,
     instances: list[Instance],
@@ -114,7 +99,7 @@ def collect_windows(
     """Run the served pipeline with the boundary robot on each instance; keep every click's window.
 
     With ``rng`` the labeler is less exact: the extreme points jitter (as in `fewclick train`)
-    and each click lands near, not at, the farthest point (`random_boundary_click`)."""
+    and each click lands near, not at, the farthest point (`simulator.random_boundary_click`)."""
     if crop_predictor.refiner is not None:
         raise ValueError("collect with a predictor without a refiner: it learns what the network leaves")
     size = crop_predictor.input_size

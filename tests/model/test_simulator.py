@@ -1,8 +1,11 @@
+import cv2
 import numpy as np
 from fewclick_model.simulator import (
     Click,
     boundary_click,
+    boundary_of,
     extreme_points,
+    random_boundary_click,
     region_click,
     sample_training_click,
 )
@@ -77,3 +80,20 @@ def test_training_clicks_fall_on_errors_or_on_the_true_edge() -> None:
             assert not truth[click.y, click.x] and pred[click.y, click.x]
         else:
             assert truth[click.y, click.x]
+
+
+def test_the_less_exact_labeler_clicks_on_the_true_edge_near_the_farthest_point() -> None:
+    truth = np.zeros((80, 80), bool)
+    truth[10:70, 10:70] = True
+    prediction = truth.copy()
+    prediction[10:70, 40:70] = False  # the right half missed: its right edge is the farthest
+    rng = np.random.default_rng(0)
+    clicks = [random_boundary_click(truth, prediction, rng) for _ in range(40)]
+    dist = cv2.distanceTransform((~boundary_of(prediction)).astype(np.uint8), cv2.DIST_L2, 5)
+    farthest = boundary_click(truth, prediction)
+    assert farthest is not None
+    for c in clicks:
+        assert c is not None and c.kind == "boundary" and boundary_of(truth)[c.y, c.x]
+        assert dist[c.y, c.x] >= 0.6 * dist[farthest.y, farthest.x]
+    assert len({(c.x, c.y) for c in clicks if c is not None}) > 10  # spread along the far edge
+    assert random_boundary_click(truth, truth, rng) is None  # nothing left to correct

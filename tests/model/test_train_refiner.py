@@ -89,23 +89,3 @@ def test_cli_collects_once_resumes_and_exports_a_refiner_bound_to_its_network(
     served = load_crop_predictor(weights, "cpu", boundary_refiner=tmp_path / "refiner.pt")
     assert served.refiner is not None and "+edge-" in served.model_version
     assert (tmp_path / "refiner.pt").stat().st_size < 1_000_000  # fp16: small enough to commit
-
-
-def test_the_less_exact_labeler_clicks_on_the_true_edge_near_the_farthest_point() -> None:
-    import cv2
-    from fewclick_model.simulator import boundary_click, boundary_of
-
-    truth = np.zeros((80, 80), bool)
-    truth[10:70, 10:70] = True
-    prediction = truth.copy()
-    prediction[10:70, 40:70] = False  # the right half missed: its right edge is the farthest
-    rng = np.random.default_rng(0)
-    clicks = [train_refiner.random_boundary_click(truth, prediction, rng) for _ in range(40)]
-    dist = cv2.distanceTransform((~boundary_of(prediction)).astype(np.uint8), cv2.DIST_L2, 5)
-    farthest = boundary_click(truth, prediction)
-    assert farthest is not None
-    for c in clicks:
-        assert c is not None and c.kind == "boundary" and boundary_of(truth)[c.y, c.x]
-        assert dist[c.y, c.x] >= 0.6 * dist[farthest.y, farthest.x]
-    assert len({(c.x, c.y) for c in clicks if c is not None}) > 10  # spread along the far edge
-    assert train_refiner.random_boundary_click(truth, truth, rng) is None  # nothing left to correct
