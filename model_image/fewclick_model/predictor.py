@@ -134,7 +134,13 @@ class CropPredictor:
 
     @property
     def views(self) -> int:
+        """Views `encode` keeps (the first mask averages them all)."""
         return 1 if self.mirror == "none" else 2
+
+    @property
+    def click_views(self) -> int:
+        """Views each corrective click's answer averages."""
+        return 2 if self.mirror == "every" else 1
 
     def describe(self) -> str:
         """Where and how the network runs, for benchmark and evaluation reports."""
@@ -180,12 +186,13 @@ class CropPredictor:
             pixels,
         )
 
-    def _run_views(self, views: int, run: Callable[[int], T], batched: Callable[[], T]) -> list[T] | T:
-        """One view: run(0). Two: side by side on the CPU pool, else ``batched()`` (one batch of 2)."""
+    def _run_views(self, views: int, run: Callable[[int], T], batched: Callable[[], T]) -> list[T]:
+        """Each batch's output, in view order: [run(0)] for one view; for two, [run(0), run(1)]
+        side by side on the CPU pool, else [batched()] (one batch of 2)."""
         if views == 1:
-            return run(0)
+            return [run(0)]
         if self._view_pool is None:
-            return batched()
+            return [batched()]
         return self._side_by_side(run)
 
     @torch.inference_mode()
@@ -197,10 +204,11 @@ class CropPredictor:
         views: int,
         refine: bool = False,
     ) -> np.ndarray:
+        views = min(views, features.views)
         prob, decoder_features = self._network_views(features, clicks, previous, views, refine)
         if decoder_features is None:
             return prob
-        return self._refine(features, clicks, prob, decoder_features, min(views, features.views))
+        return self._refine(features, clicks, prob, decoder_features, views)
 
     @torch.inference_mode()
     def network_answer(
@@ -209,9 +217,8 @@ class CropPredictor:
         """The network's probabilities (S, S) before any refinement, and its last decoder
         features (1, C, S/2, S/2), averaged over the views: what the boundary refiner sees
         (`train_refiner` collects them)."""
-        prob, decoder_features = self._network_views(
-            features, clicks, previous, 2 if self.mirror == "every" else 1, with_features=True
-        )
+        views = min(self.click_views, features.views)
+        prob, decoder_features = self._network_views(features, clicks, previous, views, with_features=True)
         assert decoder_features is not None
         return prob, decoder_features
 
@@ -223,20 +230,22 @@ class CropPredictor:
         views: int,
         with_features: bool,
     ) -> tuple[np.ndarray, torch.Tensor | None]:
+        """``views`` (at most ``features.views``) decoder passes, their probabilities averaged."""
         guidance = torch.from_numpy(encode_guidance(clicks, self.input_size, previous))[None]
         guidance = guidance.to(self.device, self.dtype)
-        views = min(views, features.views)
         if views == 2:
             # The guidance maps put pixel x at index x, so the mirror's maps are the flipped maps.
             guidance = torch.cat([guidance, guidance.flip(-1)])
         guidance = guidance.contiguous(memory_format=self.memory_format)
-        decode = self.model.decode_with_features if with_features else self.model.decode
+
+        def decode(f: ImageFeatures, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            return self.model.decode_with_features(f, g) if with_features else (self.model.decode(f, g), None)
+
         out = self._run_views(
             views, lambda v: decode(features.view(v), guidance[v : v + 1]), lambda: decode(features, guidance)
         )
-        if isinstance(out, list):  # the two views' answers, side by side
-            out = (torch.cat([o[0] for o in out]), torch.cat([o[1] for o in out])) if with_features else torch.cat(out)
-        logits, decoder_features = out if with_features else (out, None)
+        logits = torch.cat([o[0] for o in out])
+        decoder_features = torch.cat([o[1] for o in out if o[1] is not None]) if with_features else None
         prob = torch.sigmoid(logits.float())[:, 0]
         if views == 2:
             prob = (prob[0] + prob[1].flip(-1)) / 2
@@ -270,7 +279,7 @@ class CropPredictor:
         out = self._run_views(
             views, lambda v: refiner(window[v : v + 1], feats[v : v + 1]), lambda: refiner(window, feats)
         )
-        logits = torch.cat(out) if isinstance(out, list) else out
+        logits = torch.cat(out)
         window_prob = torch.sigmoid(logits.float())[:, 0]
         if views == 2:
             window_prob = (window_prob[0] + window_prob[1].flip(-1)) / 2
@@ -287,7 +296,7 @@ class CropPredictor:
             and len(clicks) > EXTREME_POINTS
             and clicks[-1].kind == "boundary"
         )
-        return self._predict_views(features, clicks, previous, 2 if self.mirror == "every" else 1, refine)
+        return self._predict_views(features, clicks, previous, self.click_views, refine)
 
     def predict_first(self, features: ImageFeatures, extreme_points: Sequence[CropClick]) -> np.ndarray:
         """The mask from the extreme points alone: the mean of the crop's and its mirror's
