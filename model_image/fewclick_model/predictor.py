@@ -27,9 +27,12 @@ from . import DEFAULT_INPUT_SIZE
 from .boundary_refiner import (
     DEFAULT_REFINER_WEIGHTS,
     BoundaryRefiner,
+    cut_window,
     feature_window,
     load_refiner,
     paste_window,
+    towards_click,
+    value_at,
     window_inputs,
 )
 from .checkpoints import DEFAULT_WEIGHTS, load_weights
@@ -208,7 +211,7 @@ class CropPredictor:
         prob, decoder_features = self._network_views(features, clicks, previous, views, refine)
         if decoder_features is None:
             return prob
-        return self._refine(features, clicks, prob, decoder_features, views)
+        return self._refine(features, clicks, prob, decoder_features, views, previous)
 
     @torch.inference_mode()
     def network_answer(
@@ -261,9 +264,11 @@ class CropPredictor:
         prob: np.ndarray,
         decoder_features: torch.Tensor,
         views: int,
+        previous: np.ndarray | None = None,
     ) -> np.ndarray:
         """The window around the last (boundary) click redrawn by the refiner, each view on its
-        own window (the mirror's is the flipped window), their probabilities averaged."""
+        own window (the mirror's is the flipped window), their probabilities averaged, and
+        moved only the way the click asks (`towards_click`; ``previous`` tells which way)."""
         assert self.refiner is not None and features.pixels is not None
         refiner = self.refiner
         click = (clicks[-1].x, clicks[-1].y)
@@ -283,7 +288,11 @@ class CropPredictor:
         window_prob = torch.sigmoid(logits.float())[:, 0]
         if views == 2:
             window_prob = (window_prob[0] + window_prob[1].flip(-1)) / 2
-        return paste_window(prob, window_prob.reshape(inputs.shape[1:]).cpu().numpy(), origin)
+        refined = window_prob.reshape(inputs.shape[1:]).cpu().numpy()
+        if previous is not None:
+            network, _ = cut_window(prob, click[0], click[1], refined.shape[0])
+            refined = towards_click(refined, network, click_was_inside=value_at(previous, click) > 0.5)
+        return paste_window(prob, refined, origin)
 
     def predict(
         self, features: ImageFeatures, clicks: Sequence[CropClick], previous: np.ndarray | None = None
@@ -345,7 +354,7 @@ def load_crop_predictor(
     input_size: int | None = None,
     mirror: MirrorChoice = "auto",
     precision: Precision = "auto",
-    boundary_refiner: bool | str | Path = False,
+    boundary_refiner: bool | str | Path = True,
 ) -> CropPredictor:
     """The committed weights by default; an untrained network (pretrained encoder) if none exist.
 
@@ -354,9 +363,9 @@ def load_crop_predictor(
     batch norms are folded into its convolutions (`folding`): inference only. ``mirror``
     picks which answers average the crop's mirror image (`CropPredictor`, `resolve_mirror`),
     ``precision`` the float type (`inference_options`: ``auto`` is bfloat16 on a CPU that
-    computes it natively). ``boundary_refiner`` (opt-in, see the model card): True for the
-    committed refiner where it was trained for these weights, a path for another refiner
-    file, False (served) for none.
+    computes it natively). ``boundary_refiner``: True (served) for the committed refiner
+    where it was trained for these weights (other weights run without one), a path for
+    another refiner file, False for none (the network's own answer; see the model card).
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_flush_denormal(True)

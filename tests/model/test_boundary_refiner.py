@@ -13,6 +13,8 @@ from fewclick_model.boundary_refiner import (
     feature_window,
     load_refiner,
     paste_window,
+    towards_click,
+    value_at,
     window_inputs,
 )
 from fewclick_model.checkpoints import export_weights
@@ -36,12 +38,14 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     return path, version
 
 
-def _refiner_file(path: Path, network_version: str, trained: bool, feature_channels: int = 8) -> Path:
+def _refiner_file(
+    path: Path, network_version: str, trained: bool, feature_channels: int = 8, bias: float = 2.0, std: float = 0.5
+) -> Path:
     torch.manual_seed(1)
     refiner = BoundaryRefiner(feature_channels=feature_channels)
     if trained:  # a head that changes the answer, as a trained one does
-        torch.nn.init.normal_(refiner.head.weight, std=0.5)
-        torch.nn.init.constant_(refiner.head.bias, 2.0)
+        torch.nn.init.normal_(refiner.head.weight, std=std)
+        torch.nn.init.constant_(refiner.head.bias, bias)
     export_refiner(refiner, path, {"network_version": network_version})
     return path
 
@@ -107,10 +111,42 @@ def test_the_refiner_redraws_only_after_a_new_boundary_click(weights: tuple[Path
         clicks = [*EXTREMES, CropClick(20, 30, kind)]  # type: ignore[arg-type]
         assert np.array_equal(refined.predict(feats, clicks, first), plain.predict(plain_feats, clicks, first))
     clicks = [*EXTREMES, CropClick(20, 30, "boundary")]
-    answer, unrefined = refined.predict(feats, clicks, first), plain.predict(plain_feats, clicks, first)
+    outside = np.full_like(first, 0.1)  # the click lies outside the previous mask: it may grow
+    answer, unrefined = refined.predict(feats, clicks, outside), plain.predict(plain_feats, clicks, outside)
     assert np.abs(answer - unrefined).max() > 0.05  # the window around (20, 30) changed
-    prob, decoder_features = refined.network_answer(feats, clicks, first)
+    prob, decoder_features = refined.network_answer(feats, clicks, outside)
     assert np.allclose(prob, unrefined, atol=1e-6) and decoder_features.shape == (1, 8, 32, 32)
+
+
+def test_the_refiner_moves_the_edge_only_the_way_the_click_asks() -> None:
+    network = np.array([[0.2, 0.7], [0.4, 0.9]], np.float32)
+    refined = np.array([[0.6, 0.3], [0.4, 0.95]], np.float32)
+    grown = towards_click(refined, network, click_was_inside=False)  # the object reaches the click
+    shrunk = towards_click(refined, network, click_was_inside=True)  # the object ends at the click
+    assert np.allclose(grown, [[0.6, 0.7], [0.4, 0.95]]) and np.allclose(shrunk, [[0.2, 0.3], [0.4, 0.9]])
+    assert value_at(network, (1.4, 0.2)) == pytest.approx(0.7) and value_at(network, (-3, 9)) == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("click_was_inside", [False, True])
+def test_a_refined_boundary_click_only_grows_or_only_shrinks_the_mask(
+    weights: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, click_was_inside: bool
+) -> None:
+    path, version = weights
+    refiner = _refiner_file(tmp_path / "r.pt", version, trained=True, bias=0.0, std=4.0)
+    p = load_crop_predictor(path, "cpu", mirror="every", precision="fp32", boundary_refiner=refiner)
+    plain = load_crop_predictor(path, "cpu", mirror="every", precision="fp32", boundary_refiner=False)
+    crop = np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    previous = np.full((64, 64), 0.9 if click_was_inside else 0.1, np.float32)
+    clicks = [*EXTREMES, CropClick(20, 30, "boundary")]
+    unrefined = plain.predict(plain.encode(crop), clicks, previous)
+    answer = p.predict(p.encode(crop), clicks, previous) - unrefined
+    with monkeypatch.context() as m:
+        m.setattr("fewclick_model.predictor.towards_click", lambda refined, network, click_was_inside: refined)
+        free = p.predict(p.encode(crop), clicks, previous) - unrefined
+    assert free.max() > 0.05 and free.min() < -0.05  # left free, this refiner moves the edge both ways
+    wanted = free < 0 if click_was_inside else free > 0
+    assert np.allclose(answer[wanted], free[wanted], atol=1e-5)  # the click's way is kept ...
+    assert np.abs(answer[~wanted]).max() < 1e-5  # ... the other is the network's answer
 
 
 def test_an_untrained_refiner_changes_nothing_in_the_served_path(weights: tuple[Path, str], tmp_path: Path) -> None:
@@ -151,16 +187,17 @@ def test_a_refiner_serves_only_beside_the_network_it_was_trained_for(weights: tu
         load_crop_predictor(path, "cpu", boundary_refiner=tmp_path / "missing.pt")
     # The committed refiner is bound to the committed network: other weights load without it.
     assert load_crop_predictor(path, "cpu", boundary_refiner=True).refiner is None
-    assert load_crop_predictor(path, "cpu").refiner is None  # and it is opt-in
+    assert load_crop_predictor(path, "cpu").refiner is None
     refiner, meta = load_refiner(other)
     assert meta["network_version"] == "lite0-256-0000000000" and meta["version"].startswith("edge-")
     assert refiner.feature_channels == 8 and (tmp_path / "other.pt").stat().st_size < 1_000_000
 
 
-def test_the_committed_refiner_is_opt_in_and_bound_to_the_committed_network() -> None:
+def test_the_committed_refiner_is_served_beside_the_committed_network() -> None:
     served = load_crop_predictor(device="cpu")
-    opted_in = load_crop_predictor(device="cpu", boundary_refiner=True)
-    assert served.refiner is None and opted_in.refiner is not None
-    assert opted_in.model_version.startswith(served.model_version + "+edge-")
+    network_alone = load_crop_predictor(device="cpu", boundary_refiner=False)
+    assert served.refiner is not None and network_alone.refiner is None
+    assert served.model_version.startswith(network_alone.model_version + "+edge-")
     _, meta = load_refiner(Path(DEFAULT_REFINER_WEIGHTS))
-    assert meta["network_version"] == served.model_version and DEFAULT_REFINER_WEIGHTS.stat().st_size < 1_000_000
+    assert meta["network_version"] == network_alone.model_version
+    assert DEFAULT_REFINER_WEIGHTS.stat().st_size < 1_000_000
