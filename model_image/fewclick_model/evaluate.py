@@ -205,12 +205,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision", choices=PRECISIONS, default="auto", help="auto (as served): bf16 on a CPU that has it natively"
     )
     parser.add_argument(
-        "--boundary-refiner",
-        action="store_true",
-        help="redraw the window around each boundary click with the committed boundary refiner (opt-in; not served)",
+        "--no-boundary-refiner",
+        dest="boundary_refiner",
+        action="store_false",
+        help="leave boundary clicks to the network alone (served: the committed boundary refiner redraws "
+        "the window around each one)",
     )
     parser.add_argument(
-        "--refiner-weights", type=Path, default=None, help="a boundary refiner file (implies --boundary-refiner)"
+        "--refiner-weights", type=Path, default=None, help="another boundary refiner file than the committed one"
     )
     parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
     parser.add_argument("--threads", type=int, default=0)
@@ -239,6 +241,8 @@ def run(args: argparse.Namespace) -> int:
     if args.limit:
         pairs = pairs[: args.limit]
     instances = [load_instance(i, m) for i, m in pairs]
+    if args.refiner_weights and not args.boundary_refiner:
+        raise SystemExit("--refiner-weights and --no-boundary-refiner contradict each other: give one")
     refiner: bool | Path = args.refiner_weights or args.boundary_refiner
     crop_predictor = load_crop_predictor(
         args.weights,

@@ -4,8 +4,8 @@ Request types, as the server sees them: a new image (the crop and its mirror
 encoded, plus the first mask from both), a warm corrective click (a decode
 per view on cached features, as `--mirror` / `--precision` choose: by default
 as served on this machine, `fewclick_model.inference_options`) and a warm
-boundary click (the same, plus the opt-in boundary refiner's window with
-`--boundary-refiner`); each also for a
+boundary click (the same, plus the boundary refiner's window, as served;
+`--no-boundary-refiner` leaves it out); each also for a
 box larger than the network side, where the crop comes at 2x and every answer is
 edge-refined on it (`fewclick_contract.edge_refine`).
 The fusion comparison times the per-click work of three designs on the same
@@ -44,7 +44,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mirror", choices=MIRROR_CHOICES, default="auto", help="as served: auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as served: auto")
     parser.add_argument(
-        "--boundary-refiner", action="store_true", help="with the opt-in boundary refiner (served: without)"
+        "--no-boundary-refiner",
+        dest="boundary_refiner",
+        action="store_false",
+        help="without the boundary refiner (served: with it)",
     )
     parser.add_argument("--repeats", type=int, default=60)
     parser.add_argument("--out", type=Path, default=Path("artifacts/model-latency"))

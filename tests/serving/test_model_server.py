@@ -248,12 +248,12 @@ def test_mirror_and_precision_settings_are_checked_when_read(
         cli.add_arguments(parser)
         return parser.parse_args(list(argv))
 
-    assert parse().boundary_refiner == "off"  # opt-in
+    assert parse().boundary_refiner == "on"  # served
     monkeypatch.setenv("FEWCLICK_MIRROR", "first")
     monkeypatch.setenv("FEWCLICK_PRECISION", "fp32")
-    monkeypatch.setenv("FEWCLICK_BOUNDARY_REFINER", "on")
+    monkeypatch.setenv("FEWCLICK_BOUNDARY_REFINER", "off")
     args = parse()
-    assert (args.mirror, args.precision, args.boundary_refiner) == ("first", "fp32", "on")
+    assert (args.mirror, args.precision, args.boundary_refiner) == ("first", "fp32", "off")
     assert parse("--mirror", "every").mirror == "every"  # a flag beats the environment
     # A typo in the container's environment stops the server at start, saying where it came from.
     monkeypatch.setenv("FEWCLICK_PRECISION", "fp16")

@@ -205,7 +205,7 @@ def default_predictor_factory(
     weights: str | None = None,
     mirror: MirrorChoice = "auto",
     precision: Precision = "auto",
-    boundary_refiner: bool = False,
+    boundary_refiner: bool = True,
 ) -> PredictorFactory:
     def factory(device: str):
         from fewclick_model.predictor import load_crop_predictor
@@ -227,7 +227,7 @@ def start_model_server(
     weights: str | None = None,
     mirror: MirrorChoice = "auto",
     precision: Precision = "auto",
-    boundary_refiner: bool = False,
+    boundary_refiner: bool = True,
     devices: Sequence[str] | None = None,
     cache: SessionCache | None = None,
     max_pending: int = DEFAULT_MAX_PENDING,

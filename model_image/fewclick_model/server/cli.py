@@ -62,8 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--boundary-refiner",
         type=_one_of(("on", "off"), "FEWCLICK_BOUNDARY_REFINER"),
-        default=os.environ.get("FEWCLICK_BOUNDARY_REFINER", "off"),
-        help="redraw the window around each boundary click with the baked-in boundary refiner (opt-in)",
+        default=os.environ.get("FEWCLICK_BOUNDARY_REFINER", "on"),
+        help="redraw the window around each boundary click with the baked-in boundary refiner "
+        "(on, as served; off: the network's own answer)",
     )
     parser.add_argument(
         "--device",
