@@ -27,7 +27,6 @@ from . import DEFAULT_INPUT_SIZE
 from .boundary_refiner import (
     DEFAULT_REFINER_WEIGHTS,
     BoundaryRefiner,
-    cut_window,
     feature_window,
     load_refiner,
     paste_window,
@@ -289,9 +288,8 @@ class CropPredictor:
         if views == 2:
             window_prob = (window_prob[0] + window_prob[1].flip(-1)) / 2
         refined = window_prob.reshape(inputs.shape[1:]).cpu().numpy()
-        if previous is not None:
-            network, _ = cut_window(prob, click[0], click[1], refined.shape[0])
-            refined = towards_click(refined, network, click_was_inside=value_at(previous, click) > 0.5)
+        if previous is not None:  # inputs[3]: the network's own probabilities in this window
+            refined = towards_click(refined, inputs[3], click_was_inside=value_at(previous, click) > 0.5)
         return paste_window(prob, refined, origin)
 
     def predict(
