@@ -89,3 +89,27 @@ def test_cli_collects_once_resumes_and_exports_a_refiner_bound_to_its_network(
     served = load_crop_predictor(weights, "cpu", boundary_refiner=tmp_path / "refiner.pt")
     assert served.refiner is not None and "+edge-" in served.model_version
     assert (tmp_path / "refiner.pt").stat().st_size < 1_000_000  # fp16: small enough to commit
+
+
+def test_labeler_passes_load_into_one_set_in_their_order(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+
+    def window_set(n: int) -> train_refiner.WindowSet:
+        return train_refiner.WindowSet(
+            rng.standard_normal((n, 6, 5, 5)).astype(np.float16),
+            rng.standard_normal((n, 3, 3, 3)).astype(np.float16),
+            rng.integers(0, 256, (n, 5, 5), dtype=np.uint8),
+            rng.integers(0, 2, (n, 5, 5), dtype=np.uint8),
+        )
+
+    parts = [window_set(3), window_set(1), window_set(4)]
+    paths = []
+    for k, part in enumerate(parts):
+        paths.append(tmp_path / f"pass{k}.npz")
+        part.save(paths[-1])
+    loaded = train_refiner.WindowSet.load_all(paths)
+    assert len(loaded) == 8
+    for field in train_refiner.FIELDS:
+        expected = np.concatenate([getattr(p, field) for p in parts])
+        got = getattr(loaded, field)
+        assert got.dtype == expected.dtype and np.array_equal(got, expected), field
