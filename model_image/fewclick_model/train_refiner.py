@@ -107,7 +107,7 @@ class WindowSet:
             for f in FIELDS:
                 getattr(out, f)[start : start + len(part)] = getattr(part, f)
             start += len(part)
-            del part
+            del part  # freed before the next pass loads, or two passes would sit beside the set
         return out
 
     def batch(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
