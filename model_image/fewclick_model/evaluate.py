@@ -214,6 +214,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--refiner-weights", type=Path, default=None, help="another boundary refiner file than the committed one"
     )
+    parser.add_argument(
+        "--progressive-merge",
+        action="store_true",
+        help="after the first corrective boundary click, change only the mask next to each one (not served; "
+        "see the model card)",
+    )
     parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument(
@@ -250,9 +256,11 @@ def run(args: argparse.Namespace) -> int:
         mirror=args.mirror,
         precision=args.precision,
         boundary_refiner=refiner,
+        progressive_merge=args.progressive_merge,
     )
     name = f"fewclick {crop_predictor.model_version}"
     name += "" if args.refine_edges else " unrefined edges"
+    name += " progressive merge" if args.progressive_merge else ""
     print(f"model: {crop_predictor.describe()}")
     methods: list[tuple[str, Predictor, int]] = [
         (name, FewClickPredictor(crop_predictor, args.honor, args.refine_edges), args.max_clicks)

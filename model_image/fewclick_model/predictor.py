@@ -39,6 +39,7 @@ from .encoding import EXTREME_POINTS, CropClick, encode_guidance
 from .folding import fold_batch_norms
 from .inference_options import MIRROR_MODES, MirrorChoice, MirrorMode, Precision, resolve_dtype, resolve_mirror
 from .network import FewClickNet, ImageFeatures
+from .progressive_merge import FIRST_MERGED_CLICK, merge_near_click
 from .simulator import Click
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class CropPredictor:
         mirror: MirrorMode = "every",
         dtype: torch.dtype = torch.float32,
         refiner: BoundaryRefiner | None = None,
+        progressive_merge: bool = False,
     ) -> None:
         if mirror not in MIRROR_MODES:
             raise ValueError(f"mirror must be one of {MIRROR_MODES}, got {mirror!r}")
@@ -128,6 +130,8 @@ class CropPredictor:
         # The refiner looks at the crop's pixels, so sessions keep them (~200 KB); so does
         # `train_refiner`, which collects what a refiner would see.
         self.keep_pixels = self.refiner is not None
+        # Off as served: a tie after 5 clicks on held-out data (`progressive_merge`, the model card).
+        self.progressive_merge = progressive_merge
         # On a GPU both views are one batch of 2 (nearly free); on CPU cores, when every click
         # runs both, they run side by side, each on its share of the threads (`_split_cpu_threads`).
         self._view_pool: ThreadPoolExecutor | None = None
@@ -303,7 +307,15 @@ class CropPredictor:
             and len(clicks) > EXTREME_POINTS
             and clicks[-1].kind == "boundary"
         )
-        return self._predict_views(features, clicks, previous, self.click_views, refine)
+        answer = self._predict_views(features, clicks, previous, self.click_views, refine)
+        if (
+            self.progressive_merge
+            and previous is not None
+            and clicks[-1].kind == "boundary"
+            and len(clicks) - EXTREME_POINTS >= FIRST_MERGED_CLICK
+        ):
+            answer = merge_near_click(previous, answer, (clicks[-1].x, clicks[-1].y))
+        return answer
 
     def predict_first(self, features: ImageFeatures, extreme_points: Sequence[CropClick]) -> np.ndarray:
         """The mask from the extreme points alone: the mean of the crop's and its mirror's
@@ -353,6 +365,7 @@ def load_crop_predictor(
     mirror: MirrorChoice = "auto",
     precision: Precision = "auto",
     boundary_refiner: bool | str | Path = True,
+    progressive_merge: bool = False,
 ) -> CropPredictor:
     """The committed weights by default; an untrained network (pretrained encoder) if none exist.
 
@@ -364,6 +377,8 @@ def load_crop_predictor(
     computes it natively). ``boundary_refiner``: True (served) for the committed refiner
     where it was trained for these weights (other weights run without one), a path for
     another refiner file, False for none (the network's own answer; see the model card).
+    ``progressive_merge``: change only the mask next to each boundary click (`progressive_merge`;
+    not served).
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_flush_denormal(True)
@@ -383,7 +398,7 @@ def load_crop_predictor(
     refiner, version = _boundary_refiner_for(boundary_refiner, version)
     dtype = resolve_dtype(precision, torch.device(device))
     mirror_mode = resolve_mirror(mirror, torch.device(device), dtype)
-    return CropPredictor(model, size, version, device, mirror_mode, dtype, refiner)
+    return CropPredictor(model, size, version, device, mirror_mode, dtype, refiner, progressive_merge)
 
 
 def _boundary_refiner_for(choice: bool | str | Path, model_version: str) -> tuple[BoundaryRefiner | None, str]:

@@ -1,0 +1,78 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from fewclick_model.checkpoints import export_weights
+from fewclick_model.encoding import CropClick
+from fewclick_model.network import FewClickNet
+from fewclick_model.predictor import load_crop_predictor
+from fewclick_model.progressive_merge import merge_near_click
+
+
+def square(side: int, x0: int, y0: int, x1: int, y1: int, value: float = 0.9) -> np.ndarray:
+    out = np.full((side, side), 0.1, np.float32)
+    out[y0:y1, x0:x1] = value
+    return out
+
+
+def test_only_the_flips_that_reach_the_click_change() -> None:
+    previous = square(64, 10, 10, 40, 40)
+    answer = previous.copy()
+    answer[10:40, 40:50] = 0.8  # grows on the right, where the click is
+    answer[50:60, 10:20] = 0.7  # an invented blob far from it
+    answer[20:30, 20:30] = 0.2  # a hole far from it
+    merged = merge_near_click(previous, answer, (49.0, 25.0))
+    assert np.array_equal(merged[10:40, 40:50], answer[10:40, 40:50])
+    assert np.array_equal(merged[50:60, 10:20], previous[50:60, 10:20])
+    assert np.array_equal(merged[20:30, 20:30], previous[20:30, 20:30])
+    assert merged.dtype == np.float32
+
+
+def test_a_flip_counts_when_it_comes_within_reach_of_the_click() -> None:
+    previous = square(64, 10, 10, 40, 40)
+    answer = previous.copy()
+    answer[10:40, 40:44] = 0.8  # ends 6 px short of a click at x = 49
+    assert np.array_equal(merge_near_click(previous, answer, (49.0, 25.0)), answer)
+    far = merge_near_click(previous, answer, (60.0, 60.0))  # nothing flips near this one...
+    assert np.array_equal(far, answer)  # ...so the network's whole answer stands
+
+
+def test_soft_probabilities_come_along_at_the_kept_regions_edge() -> None:
+    previous = square(64, 10, 10, 40, 40)
+    answer = previous.copy()
+    answer[10:40, 40:50] = 0.8
+    answer[10:40, 50:52] = 0.4  # the new edge's soft rim, not a flip itself
+    answer[0:5, 0:5] = 0.3  # a soft change elsewhere, not a flip either
+    merged = merge_near_click(previous, answer, (45.0, 25.0))
+    assert np.array_equal(merged[10:40, 50:52], answer[10:40, 50:52])
+    assert np.array_equal(merged[0:5, 0:5], previous[0:5, 0:5])
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.pt"
+    export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), path, 64, 16, {})
+    return path
+
+
+def test_the_predictor_merges_from_the_second_corrective_boundary_click_only(weights: Path) -> None:
+    plain = load_crop_predictor(weights, device="cpu")
+    merging = load_crop_predictor(weights, device="cpu", progressive_merge=True)
+    assert merging.progressive_merge and not plain.progressive_merge
+    crop = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
+    feats = plain.encode(crop)
+    extremes = [CropClick(32, 5, "boundary"), CropClick(5, 32, "boundary"), CropClick(32, 58, "boundary")]
+    extremes.append(CropClick(58, 32, "boundary"))
+    # An untrained network's answers flip in many places: a useful test of what survives.
+    previous = np.where(np.arange(64)[None, :] < 32, 0.9, 0.1).repeat(64, 0).astype(np.float32)
+    first = [*extremes, CropClick(20, 20, "boundary")]
+    assert np.array_equal(merging.predict(feats, first, previous), plain.predict(feats, first, previous))
+    second = [*first, CropClick(45, 40, "boundary")]
+    answer = plain.predict(feats, second, previous)
+    merged = merging.predict(feats, second, previous)
+    assert np.array_equal(merged, merge_near_click(previous, answer, (45, 40)))
+    assert not np.array_equal(merged, answer) and not np.array_equal(merged, previous)  # it kept some of each
+    region = [*first, CropClick(45, 40, "positive")]
+    assert np.array_equal(merging.predict(feats, region, previous), plain.predict(feats, region, previous))
