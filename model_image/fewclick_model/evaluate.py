@@ -215,10 +215,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--refiner-weights", type=Path, default=None, help="another boundary refiner file than the committed one"
     )
     parser.add_argument(
-        "--progressive-merge",
-        action="store_true",
-        help="after the first corrective boundary click, change only the mask next to each one (not served; "
-        "see the model card)",
+        "--no-progressive-merge",
+        dest="progressive_merge",
+        action="store_false",
+        help="let every boundary click change the whole mask (served: from the sixth on, only the mask next to it)",
     )
     parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
     parser.add_argument("--threads", type=int, default=0)
@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
     )
     name = f"fewclick {crop_predictor.model_version}"
     name += "" if args.refine_edges else " unrefined edges"
-    name += " progressive merge" if args.progressive_merge else ""
+    name += "" if args.progressive_merge else " no progressive merge"
     print(f"model: {crop_predictor.describe()}")
     methods: list[tuple[str, Predictor, int]] = [
         (name, FewClickPredictor(crop_predictor, args.honor, args.refine_edges), args.max_clicks)

@@ -92,8 +92,10 @@ def run(args: argparse.Namespace) -> int:
         p.predict(feats, click, prob)
         sync()
         t_click = time.perf_counter() - t
-        # A boundary click: the window around it redrawn too, where a boundary refiner is served.
-        boundary = [*extremes, CropClick(click[-1].x, click[-1].y, "boundary")]
+        # A boundary click: the window around it redrawn too, where a boundary refiner is served;
+        # the sixth corrective click, so the progressive merge (`progressive_merge`) runs as well.
+        earlier = [CropClick(float(x), float(y), "boundary") for x, y in rng.uniform(20, s - 20, (5, 2))]
+        boundary = [*extremes, *earlier, CropClick(click[-1].x, click[-1].y, "boundary")]
         t = time.perf_counter()
         p.predict(feats, boundary, prob)
         sync()

@@ -105,7 +105,7 @@ class CropPredictor:
         mirror: MirrorMode = "every",
         dtype: torch.dtype = torch.float32,
         refiner: BoundaryRefiner | None = None,
-        progressive_merge: bool = False,
+        progressive_merge: bool = True,
     ) -> None:
         if mirror not in MIRROR_MODES:
             raise ValueError(f"mirror must be one of {MIRROR_MODES}, got {mirror!r}")
@@ -130,7 +130,7 @@ class CropPredictor:
         # The refiner looks at the crop's pixels, so sessions keep them (~200 KB); so does
         # `train_refiner`, which collects what a refiner would see.
         self.keep_pixels = self.refiner is not None
-        # Off as served: a tie after 5 clicks on held-out data (`progressive_merge`, the model card).
+        # Late boundary clicks change only the mask next to them (`progressive_merge`; served).
         self.progressive_merge = progressive_merge
         # On a GPU both views are one batch of 2 (nearly free); on CPU cores, when every click
         # runs both, they run side by side, each on its share of the threads (`_split_cpu_threads`).
@@ -152,6 +152,7 @@ class CropPredictor:
         """Where and how the network runs, for benchmark and evaluation reports."""
         dtype = str(self.dtype).removeprefix("torch.")
         refiner = ", boundary refiner" if self.refiner is not None else ""
+        refiner += ", progressive merge" if self.progressive_merge else ""
         if self.device.type != "cpu":
             return f"{self.device.type}, {dtype}, mirror {self.mirror}{refiner}"
         threads = torch.get_num_threads()
@@ -365,7 +366,7 @@ def load_crop_predictor(
     mirror: MirrorChoice = "auto",
     precision: Precision = "auto",
     boundary_refiner: bool | str | Path = True,
-    progressive_merge: bool = False,
+    progressive_merge: bool = True,
 ) -> CropPredictor:
     """The committed weights by default; an untrained network (pretrained encoder) if none exist.
 
@@ -377,8 +378,8 @@ def load_crop_predictor(
     computes it natively). ``boundary_refiner``: True (served) for the committed refiner
     where it was trained for these weights (other weights run without one), a path for
     another refiner file, False for none (the network's own answer; see the model card).
-    ``progressive_merge``: change only the mask next to each boundary click (`progressive_merge`;
-    not served).
+    ``progressive_merge``: from the sixth corrective boundary click on, change only the mask next
+    to each one (`progressive_merge`; served).
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_flush_denormal(True)

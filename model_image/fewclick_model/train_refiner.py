@@ -245,7 +245,8 @@ def run(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()  # the predictor splits them between its views; training wants them all
-    crop_predictor = load_crop_predictor(args.weights, device="cpu", boundary_refiner=False)
+    # The committed refiner learnt from states before progressive merge was served: collect those.
+    crop_predictor = load_crop_predictor(args.weights, device="cpu", boundary_refiner=False, progressive_merge=False)
     network_version = crop_predictor.model_version
     print(f"network {network_version}: {crop_predictor.describe()}")
     instances = load_training_instances(args.data, args.datasets, args.limit)

@@ -7,7 +7,7 @@ from fewclick_model.checkpoints import export_weights
 from fewclick_model.encoding import CropClick
 from fewclick_model.network import FewClickNet
 from fewclick_model.predictor import load_crop_predictor
-from fewclick_model.progressive_merge import merge_near_click
+from fewclick_model.progressive_merge import FIRST_MERGED_CLICK, merge_near_click
 
 
 def square(side: int, x0: int, y0: int, x1: int, y1: int, value: float = 0.9) -> np.ndarray:
@@ -57,22 +57,24 @@ def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_the_predictor_merges_from_the_second_corrective_boundary_click_only(weights: Path) -> None:
-    plain = load_crop_predictor(weights, device="cpu")
-    merging = load_crop_predictor(weights, device="cpu", progressive_merge=True)
-    assert merging.progressive_merge and not plain.progressive_merge
+def test_the_predictor_merges_from_the_sixth_corrective_boundary_click_on(weights: Path) -> None:
+    served = load_crop_predictor(weights, device="cpu")
+    plain = load_crop_predictor(weights, device="cpu", progressive_merge=False)
+    assert served.progressive_merge and not plain.progressive_merge
+    assert "progressive merge" in served.describe() and "progressive merge" not in plain.describe()
     crop = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     feats = plain.encode(crop)
     extremes = [CropClick(32, 5, "boundary"), CropClick(5, 32, "boundary"), CropClick(32, 58, "boundary")]
     extremes.append(CropClick(58, 32, "boundary"))
     # An untrained network's answers flip in many places: a useful test of what survives.
     previous = np.where(np.arange(64)[None, :] < 32, 0.9, 0.1).repeat(64, 0).astype(np.float32)
-    first = [*extremes, CropClick(20, 20, "boundary")]
-    assert np.array_equal(merging.predict(feats, first, previous), plain.predict(feats, first, previous))
-    second = [*first, CropClick(45, 40, "boundary")]
-    answer = plain.predict(feats, second, previous)
-    merged = merging.predict(feats, second, previous)
+    earlier = [CropClick(10 + 8 * k, 20, "boundary") for k in range(FIRST_MERGED_CLICK - 1)]
+    fifth = [*extremes, *earlier]  # the first five corrective clicks keep the network's whole answer
+    assert np.array_equal(served.predict(feats, fifth, previous), plain.predict(feats, fifth, previous))
+    sixth = [*fifth, CropClick(45, 40, "boundary")]
+    answer = plain.predict(feats, sixth, previous)
+    merged = served.predict(feats, sixth, previous)
     assert np.array_equal(merged, merge_near_click(previous, answer, (45, 40)))
     assert not np.array_equal(merged, answer) and not np.array_equal(merged, previous)  # it kept some of each
-    region = [*first, CropClick(45, 40, "positive")]
-    assert np.array_equal(merging.predict(feats, region, previous), plain.predict(feats, region, previous))
+    region = [*fifth, CropClick(45, 40, "positive")]  # region clicks are never merged
+    assert np.array_equal(served.predict(feats, region, previous), plain.predict(feats, region, previous))

@@ -248,12 +248,18 @@ def test_mirror_and_precision_settings_are_checked_when_read(
         cli.add_arguments(parser)
         return parser.parse_args(list(argv))
 
-    assert parse().boundary_refiner == "on"  # served
+    assert (parse().boundary_refiner, parse().progressive_merge) == ("on", "on")  # served
     monkeypatch.setenv("FEWCLICK_MIRROR", "first")
     monkeypatch.setenv("FEWCLICK_PRECISION", "fp32")
     monkeypatch.setenv("FEWCLICK_BOUNDARY_REFINER", "off")
+    monkeypatch.setenv("FEWCLICK_PROGRESSIVE_MERGE", "off")
     args = parse()
-    assert (args.mirror, args.precision, args.boundary_refiner) == ("first", "fp32", "off")
+    assert (args.mirror, args.precision, args.boundary_refiner, args.progressive_merge) == (
+        "first",
+        "fp32",
+        "off",
+        "off",
+    )
     assert parse("--mirror", "every").mirror == "every"  # a flag beats the environment
     # A typo in the container's environment stops the server at start, saying where it came from.
     monkeypatch.setenv("FEWCLICK_PRECISION", "fp16")
@@ -261,3 +267,10 @@ def test_mirror_and_precision_settings_are_checked_when_read(
         parse()
     assert exit_info.value.code == 2
     assert "'fp16' (flag or FEWCLICK_PRECISION) is not one of auto, fp32, bf16" in capsys.readouterr().err
+
+
+def test_the_served_predictor_merges_late_boundary_clicks_unless_told_not_to() -> None:
+    from fewclick_model.server.app import default_predictor_factory
+
+    assert default_predictor_factory(boundary_refiner=False)("cpu").progressive_merge
+    assert not default_predictor_factory(boundary_refiner=False, progressive_merge=False)("cpu").progressive_merge

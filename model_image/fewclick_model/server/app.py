@@ -206,12 +206,18 @@ def default_predictor_factory(
     mirror: MirrorChoice = "auto",
     precision: Precision = "auto",
     boundary_refiner: bool = True,
+    progressive_merge: bool = True,
 ) -> PredictorFactory:
     def factory(device: str):
         from fewclick_model.predictor import load_crop_predictor
 
         predictor = load_crop_predictor(
-            weights=weights, device=device, mirror=mirror, precision=precision, boundary_refiner=boundary_refiner
+            weights=weights,
+            device=device,
+            mirror=mirror,
+            precision=precision,
+            boundary_refiner=boundary_refiner,
+            progressive_merge=progressive_merge,
         )
         LOG.info("model %s on %s", predictor.model_version, predictor.describe())
         return predictor
@@ -228,6 +234,7 @@ def start_model_server(
     mirror: MirrorChoice = "auto",
     precision: Precision = "auto",
     boundary_refiner: bool = True,
+    progressive_merge: bool = True,
     devices: Sequence[str] | None = None,
     cache: SessionCache | None = None,
     max_pending: int = DEFAULT_MAX_PENDING,
@@ -246,7 +253,7 @@ def start_model_server(
     if tune_torch:
         configure_torch(devs, torch_threads)
     engine = InferenceEngine(
-        predictor_factory or default_predictor_factory(weights, mirror, precision, boundary_refiner),
+        predictor_factory or default_predictor_factory(weights, mirror, precision, boundary_refiner, progressive_merge),
         devs,
         cache=cache,
         max_pending=max_pending,

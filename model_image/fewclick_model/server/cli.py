@@ -67,6 +67,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(on, as served; off: the network's own answer)",
     )
     parser.add_argument(
+        "--progressive-merge",
+        type=_one_of(("on", "off"), "FEWCLICK_PROGRESSIVE_MERGE"),
+        default=os.environ.get("FEWCLICK_PROGRESSIVE_MERGE", "on"),
+        help="from the sixth corrective boundary click on, change only the mask next to each one "
+        "(on, as served; off: every click may change the whole mask)",
+    )
+    parser.add_argument(
         "--device",
         default=os.environ.get("FEWCLICK_DEVICE", "auto"),
         help="auto (one replica per GPU, else CPU), cpu, cuda:0, ...",
@@ -127,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
         mirror=args.mirror,
         precision=args.precision,
         boundary_refiner=args.boundary_refiner == "on",
+        progressive_merge=args.progressive_merge == "on",
         devices=devices,
         cache=cache,
         max_pending=args.max_pending,
