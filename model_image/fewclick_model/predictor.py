@@ -301,20 +301,13 @@ class CropPredictor:
         self, features: ImageFeatures, clicks: Sequence[CropClick], previous: np.ndarray | None = None
     ) -> np.ndarray:
         """Probabilities (S, S) float32 for the clicks (extreme points first, as kind boundary;
-        the last one is the newest). A new boundary click's window is redrawn by the refiner."""
-        refine = (
-            self.refiner is not None
-            and features.pixels is not None
-            and len(clicks) > EXTREME_POINTS
-            and clicks[-1].kind == "boundary"
-        )
+        the last one is the newest). A new boundary click's window is redrawn by the refiner, and
+        from the `FIRST_MERGED_CLICK`-th on only the mask next to it changes."""
+        corrective = len(clicks) - EXTREME_POINTS
+        boundary = corrective > 0 and clicks[-1].kind == "boundary"
+        refine = boundary and self.refiner is not None and features.pixels is not None
         answer = self._predict_views(features, clicks, previous, self.click_views, refine)
-        if (
-            self.progressive_merge
-            and previous is not None
-            and clicks[-1].kind == "boundary"
-            and len(clicks) - EXTREME_POINTS >= FIRST_MERGED_CLICK
-        ):
+        if boundary and self.progressive_merge and previous is not None and corrective >= FIRST_MERGED_CLICK:
             answer = merge_near_click(previous, answer, (clicks[-1].x, clicks[-1].y))
         return answer
 

@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import torch
 from fewclick_model import evaluate
-from fewclick_model.checkpoints import export_weights
 from fewclick_model.encoding import CropClick
-from fewclick_model.network import FewClickNet
 from fewclick_model.predictor import FewClickPredictor, PrefixCache, load_crop_predictor
 from fewclick_model.simulator import Click, extreme_points
 
@@ -20,16 +18,8 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), path, 64, 16, {})
-    return path
-
-
-def test_a_warm_click_costs_one_pass_and_equals_a_cold_replay(weights: Path) -> None:
-    p = load_crop_predictor(weights, device="cpu")
+def test_a_warm_click_costs_one_pass_and_equals_a_cold_replay(tiny_weights: Path) -> None:
+    p = load_crop_predictor(tiny_weights, device="cpu")
     crop = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     feats = p.encode(crop)
     assert feats.nbytes > 0
@@ -59,9 +49,9 @@ def test_a_warm_click_costs_one_pass_and_equals_a_cold_replay(weights: Path) -> 
     assert np.allclose(warm, cold, atol=2e-3)  # cache keeps fp16
 
 
-def test_full_image_predictor_grows_the_crop_for_a_far_click(weights: Path) -> None:
+def test_full_image_predictor_grows_the_crop_for_a_far_click(tiny_weights: Path) -> None:
     image, mask = make_instance(np.random.default_rng(4))
-    fp = FewClickPredictor(load_crop_predictor(weights, device="cpu"))
+    fp = FewClickPredictor(load_crop_predictor(tiny_weights, device="cpu"))
     fp.set_image(image)
     pts = extreme_points(mask > 0)
     prob = fp.predict(pts)
@@ -71,9 +61,9 @@ def test_full_image_predictor_grows_the_crop_for_a_far_click(weights: Path) -> N
     assert fp._box != box and fp._box.contains(np.array([[1, 1]]))[0]
 
 
-def test_edge_refinement_cuts_large_boxes_finer_and_leaves_small_ones_alone(weights: Path) -> None:
+def test_edge_refinement_cuts_large_boxes_finer_and_leaves_small_ones_alone(tiny_weights: Path) -> None:
     image, mask = make_instance(np.random.default_rng(4))
-    crop_predictor = load_crop_predictor(weights, device="cpu")  # network side 64
+    crop_predictor = load_crop_predictor(tiny_weights, device="cpu")  # network side 64
     refined, plain = FewClickPredictor(crop_predictor), FewClickPredictor(crop_predictor, refine_edges=False)
     pts = extreme_points(mask > 0)
     for fp in (refined, plain):
@@ -89,9 +79,9 @@ def test_edge_refinement_cuts_large_boxes_finer_and_leaves_small_ones_alone(weig
     assert refined._guide is None
 
 
-def test_honor_modes_change_the_raw_output_only_where_clicks_are_broken(weights: Path) -> None:
+def test_honor_modes_change_the_raw_output_only_where_clicks_are_broken(tiny_weights: Path) -> None:
     image, mask = make_instance(np.random.default_rng(5))
-    crop_predictor = load_crop_predictor(weights, device="cpu")  # untrained: ignores clicks freely
+    crop_predictor = load_crop_predictor(tiny_weights, device="cpu")  # untrained: ignores clicks freely
     pts = extreme_points(mask > 0)
     clicks = [Click(int(pts[:, 0].mean()), int(pts[:, 1].mean()), "positive"), Click(int(pts[1, 0]) + 3, 2, "negative")]
     outputs = {}
@@ -115,7 +105,7 @@ def test_honor_modes_change_the_raw_output_only_where_clicks_are_broken(weights:
 
 
 def test_evaluate_cli_writes_table_csv_and_plot_with_the_baseline(
-    weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = write_folder(tmp_path / "bench", 3, seed=5, ignore_band=True)
     parser = argparse.ArgumentParser()
@@ -125,7 +115,7 @@ def test_evaluate_cli_writes_table_csv_and_plot_with_the_baseline(
             "--dataset",
             str(data),
             "--weights",
-            str(weights),
+            str(tiny_weights),
             "--max-clicks",
             "3",
             "--baseline",
@@ -172,13 +162,13 @@ def test_masked_iou_ignores_unknown_pixels_and_click_respect_rules() -> None:
     assert not evaluate.click_respected(Click(5, 5, "boundary"), np.zeros((10, 10), bool))
 
 
-def test_model_latency_benchmark_times_every_request_type_and_plots(weights: Path, tmp_path: Path) -> None:
+def test_model_latency_benchmark_times_every_request_type_and_plots(tiny_weights: Path, tmp_path: Path) -> None:
     import json
 
     from fewclick_model import latency
 
     args = argparse.Namespace(
-        weights=weights,
+        weights=tiny_weights,
         device="cpu",
         threads=1,
         mirror="auto",
@@ -207,9 +197,9 @@ def _mirrored(clicks: list[CropClick], side: int = 64) -> list[CropClick]:
     return [CropClick(side - 1 - c.x, c.y, c.kind) for c in clicks]
 
 
-def test_every_answer_averages_the_mirror_so_a_mirrored_image_gets_the_mirrored_mask(weights: Path) -> None:
-    p = load_crop_predictor(weights, device="cpu", mirror="every", precision="fp32")
-    plain = load_crop_predictor(weights, device="cpu", mirror="none", precision="fp32")
+def test_every_answer_averages_the_mirror_so_a_mirrored_image_gets_the_mirrored_mask(tiny_weights: Path) -> None:
+    p = load_crop_predictor(tiny_weights, device="cpu", mirror="every", precision="fp32")
+    plain = load_crop_predictor(tiny_weights, device="cpu", mirror="none", precision="fp32")
     crop = np.random.default_rng(5).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     flipped = np.ascontiguousarray(crop[:, ::-1])
     feats, feats_of_mirror = p.encode(crop), p.encode(flipped)
@@ -230,10 +220,10 @@ def test_every_answer_averages_the_mirror_so_a_mirrored_image_gets_the_mirrored_
     assert np.array_equal(p.predict_sequence(feats, EXTREMES_64, []), first)
 
 
-def test_mirror_first_averages_only_the_first_mask(weights: Path) -> None:
-    p = load_crop_predictor(weights, device="cpu", mirror="first", precision="fp32")
-    every = load_crop_predictor(weights, device="cpu", mirror="every", precision="fp32")
-    plain = load_crop_predictor(weights, device="cpu", mirror="none", precision="fp32")
+def test_mirror_first_averages_only_the_first_mask(tiny_weights: Path) -> None:
+    p = load_crop_predictor(tiny_weights, device="cpu", mirror="first", precision="fp32")
+    every = load_crop_predictor(tiny_weights, device="cpu", mirror="every", precision="fp32")
+    plain = load_crop_predictor(tiny_weights, device="cpu", mirror="none", precision="fp32")
     crop = np.random.default_rng(6).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     feats, plain_feats = p.encode(crop), plain.encode(crop)
     first = p.predict_first(feats, EXTREMES_64)
@@ -243,14 +233,14 @@ def test_mirror_first_averages_only_the_first_mask(weights: Path) -> None:
     assert np.abs(p.predict(feats, clicks, first) - plain.predict(plain_feats, clicks, first)).max() < 1e-5
 
 
-def test_the_two_views_run_side_by_side_on_cpu_threads_and_answer_as_one_batch(weights: Path) -> None:
+def test_the_two_views_run_side_by_side_on_cpu_threads_and_answer_as_one_batch(tiny_weights: Path) -> None:
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        side_by_side = load_crop_predictor(weights, device="cpu", mirror="every", precision="fp32")
+        side_by_side = load_crop_predictor(tiny_weights, device="cpu", mirror="every", precision="fp32")
         # Each view got one of the 2 threads; a second predictor splits the same budget again.
         assert torch.get_num_threads() == 1 and side_by_side._view_pool is not None
-        batched = load_crop_predictor(weights, device="cpu", mirror="every", precision="fp32")
+        batched = load_crop_predictor(tiny_weights, device="cpu", mirror="every", precision="fp32")
         assert torch.get_num_threads() == 1 and batched._view_pool is not None
         assert "2 views side by side, 1 thread(s) each" in side_by_side.describe()
         batched._view_pool = None  # one batch of 2, as on a GPU

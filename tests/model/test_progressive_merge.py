@@ -1,11 +1,7 @@
 from pathlib import Path
 
 import numpy as np
-import pytest
-import torch
-from fewclick_model.checkpoints import export_weights
 from fewclick_model.encoding import CropClick
-from fewclick_model.network import FewClickNet
 from fewclick_model.predictor import load_crop_predictor
 from fewclick_model.progressive_merge import FIRST_MERGED_CLICK, merge_near_click
 
@@ -49,17 +45,9 @@ def test_soft_probabilities_come_along_at_the_kept_regions_edge() -> None:
     assert np.array_equal(merged[0:5, 0:5], previous[0:5, 0:5])
 
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), path, 64, 16, {})
-    return path
-
-
-def test_the_predictor_merges_from_the_sixth_corrective_boundary_click_on(weights: Path) -> None:
-    served = load_crop_predictor(weights, device="cpu")
-    plain = load_crop_predictor(weights, device="cpu", progressive_merge=False)
+def test_the_predictor_merges_from_the_sixth_corrective_boundary_click_on(tiny_weights: Path) -> None:
+    served = load_crop_predictor(tiny_weights, device="cpu")
+    plain = load_crop_predictor(tiny_weights, device="cpu", progressive_merge=False)
     assert served.progressive_merge and not plain.progressive_merge
     assert "progressive merge" in served.describe() and "progressive merge" not in plain.describe()
     crop = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
