@@ -19,8 +19,9 @@ channels-last), a 512 px crop on a cold request and its pixels in the server's s
 
 Who calls what: the proxy cuts the crop at `crop_side_for` (the wire carries any side);
 the model server splits it with `prepare_crop` (the network's input, and the grey guide
-it keeps in the session) and answers `refine_probabilities(...)` at the crop's side; the
-model library's predictor does the same, so evaluation scores the served masks.
+it keeps in the session) and answers `refine_probabilities(...)` at the crop's side (on a GPU
+its torch twin, `fewclick_model.edge_refine_torch`, held to this one by tests); the model
+library's predictor does the same, so evaluation scores the served masks.
 
 Only numpy and opencv: the Lambda can import it without torch.
 """

@@ -21,7 +21,7 @@ import torch
 
 from fewclick_contract.click_constraints import served_constraints, served_probabilities
 from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop, paste_crop
-from fewclick_contract.edge_refine import crop_side_for, prepare_crop, refine_probabilities
+from fewclick_contract.edge_refine import crop_side_for, prepare_crop
 
 from . import DEFAULT_INPUT_SIZE
 from .boundary_refiner import (
@@ -35,6 +35,8 @@ from .boundary_refiner import (
     window_inputs,
 )
 from .checkpoints import DEFAULT_WEIGHTS, load_weights
+from .cuda_graphs import GraphedCall
+from .edge_refine_torch import refine_probabilities_on
 from .encoding import EXTREME_POINTS, CropClick, encode_guidance
 from .folding import fold_batch_norms
 from .inference_options import MIRROR_MODES, MirrorChoice, MirrorMode, Precision, resolve_dtype, resolve_mirror
@@ -106,6 +108,7 @@ class CropPredictor:
         dtype: torch.dtype = torch.float32,
         refiner: BoundaryRefiner | None = None,
         progressive_merge: bool = True,
+        cuda_graphs: bool = True,
     ) -> None:
         if mirror not in MIRROR_MODES:
             raise ValueError(f"mirror must be one of {MIRROR_MODES}, got {mirror!r}")
@@ -137,6 +140,17 @@ class CropPredictor:
         self._view_pool: ThreadPoolExecutor | None = None
         if mirror == "every" and self.device.type == "cpu" and _split_cpu_threads(2) >= 2:
             self._view_pool = ThreadPoolExecutor(2, thread_name_prefix="fewclick-view")
+        # On a GPU a click's passes are replayed as CUDA graphs (`cuda_graphs`: launch-bound
+        # there); the decoder always returns its features too, which costs nothing extra.
+        self._graphed_decode: GraphedCall | None = None
+        self._graphed_refiner: GraphedCall | None = None
+        if cuda_graphs and self.device.type == "cuda":
+            model = self.model
+            self._graphed_decode = GraphedCall(
+                lambda s2, s4, g: model.decode_with_features(ImageFeatures(s2, s4), g), "the decoder"
+            )
+            if self.refiner is not None:
+                self._graphed_refiner = GraphedCall(self.refiner, "the boundary refiner")
 
     @property
     def views(self) -> int:
@@ -154,7 +168,8 @@ class CropPredictor:
         refiner = ", boundary refiner" if self.refiner is not None else ""
         refiner += ", progressive merge" if self.progressive_merge else ""
         if self.device.type != "cpu":
-            return f"{self.device.type}, {dtype}, mirror {self.mirror}{refiner}"
+            graphs = ", CUDA graphs" if self._graphed_decode is not None and self._graphed_decode.enabled else ""
+            return f"{self.device.type}, {dtype}, mirror {self.mirror}{refiner}{graphs}"
         threads = torch.get_num_threads()
         layout = f"2 views side by side, {threads} thread(s) each" if self._view_pool else f"{threads} thread(s)"
         return f"cpu ({layout}), {dtype}, mirror {self.mirror}{refiner}"
@@ -246,6 +261,9 @@ class CropPredictor:
         guidance = guidance.contiguous(memory_format=self.memory_format)
 
         def decode(f: ImageFeatures, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+            if self._graphed_decode is not None:
+                logits, last = self._graphed_decode(f.stride2, f.stride4, g)
+                return logits, (last if with_features else None)
             return self.model.decode_with_features(f, g) if with_features else (self.model.decode(f, g), None)
 
         out = self._run_views(
@@ -285,9 +303,9 @@ class CropPredictor:
             feats = torch.cat([feats, feats.flip(-1)])
         window = window.contiguous(memory_format=self.memory_format)
         feats = feats.contiguous(memory_format=self.memory_format)
-        out = self._run_views(
-            views, lambda v: refiner(window[v : v + 1], feats[v : v + 1]), lambda: refiner(window, feats)
-        )
+        graphed = self._graphed_refiner
+        run = refiner if graphed is None else (lambda w, f: graphed(w, f)[0])
+        out = self._run_views(views, lambda v: run(window[v : v + 1], feats[v : v + 1]), lambda: run(window, feats))
         logits = torch.cat(out)
         window_prob = torch.sigmoid(logits.float())[:, 0]
         if views == 2:
@@ -310,6 +328,11 @@ class CropPredictor:
         if boundary and self.progressive_merge and previous is not None and corrective >= FIRST_MERGED_CLICK:
             answer = merge_near_click(previous, answer, (clicks[-1].x, clicks[-1].y))
         return answer
+
+    def refine_edges(self, prob: np.ndarray, guide: np.ndarray) -> np.ndarray:
+        """(S, S) probabilities -> (G, G) on the crop's grey guide (`prepare_crop`): the edge
+        refinement of `fewclick_contract.edge_refine`, run where the network runs."""
+        return refine_probabilities_on(self.device, prob, guide)
 
     def predict_first(self, features: ImageFeatures, extreme_points: Sequence[CropClick]) -> np.ndarray:
         """The mask from the extreme points alone: the mean of the crop's and its mirror's
@@ -360,6 +383,7 @@ def load_crop_predictor(
     precision: Precision = "auto",
     boundary_refiner: bool | str | Path = True,
     progressive_merge: bool = True,
+    cuda_graphs: bool = True,
 ) -> CropPredictor:
     """The committed weights by default; an untrained network (pretrained encoder) if none exist.
 
@@ -372,7 +396,8 @@ def load_crop_predictor(
     where it was trained for these weights (other weights run without one), a path for
     another refiner file, False for none (the network's own answer; see the model card).
     ``progressive_merge``: from the sixth corrective boundary click on, change only the mask next
-    to each one (`progressive_merge`; served).
+    to each one (`progressive_merge`; served). ``cuda_graphs``: on a GPU, replay each click's
+    network passes as CUDA graphs (`cuda_graphs`; served).
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_flush_denormal(True)
@@ -392,7 +417,7 @@ def load_crop_predictor(
     refiner, version = _boundary_refiner_for(boundary_refiner, version)
     dtype = resolve_dtype(precision, torch.device(device))
     mirror_mode = resolve_mirror(mirror, torch.device(device), dtype)
-    return CropPredictor(model, size, version, device, mirror_mode, dtype, refiner, progressive_merge)
+    return CropPredictor(model, size, version, device, mirror_mode, dtype, refiner, progressive_merge, cuda_graphs)
 
 
 def _boundary_refiner_for(choice: bool | str | Path, model_version: str) -> tuple[BoundaryRefiner | None, str]:
@@ -472,7 +497,7 @@ class FewClickPredictor:
         corrective = [CropClick(float(x), float(y), c.kind) for (x, y), c in zip(crop_xy, clicks, strict=True)]
         prob = self.crop_predictor.predict_sequence(self._features, extremes, corrective, self._cache)
         if self._guide is not None:
-            prob = refine_probabilities(prob, self._guide)
+            prob = self.crop_predictor.refine_edges(prob, self._guide)
         h, w = self._image.shape[:2]
         if self.honor == "none":
             return paste_crop(prob, box, h, w)

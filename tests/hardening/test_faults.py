@@ -274,7 +274,12 @@ def test_labels_survive_kill_9_during_saves(tmp_path: Path) -> None:
     threads = [threading.Thread(target=hammer, args=(name,), daemon=True) for name in sizes]
     for thread in threads:
         thread.start()
-    time.sleep(2.5)  # dozens of saves each, then the kill lands mid-save
+    # Saves acknowledged for both images (waited for, not timed: a loaded CI machine is slow to
+    # answer the first ones), then the kill lands mid-save.
+    deadline = time.monotonic() + 30
+    time.sleep(1.0)
+    while time.monotonic() < deadline and not all(acknowledged[name] > 3 for name in sizes):
+        time.sleep(0.1)
     os.kill(process.pid, signal.SIGKILL)
     process.wait(10)
     stop.set()

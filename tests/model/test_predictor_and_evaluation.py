@@ -167,16 +167,11 @@ def test_model_latency_benchmark_times_every_request_type_and_plots(tiny_weights
 
     from fewclick_model import latency
 
-    args = argparse.Namespace(
-        weights=tiny_weights,
-        device="cpu",
-        threads=1,
-        mirror="auto",
-        precision="auto",
-        boundary_refiner=False,
-        repeats=2,
-        out=tmp_path,
-    )
+    parser = argparse.ArgumentParser()
+    latency.add_arguments(parser)  # the CLI's own defaults for every flag not named here
+    argv = ["--weights", str(tiny_weights), "--device", "cpu", "--threads", "1", "--no-boundary-refiner"]
+    args = parser.parse_args([*argv, "--repeats", "2", "--out", str(tmp_path)])
+    assert args.cuda_graphs  # served; nothing to replay on a CPU
     assert latency.run(args) == 0
     report = json.loads((tmp_path / "model_latency.json").read_text())
     requests = ["new image", "warm click", "warm boundary click", "new image, large box", "warm click, large box"]

@@ -13,6 +13,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from fewclick_contract.edge_refine import refine_probabilities
+
 
 def rest_event(
     method: str,
@@ -136,6 +138,9 @@ class FakePredictor:
             cache[prefix] = previous
         assert previous is not None and key in cache
         return previous
+
+    def refine_edges(self, prob: np.ndarray, guide: np.ndarray) -> np.ndarray:
+        return refine_probabilities(prob, guide)
 
     def describe(self) -> str:
         return "no network (a fake)"

@@ -11,10 +11,12 @@ from typing import Any
 import cv2
 import numpy as np
 import pytest
+import torch
 from fewclick_model.server import SessionCache, start_model_server
 from fewclick_model.server.sessions import SessionEntry
 
 from fewclick_contract import wire
+from fewclick_contract.edge_refine import prepare_crop
 
 from .helpers import FakePredictor
 
@@ -248,15 +250,17 @@ def test_mirror_and_precision_settings_are_checked_when_read(
         cli.add_arguments(parser)
         return parser.parse_args(list(argv))
 
-    assert (parse().boundary_refiner, parse().progressive_merge) == ("on", "on")  # served
+    assert (parse().boundary_refiner, parse().progressive_merge, parse().cuda_graphs) == ("on", "on", "on")  # served
     monkeypatch.setenv("FEWCLICK_MIRROR", "first")
     monkeypatch.setenv("FEWCLICK_PRECISION", "fp32")
     monkeypatch.setenv("FEWCLICK_BOUNDARY_REFINER", "off")
     monkeypatch.setenv("FEWCLICK_PROGRESSIVE_MERGE", "off")
+    monkeypatch.setenv("FEWCLICK_CUDA_GRAPHS", "off")
     args = parse()
-    assert (args.mirror, args.precision, args.boundary_refiner, args.progressive_merge) == (
+    assert (args.mirror, args.precision, args.boundary_refiner, args.progressive_merge, args.cuda_graphs) == (
         "first",
         "fp32",
+        "off",
         "off",
         "off",
     )
@@ -274,3 +278,60 @@ def test_the_served_predictor_merges_late_boundary_clicks_unless_told_not_to() -
 
     assert default_predictor_factory(boundary_refiner=False)("cpu").progressive_merge
     assert not default_predictor_factory(boundary_refiner=False, progressive_merge=False)("cpu").progressive_merge
+
+
+def test_the_served_predictor_replays_cuda_graphs_only_on_a_gpu_and_unless_told_not_to() -> None:
+    from fewclick_model.server.app import default_predictor_factory
+
+    on_cpu = default_predictor_factory(boundary_refiner=False)("cpu")
+    assert on_cpu._graphed_decode is None  # nothing to replay on a CPU
+    if torch.cuda.is_available():
+        assert default_predictor_factory(boundary_refiner=False)("cuda")._graphed_decode is not None
+        assert default_predictor_factory(boundary_refiner=False, cuda_graphs=False)("cuda")._graphed_decode is None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_on_a_gpu_the_served_model_answers_from_cuda_graphs_captured_on_its_inference_thread() -> None:
+    """The committed model on the GPU, as `serve` runs it: the graphs are captured while the
+    replica warms up on its own thread, and a session's clicks (a finer crop, so the edge
+    refinement runs on the GPU too) answer as the same predictor does directly."""
+    from fewclick_model.encoding import CropClick
+    from fewclick_model.predictor import load_crop_predictor
+
+    handle = start_model_server("127.0.0.1", 0, devices=["cuda"])
+    try:
+        predictor = handle.engine.replicas[0].predictor
+        assert "CUDA graphs" in predictor.describe()
+        assert predictor._graphed_decode.graphs >= 1 and predictor._graphed_refiner.graphs == 1  # warm-up
+        s = predictor.input_size
+        fine = 2 * s
+        rng = np.random.default_rng(3)
+        crop = cv2.GaussianBlur(rng.integers(0, 255, (fine, fine, 3), dtype=np.uint8), (9, 9), 0)
+        yy, xx = np.mgrid[:fine, :fine]
+        crop[(xx - fine // 2) ** 2 + (yy - fine // 2) ** 2 < (fine // 3) ** 2] //= 3
+        points = [(fine // 2, 40), (40, fine // 2), (fine // 2, fine - 40), (fine - 40, fine // 2)]
+        wire_points = [wire.WirePoint(x=x, y=y) for x, y in points]
+        clicks = [wire.WireClick(x=fine // 2 + 30, y=fine // 2, kind="boundary")]
+        client = Client(handle.url)
+        new = wire.WireRequest(cropId="crop-gpu-0001", size=fine, extremePoints=wire_points, crop=wire.encode_crop(crop))
+        status, body, headers = client.invoke(wire.dump_request(new), wire.NEW_SESSION)
+        assert status == 200, body
+        first = wire.decode_probabilities(body["probabilities"], fine)
+        session = wire.parse_session_header(headers[wire.SESSION_HEADER])[0]
+        warm = wire.WireRequest(cropId="crop-gpu-0001", size=fine, extremePoints=wire_points, clicks=clicks)
+        status, body, _ = client.invoke(wire.dump_request(warm), session)
+        assert status == 200 and body["cache"] == "hit", body
+        clicked = wire.decode_probabilities(body["probabilities"], fine)
+    finally:
+        handle.stop()
+
+    eager = load_crop_predictor(device="cuda", cuda_graphs=False)
+    small, guide = prepare_crop(crop, s)
+    assert guide is not None
+    feats = eager.encode(small)
+    extremes = [CropClick(x / 2, y / 2, "boundary") for x, y in points]
+    prob = eager.predict_first(feats, extremes)
+    np.testing.assert_allclose(first, eager.refine_edges(prob, guide), atol=1 / 255 + 1e-4)
+    kept = prob.astype(np.float16).astype(np.float32)  # as a session's prefix cache keeps it
+    after = eager.predict(feats, [*extremes, CropClick(clicks[0].x / 2, clicks[0].y / 2, "boundary")], kept)
+    np.testing.assert_allclose(clicked, eager.refine_edges(after, guide), atol=1 / 255 + 1e-4)

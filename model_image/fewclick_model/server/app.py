@@ -207,6 +207,7 @@ def default_predictor_factory(
     precision: Precision = "auto",
     boundary_refiner: bool = True,
     progressive_merge: bool = True,
+    cuda_graphs: bool = True,
 ) -> PredictorFactory:
     def factory(device: str):
         from fewclick_model.predictor import load_crop_predictor
@@ -218,6 +219,7 @@ def default_predictor_factory(
             precision=precision,
             boundary_refiner=boundary_refiner,
             progressive_merge=progressive_merge,
+            cuda_graphs=cuda_graphs,
         )
         LOG.info("model %s on %s", predictor.model_version, predictor.describe())
         return predictor
@@ -235,6 +237,7 @@ def start_model_server(
     precision: Precision = "auto",
     boundary_refiner: bool = True,
     progressive_merge: bool = True,
+    cuda_graphs: bool = True,
     devices: Sequence[str] | None = None,
     cache: SessionCache | None = None,
     max_pending: int = DEFAULT_MAX_PENDING,
@@ -253,7 +256,8 @@ def start_model_server(
     if tune_torch:
         configure_torch(devs, torch_threads)
     engine = InferenceEngine(
-        predictor_factory or default_predictor_factory(weights, mirror, precision, boundary_refiner, progressive_merge),
+        predictor_factory
+        or default_predictor_factory(weights, mirror, precision, boundary_refiner, progressive_merge, cuda_graphs),
         devs,
         cache=cache,
         max_pending=max_pending,

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 from pydantic import ValidationError
 
-from fewclick_contract.edge_refine import prepare_crop, refine_probabilities
+from fewclick_contract.edge_refine import prepare_crop
 from fewclick_contract.wire import (
     NEW_SESSION,
     SAGEMAKER_MAX_PAYLOAD_BYTES,
@@ -74,6 +74,8 @@ class CropPredictor(Protocol):
     def predict_sequence(
         self, feats: Any, extreme_points: Sequence[Any], corrective_clicks: Sequence[Any], cache: dict
     ) -> np.ndarray: ...
+
+    def refine_edges(self, prob: np.ndarray, guide: np.ndarray) -> np.ndarray: ...
 
     def describe(self) -> str: ...
 
@@ -284,7 +286,7 @@ class InferenceEngine:
                 prob, entry, hit = self._predict(replica, session_id, req, is_new)
         if entry.guide is not None and entry.guide.shape[0] == req.size:
             # The crop came finer than the network: answer at its side, edges snapped onto it.
-            prob = refine_probabilities(prob, entry.guide)
+            prob = replica.predictor.refine_edges(prob, entry.guide)
         elif prob.shape != (req.size, req.size):
             prob = cv2.resize(prob.astype(np.float32), (req.size, req.size), interpolation=cv2.INTER_LINEAR)
         model_ms = (time.perf_counter() - t0) * 1000.0
