@@ -313,7 +313,9 @@ def test_on_a_gpu_the_served_model_answers_from_cuda_graphs_captured_on_its_infe
         wire_points = [wire.WirePoint(x=x, y=y) for x, y in points]
         clicks = [wire.WireClick(x=fine // 2 + 30, y=fine // 2, kind="boundary")]
         client = Client(handle.url)
-        new = wire.WireRequest(cropId="crop-gpu-0001", size=fine, extremePoints=wire_points, crop=wire.encode_crop(crop))
+        new = wire.WireRequest(
+            cropId="crop-gpu-0001", size=fine, extremePoints=wire_points, crop=wire.encode_crop(crop)
+        )
         status, body, headers = client.invoke(wire.dump_request(new), wire.NEW_SESSION)
         assert status == 200, body
         first = wire.decode_probabilities(body["probabilities"], fine)
