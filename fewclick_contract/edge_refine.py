@@ -83,9 +83,7 @@ def refine_probabilities(prob: np.ndarray, guide: np.ndarray) -> np.ndarray:
     A guide no larger than the probabilities is plain resampling: refining against
     pixels no finer than the network's would only blur.
     """
-    side = guide.shape[0]
-    if guide.shape != (side, side) or guide.dtype != np.uint8:
-        raise ValueError(f"guide must be (G, G) uint8 grey levels, got {guide.shape} {guide.dtype}")
+    side = check_guide(guide)
     up = np.asarray(prob, dtype=np.float32)
     if up.shape != (side, side):
         up = cv2.resize(up, (side, side), interpolation=cv2.INTER_LINEAR)
@@ -98,6 +96,14 @@ def refine_probabilities(prob: np.ndarray, guide: np.ndarray) -> np.ndarray:
     band = cv2.dilate(uncertain, np.ones((window, window), np.uint8)) > 0
     filtered = guided_filter(guide.astype(np.float32) / 255.0, up, REFINE_RADIUS, REFINE_EPS)
     return np.where(band, np.clip(filtered, 0.0, 1.0), up).astype(np.float32)
+
+
+def check_guide(guide: np.ndarray) -> int:
+    """The guide's side G, or a ValueError unless it is (G, G) uint8 grey levels (`prepare_crop`)."""
+    side = guide.shape[0]
+    if guide.shape != (side, side) or guide.dtype != np.uint8:
+        raise ValueError(f"guide must be (G, G) uint8 grey levels, got {guide.shape} {guide.dtype}")
+    return side
 
 
 def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:

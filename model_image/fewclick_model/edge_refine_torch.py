@@ -15,7 +15,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fewclick_contract.edge_refine import CERTAIN_MARGIN, REFINE_EPS, REFINE_RADIUS, refine_probabilities
+from fewclick_contract.edge_refine import (
+    CERTAIN_MARGIN,
+    REFINE_EPS,
+    REFINE_RADIUS,
+    check_guide,
+    refine_probabilities,
+)
 
 
 def refine_probabilities_on(device: torch.device, prob: np.ndarray, guide: np.ndarray) -> np.ndarray:
@@ -23,9 +29,7 @@ def refine_probabilities_on(device: torch.device, prob: np.ndarray, guide: np.nd
     elsewhere. (S, S) float probabilities and the (G, G) uint8 guide in, (G, G) float32 out."""
     if device.type == "cpu":
         return refine_probabilities(prob, guide)
-    side = guide.shape[0]
-    if guide.shape != (side, side) or guide.dtype != np.uint8:  # the contract's own check and words
-        raise ValueError(f"guide must be (G, G) uint8 grey levels, got {guide.shape} {guide.dtype}")
+    check_guide(guide)
     prob_t = torch.from_numpy(np.ascontiguousarray(prob, dtype=np.float32)).to(device, non_blocking=True)
     guide_t = torch.from_numpy(np.ascontiguousarray(guide)).to(device, non_blocking=True)
     return refine_tensor(prob_t, guide_t).cpu().numpy()

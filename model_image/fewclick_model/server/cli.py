@@ -36,6 +36,18 @@ def _one_of(allowed: tuple[str, ...], env: str) -> Callable[[str], str]:
     return check
 
 
+def _add_choice(
+    parser: argparse.ArgumentParser, flag: str, env: str, allowed: tuple[str, ...], default: str, help: str
+) -> None:
+    """A setting the container reads from ``env`` unless the flag is given, checked either way."""
+    parser.add_argument(flag, type=_one_of(allowed, env), default=os.environ.get(env, default), help=help)
+
+
+def _add_on_off(parser: argparse.ArgumentParser, flag: str, env: str, help: str) -> None:
+    """A served-by-default feature: ``on`` unless the flag or ``env`` says ``off``."""
+    _add_choice(parser, flag, env, ("on", "off"), "on", help)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     # SageMaker tells the container its port in SAGEMAKER_BIND_TO_PORT (8080 by default).
     parser.add_argument(
@@ -47,37 +59,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("FEWCLICK_WEIGHTS"),
         help="weights file (default: the ones baked into the package)",
     )
-    parser.add_argument(
+    _add_choice(
+        parser,
         "--mirror",
-        type=_one_of(MIRROR_CHOICES, "FEWCLICK_MIRROR"),
-        default=os.environ.get("FEWCLICK_MIRROR", "auto"),
-        help="which answers average the crop's mirror image's (auto: every, the first only for float32 on CPU)",
+        "FEWCLICK_MIRROR",
+        MIRROR_CHOICES,
+        "auto",
+        "which answers average the crop's mirror image's (auto: every, the first only for float32 on CPU)",
     )
-    parser.add_argument(
+    _add_choice(
+        parser,
         "--precision",
-        type=_one_of(PRECISIONS, "FEWCLICK_PRECISION"),
-        default=os.environ.get("FEWCLICK_PRECISION", "auto"),
-        help="network float type (auto: bf16 on a CPU that computes it natively, else fp32)",
+        "FEWCLICK_PRECISION",
+        PRECISIONS,
+        "auto",
+        "network float type (auto: bf16 on a CPU that computes it natively, else fp32)",
     )
-    parser.add_argument(
+    _add_on_off(
+        parser,
         "--boundary-refiner",
-        type=_one_of(("on", "off"), "FEWCLICK_BOUNDARY_REFINER"),
-        default=os.environ.get("FEWCLICK_BOUNDARY_REFINER", "on"),
-        help="redraw the window around each boundary click with the baked-in boundary refiner "
+        "FEWCLICK_BOUNDARY_REFINER",
+        "redraw the window around each boundary click with the baked-in boundary refiner "
         "(on, as served; off: the network's own answer)",
     )
-    parser.add_argument(
+    _add_on_off(
+        parser,
         "--progressive-merge",
-        type=_one_of(("on", "off"), "FEWCLICK_PROGRESSIVE_MERGE"),
-        default=os.environ.get("FEWCLICK_PROGRESSIVE_MERGE", "on"),
-        help="from the sixth corrective boundary click on, change only the mask next to each one "
+        "FEWCLICK_PROGRESSIVE_MERGE",
+        "from the sixth corrective boundary click on, change only the mask next to each one "
         "(on, as served; off: every click may change the whole mask)",
     )
-    parser.add_argument(
+    _add_on_off(
+        parser,
         "--cuda-graphs",
-        type=_one_of(("on", "off"), "FEWCLICK_CUDA_GRAPHS"),
-        default=os.environ.get("FEWCLICK_CUDA_GRAPHS", "on"),
-        help="on a GPU, replay each click's network passes as CUDA graphs (on, as served; off: launch "
+        "FEWCLICK_CUDA_GRAPHS",
+        "on a GPU, replay each click's network passes as CUDA graphs (on, as served; off: launch "
         "them one by one, ~2.5x slower per click on an H200); no effect on a CPU",
     )
     parser.add_argument(
