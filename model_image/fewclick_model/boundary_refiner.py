@@ -45,6 +45,8 @@ FEATHER_PX = 12
 PIXEL_MEAN = 127.0
 PIXEL_STD = 128.0
 LOGIT_CLAMP = 1e-3
+# Widths at full, half and quarter resolution (the committed refiner's).
+DEFAULT_CHANNELS = (16, 48, 64)
 
 
 def _conv(cin: int, cout: int, dilation: int = 1, stride: int = 1) -> nn.Sequential:
@@ -58,7 +60,7 @@ class BoundaryRefiner(nn.Module):
     own logits, so a refiner can never be worse than none before it has learnt anything.
     """
 
-    def __init__(self, feature_channels: int = 32, channels: tuple[int, int, int] = (16, 48, 64)) -> None:
+    def __init__(self, feature_channels: int = 32, channels: tuple[int, int, int] = DEFAULT_CHANNELS) -> None:
         super().__init__()
         a, b, d = channels
         self.feature_channels = feature_channels

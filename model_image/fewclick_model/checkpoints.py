@@ -10,6 +10,7 @@ from typing import Any
 
 import torch
 
+from .data import DEFAULT_HOLDOUT_SHARE, holdout_share_of
 from .network import FewClickNet
 
 WEIGHTS_FORMAT = "fewclick-weights/1"
@@ -49,6 +50,21 @@ def export_weights(
         path,
     )
     return version
+
+
+def weights_meta(path: Path) -> dict[str, Any]:
+    """What exported weights record about themselves (version, input size, hold-out share...)."""
+    blob = torch.load(path, map_location="cpu", weights_only=False)
+    if blob.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{path} is not a {WEIGHTS_FORMAT} file")
+    return {k: v for k, v in blob.items() if k != "state_dict"}
+
+
+def weights_holdout_share(path: Path | None) -> float:
+    """The share of each training folder that the weights at ``path`` (default: the committed
+    ones) never trained on; an untrained network's is the default split's."""
+    path = path or DEFAULT_WEIGHTS
+    return holdout_share_of(weights_meta(path)) if path.exists() else DEFAULT_HOLDOUT_SHARE
 
 
 def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[FewClickNet, dict[str, Any]]:

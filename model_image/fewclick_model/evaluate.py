@@ -21,7 +21,14 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .data import Instance, is_holdout, list_instances, load_instance
+from .data import (
+    FOLDS,
+    Instance,
+    fold_of,
+    is_holdout,
+    list_instances,
+    load_instance,
+)
 from .inference_options import MIRROR_CHOICES, PRECISIONS
 from .simulator import Click, boundary_of, extreme_points, next_click
 
@@ -180,7 +187,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--holdout-only",
         action="store_true",
-        help="only the instances `fewclick train` held out of this folder (for checks on training data)",
+        help="only the instances `fewclick train` held out of this folder (the share the weights record)",
+    )
+    parser.add_argument(
+        "--fold",
+        choices=FOLDS,
+        default=None,
+        help="only this half of the instances `fewclick train` trained on (`data.fold_of`): a refiner trained "
+        "with `train-refiner --fold A` is measured on fold B",
     )
     parser.add_argument(
         "--honor",
@@ -240,10 +254,17 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     cv2.setRNGSeed(args.seed)
     pairs = list_instances(args.dataset)
-    if args.holdout_only:
-        from .train import HOLDOUT_SHARE
+    if args.holdout_only and args.fold:
+        raise SystemExit("--fold and --holdout-only pick disjoint instances: give one")
+    if args.holdout_only or args.fold:
+        from .checkpoints import weights_holdout_share
 
-        pairs = [(i, m) for i, m in pairs if is_holdout(m.stem, HOLDOUT_SHARE)]
+        share = weights_holdout_share(args.weights)
+        held = {m.stem for _, m in pairs if is_holdout(m.stem, share)}
+        if args.holdout_only:
+            pairs = [(i, m) for i, m in pairs if m.stem in held]
+        else:
+            pairs = [(i, m) for i, m in pairs if m.stem not in held and fold_of(m.stem) == args.fold]
     if args.limit:
         pairs = pairs[: args.limit]
     instances = [load_instance(i, m) for i, m in pairs]

@@ -33,10 +33,12 @@ from tqdm import tqdm
 
 from .checkpoints import DEFAULT_WEIGHTS, atomic_torch_save, export_weights
 from .data import (
+    DEFAULT_HOLDOUT_SHARE,
     Instance,
     SampleGenerator,
     TrainingSample,
     default_datasets_root,
+    holdout_share_of,
     is_holdout,
     list_instances,
     load_instance,
@@ -47,7 +49,9 @@ from .network import FewClickNet
 from .simulator import region_click, sample_training_click
 
 TRAIN_DATASETS = ("coco_mval", "davis")
-HOLDOUT_SHARE = 0.05
+HOLDOUT_SHARE = DEFAULT_HOLDOUT_SHARE
+# More would leave too little to train on; the split is by name, so it is the same for every run.
+MAX_HOLDOUT_SHARE = 0.5
 # How many extra click passes a step takes: mostly few, so the first masks get most practice.
 EXTRA_PASSES = (0, 1, 2, 3)
 EXTRA_PASS_PROBS = (0.35, 0.25, 0.2, 0.2)
@@ -82,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validate-every", type=int, default=500)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
     parser.add_argument("--init", type=Path, default=None, help="start from these exported weights (fine-tuning)")
+    parser.add_argument(
+        "--holdout-share",
+        type=float,
+        default=HOLDOUT_SHARE,
+        help="share of instances never trained on, chosen by a hash of the name and recorded in the weights "
+        "(`evaluate --holdout-only` reads it); with --init, at most the initial weights' share",
+    )
     parser.add_argument(
         "--boundary-share", type=float, default=0.4, help="share of simulated corrective clicks on the boundary"
     )
@@ -351,6 +362,27 @@ def validate(
     return list(ious / max(1, len(instances)))
 
 
+def check_holdout_share(share: float, init: Path | None) -> float:
+    """``share`` if it keeps the held-out instances unseen, else a SystemExit that says why.
+
+    Fine-tuning cannot hold out more than the initial weights did: the extra instances were
+    trained on already, and figures on them would flatter the run. A smaller share is fine (the
+    split is nested, see `is_holdout`), it just measures on fewer instances.
+    """
+    if not 0.0 <= share <= MAX_HOLDOUT_SHARE:
+        raise SystemExit(f"--holdout-share must be between 0 and {MAX_HOLDOUT_SHARE}, got {share}")
+    if init is not None:
+        from .checkpoints import weights_meta
+
+        seen_from = holdout_share_of(weights_meta(init))
+        if share > seen_from + 1e-9:
+            raise SystemExit(
+                f"{init} trained on all but {seen_from:.0%} of the instances: --holdout-share {share} would hold out "
+                f"instances it has seen. Train from ImageNet (no --init) for a larger hold-out."
+            )
+    return share
+
+
 def run(args: argparse.Namespace) -> int:
     pass_distribution = extra_pass_distribution(args.max_passes)  # a bad value fails before the data loads
     torch.set_flush_denormal(True)
@@ -363,10 +395,11 @@ def run(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
 
+    share = check_holdout_share(args.holdout_share, args.init)
     instances = load_training_instances(args.data, args.datasets, args.limit)
-    train_set = [i for i in instances if not is_holdout(i.name, HOLDOUT_SHARE)]
-    holdout = [i for i in instances if is_holdout(i.name, HOLDOUT_SHARE)]
-    print(f"training on {len(train_set)} instances, {len(holdout)} held out, device {device}")
+    train_set = [i for i in instances if not is_holdout(i.name, share)]
+    holdout = [i for i in instances if is_holdout(i.name, share)]
+    print(f"training on {len(train_set)} instances, {len(holdout)} held out ({share:.0%}), device {device}")
 
     # Fine-tuning replaces every weight, so the ImageNet package is not needed then.
     model = FewClickNet(encoder=args.encoder, pretrained=args.init is None, decoder_channels=args.decoder_channels)
@@ -381,6 +414,9 @@ def run(args: argparse.Namespace) -> int:
     last = args.out / "last.ckpt"
     if args.resume and last.exists():
         ckpt = torch.load(last, map_location=device, weights_only=False)
+        was = float(ckpt.get("holdout_share", HOLDOUT_SHARE))
+        if abs(was - share) > 1e-9:
+            raise SystemExit(f"{last} trained with {was:.0%} held out, not {share:.0%}: resume with the same share")
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
@@ -394,7 +430,7 @@ def run(args: argparse.Namespace) -> int:
         # Export a float32 CPU copy so training continues undisturbed on its device.
         snapshot = FewClickNet(encoder=args.encoder, pretrained=False, decoder_channels=args.decoder_channels)
         snapshot.load_state_dict({k: v.float().cpu() for k, v in model.state_dict().items()})
-        info = {"trained_steps": steps, "datasets": args.datasets, "batch": args.batch}
+        info = {"trained_steps": steps, "datasets": args.datasets, "batch": args.batch, "holdout_share": share}
         return export_weights(snapshot, args.export, args.size, args.decoder_channels, info)
 
     log_path = args.out / "log.jsonl"
@@ -432,7 +468,8 @@ def run(args: argparse.Namespace) -> int:
         record: dict[str, float] = {"step": step + 1, "loss": loss, "iou": batch_iou, "passes": passes}
         done = step + 1
         if done % args.checkpoint_every == 0 or done == args.steps:
-            atomic_torch_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done}, last)
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done}
+            atomic_torch_save({**state, "holdout_share": share}, last)
         if args.export_every and done % args.export_every == 0 and done < args.steps:
             export(done)
         if holdout and (done % args.validate_every == 0 or done == args.steps):

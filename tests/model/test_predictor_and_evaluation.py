@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from fewclick_model import evaluate
+from fewclick_model.data import fold_of, is_holdout, list_instances
 from fewclick_model.encoding import CropClick
 from fewclick_model.predictor import FewClickPredictor, PrefixCache, load_crop_predictor
 from fewclick_model.simulator import Click, extreme_points
@@ -135,6 +136,24 @@ def test_evaluate_cli_writes_table_csv_and_plot_with_the_baseline(
     # Deterministic: a second run gives the same per-instance figures.
     assert evaluate.run(args) == 0
     assert read_rows(tmp_path / "out" / "per_instance.csv") == rows
+
+
+def test_evaluate_fold_measures_one_half_of_the_training_instances(
+    tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write_folder(tmp_path / "train", 6, seed=6)
+    names = [m.stem for _, m in list_instances(data)]
+    expected = sorted(n for n in names if fold_of(n) == "A" and not is_holdout(n, 0.05))
+    assert 0 < len(expected) < 6
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    argv = ["--dataset", str(data), "--weights", str(tiny_weights), "--max-clicks", "1", "--clicks", "boundary"]
+    argv += ["--out", str(tmp_path / "out")]
+    assert evaluate.run(parser.parse_args([*argv, "--fold", "A"])) == 0
+    assert f"{len(expected)} instances" in capsys.readouterr().out
+    assert sorted(row["instance"] for row in read_rows(tmp_path / "out" / "per_instance.csv")) == expected
+    with pytest.raises(SystemExit, match="disjoint"):
+        evaluate.run(parser.parse_args([*argv, "--fold", "A", "--holdout-only"]))
 
 
 def test_grabcut_baseline_finds_a_high_contrast_object() -> None:

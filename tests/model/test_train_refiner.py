@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 from fewclick_model import train_refiner
-from fewclick_model.boundary_refiner import FEATURE_WINDOW, WINDOW, BoundaryRefiner
+from fewclick_model.boundary_refiner import FEATURE_WINDOW, WINDOW, BoundaryRefiner, load_refiner
 from fewclick_model.checkpoints import export_weights
-from fewclick_model.data import list_instances, load_instance
+from fewclick_model.data import fold_of, is_holdout, list_instances, load_instance
 from fewclick_model.network import FewClickNet
 from fewclick_model.predictor import load_crop_predictor
 
@@ -64,12 +64,12 @@ def test_a_few_steps_on_one_batch_reduce_the_refiner_loss(tiny: tuple[Path, Path
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
 
 
-def _run(root: Path, weights: Path, out: Path, steps: int) -> int:
+def _run(root: Path, weights: Path, out: Path, steps: int, *extra: str) -> int:
     parser = argparse.ArgumentParser()
     train_refiner.add_arguments(parser)
     argv = ["--data", str(root), "--weights", str(weights), "--clicks", "2", "--steps", str(steps)]
     argv += ["--batch", "4", "--out", str(out), "--export", str(out / "refiner.pt"), "--checkpoint-every", "1"]
-    return train_refiner.run(parser.parse_args(argv))
+    return train_refiner.run(parser.parse_args([*argv, *extra]))
 
 
 def test_cli_collects_once_resumes_and_exports_a_refiner_bound_to_its_network(
@@ -113,3 +113,35 @@ def test_labeler_passes_load_into_one_set_in_their_order(tmp_path: Path) -> None
         expected = np.concatenate([getattr(p, field) for p in parts])
         got = getattr(loaded, field)
         assert got.dtype == expected.dtype and np.array_equal(got, expected), field
+
+
+def test_folds_halve_the_instances_independently_of_the_holdout() -> None:
+    names = [f"instance{i:05d}" for i in range(4000)]
+    folds = [fold_of(n) for n in names]
+    assert set(folds) == {"A", "B"} and folds == [fold_of(n) for n in names]  # stable
+    assert abs(folds.count("A") / len(names) - 0.5) < 0.03
+    # A different hash byte than the hold-out's: the held-out names fall in both folds alike.
+    held = [f for n, f in zip(names, folds, strict=True) if is_holdout(n, 0.05)]
+    assert len(held) > 150 and abs(held.count("A") / len(held) - 0.5) < 0.1
+
+
+def test_cli_trains_on_one_fold_at_the_asked_width(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, weights = tiny
+    names = [m.stem for folder in ("coco_mval", "davis") for _, m in list_instances(root / folder)]
+    fold_b = [n for n in names if fold_of(n) == "B" and not is_holdout(n, 0.05)]
+    assert 0 < len(fold_b) < len(names)
+    threads = torch.get_num_threads()
+    try:
+        assert _run(root, weights, tmp_path, 2, "--fold", "B", "--channels", "8", "12", "16") == 0
+        first = capsys.readouterr().out
+        # The same windows at another width: collected once, trained afresh (no resume across widths).
+        assert _run(root, weights, tmp_path, 2, "--fold", "B", "--channels", "8", "8", "8") == 0
+        second = capsys.readouterr().out
+    finally:
+        torch.set_num_threads(threads)
+    assert f"fold B: {len(fold_b)} training instances" in first and "summary: 2 steps" in first
+    assert "reusing" in second and "resumed" not in second and "summary: 2 steps" in second
+    refiner, meta = load_refiner(tmp_path / "refiner.pt")
+    assert refiner.channels == (8, 8, 8) and meta["channels"] == [8, 8, 8] and meta["fold"] == "B"

@@ -5,8 +5,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fewclick_model import train
-from fewclick_model.data import SampleGenerator, list_instances, load_instance
+from fewclick_model import evaluate, train
+from fewclick_model.checkpoints import DEFAULT_WEIGHTS, weights_holdout_share, weights_meta
+from fewclick_model.data import SampleGenerator, is_holdout, list_instances, load_instance
 from fewclick_model.network import FewClickNet
 from fewclick_model.predictor import load_crop_predictor
 
@@ -32,7 +33,7 @@ def test_a_few_steps_on_one_batch_reduce_the_loss(tiny_root: Path) -> None:
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
 
 
-def run_train(tiny_root: Path, out: Path, steps: int, resume: bool) -> None:
+def run_train(tiny_root: Path, out: Path, steps: int, resume: bool, *extra: str) -> None:
     parser = argparse.ArgumentParser()
     train.add_arguments(parser)
     argv = [
@@ -55,7 +56,7 @@ def run_train(tiny_root: Path, out: Path, steps: int, resume: bool) -> None:
         "--validate-every",
         "2",
     ]
-    assert train.run(parser.parse_args([*argv, *(["--resume"] if resume else [])])) == 0
+    assert train.run(parser.parse_args([*argv, *(["--resume"] if resume else []), *extra])) == 0
 
 
 def test_cli_checkpoints_resumes_and_exports_loadable_weights(
@@ -69,6 +70,38 @@ def test_cli_checkpoints_resumes_and_exports_loadable_weights(
     predictor = load_crop_predictor(tmp_path / "w.pt")
     assert predictor.input_size == 64 and predictor.model_version.startswith("lite0-64-")
     assert (tmp_path / "w.pt").stat().st_size < 8_000_000  # fp16: small enough to commit
+
+
+def test_the_holdout_share_is_recorded_and_kept_by_resumes_evaluation_and_fine_tunes(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    names = [m.stem for folder in ("coco_mval", "davis") for _, m in list_instances(tiny_root / folder)]
+    held = [n for n in names if is_holdout(n, 0.3)]
+    assert 0 < len(held) < len(names)
+    run_train(tiny_root, tmp_path, 1, False, "--holdout-share", "0.3")
+    assert f"training on {len(names) - len(held)} instances, {len(held)} held out (30%)" in capsys.readouterr().out
+    assert weights_meta(tmp_path / "w.pt")["holdout_share"] == 0.3
+    assert weights_holdout_share(tmp_path / "w.pt") == 0.3
+    with pytest.raises(SystemExit, match="resume with the same share"):
+        run_train(tiny_root, tmp_path, 2, True, "--holdout-share", "0.1")
+    # Fine-tuning may hold out less (the split is nested) but never more than its start did.
+    assert train.check_holdout_share(0.1, tmp_path / "w.pt") == 0.1
+    with pytest.raises(SystemExit, match="Train from ImageNet"):
+        train.check_holdout_share(0.4, tmp_path / "w.pt")
+    with pytest.raises(SystemExit, match=r"between 0 and 0\.5"):
+        train.check_holdout_share(0.7, None)
+    # Weights from before the share was recorded held out 5 %.
+    legacy = weights_meta(DEFAULT_WEIGHTS)
+    assert "holdout_share" not in legacy and weights_holdout_share(DEFAULT_WEIGHTS) == 0.05
+    assert all(is_holdout(n, 0.3) for n in names if is_holdout(n, 0.05))
+    # `evaluate --holdout-only` measures on what these weights held out.
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    argv = ["--dataset", str(tiny_root / "coco_mval"), "--weights", str(tmp_path / "w.pt"), "--holdout-only"]
+    argv += ["--max-clicks", "1", "--clicks", "region", "--out", str(tmp_path / "eval")]
+    assert evaluate.run(parser.parse_args(argv)) == 0
+    coco_held = [m.stem for _, m in list_instances(tiny_root / "coco_mval") if is_holdout(m.stem, 0.3)]
+    assert f"{len(coco_held)} instances" in capsys.readouterr().out
 
 
 def test_worker_processes_and_click_threads_train_like_the_in_process_path(tiny_root: Path, tmp_path: Path) -> None:
