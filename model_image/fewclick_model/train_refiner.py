@@ -260,6 +260,8 @@ def _windows(path: Path, make: Callable[[], WindowSet]) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    if min(args.channels) < 1:
+        raise SystemExit(f"--channels must be positive widths, got {args.channels}")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

@@ -143,5 +143,7 @@ def test_cli_trains_on_one_fold_at_the_asked_width(
         torch.set_num_threads(threads)
     assert f"fold B: {len(fold_b)} training instances" in first and "summary: 2 steps" in first
     assert "reusing" in second and "resumed" not in second and "summary: 2 steps" in second
+    with pytest.raises(SystemExit, match="positive widths"):
+        _run(root, weights, tmp_path, 2, "--channels", "8", "0", "8")
     refiner, meta = load_refiner(tmp_path / "refiner.pt")
     assert refiner.channels == (8, 8, 8) and meta["channels"] == [8, 8, 8] and meta["fold"] == "B"
