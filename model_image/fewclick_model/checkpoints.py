@@ -52,12 +52,16 @@ def export_weights(
     return version
 
 
-def weights_meta(path: Path) -> dict[str, Any]:
-    """What exported weights record about themselves (version, input size, hold-out share...)."""
+def _load_exported(path: Path) -> dict[str, Any]:
     blob = torch.load(path, map_location="cpu", weights_only=False)
     if blob.get("format") != WEIGHTS_FORMAT:
         raise ValueError(f"{path} is not a {WEIGHTS_FORMAT} file")
-    return {k: v for k, v in blob.items() if k != "state_dict"}
+    return blob
+
+
+def weights_meta(path: Path) -> dict[str, Any]:
+    """What exported weights record about themselves (version, input size, hold-out share...)."""
+    return {k: v for k, v in _load_exported(path).items() if k != "state_dict"}
 
 
 def weights_holdout_share(path: Path | None) -> float:
@@ -69,9 +73,7 @@ def weights_holdout_share(path: Path | None) -> float:
 
 def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[FewClickNet, dict[str, Any]]:
     """Rebuild the network from exported weights (float32 for inference)."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    if blob.get("format") != WEIGHTS_FORMAT:
-        raise ValueError(f"{path} is not a {WEIGHTS_FORMAT} file")
+    blob = _load_exported(path)
     model = FewClickNet(encoder=blob["encoder"], pretrained=False, decoder_channels=blob["decoder_channels"])
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     meta = {k: v for k, v in blob.items() if k != "state_dict"}

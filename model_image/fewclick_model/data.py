@@ -101,7 +101,8 @@ FOLDS = ("A", "B")
 
 
 def holdout_share_of(meta: dict[str, Any]) -> float:
-    """The share of instances the network behind ``meta`` (exported weights) never trained on."""
+    """The share of instances the network behind ``meta`` (exported weights or a training
+    checkpoint) never trained on."""
     return float(meta.get("holdout_share", DEFAULT_HOLDOUT_SHARE))  # weights before it was recorded: 5 %
 
 

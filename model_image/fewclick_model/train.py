@@ -49,7 +49,6 @@ from .network import FewClickNet
 from .simulator import region_click, sample_training_click
 
 TRAIN_DATASETS = ("coco_mval", "davis")
-HOLDOUT_SHARE = DEFAULT_HOLDOUT_SHARE
 # More would leave too little to train on; the split is by name, so it is the same for every run.
 MAX_HOLDOUT_SHARE = 0.5
 # How many extra click passes a step takes: mostly few, so the first masks get most practice.
@@ -89,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--holdout-share",
         type=float,
-        default=HOLDOUT_SHARE,
+        default=DEFAULT_HOLDOUT_SHARE,
         help="share of instances never trained on, chosen by a hash of the name and recorded in the weights "
         "(`evaluate --holdout-only` reads it); with --init, at most the initial weights' share",
     )
@@ -414,7 +413,7 @@ def run(args: argparse.Namespace) -> int:
     last = args.out / "last.ckpt"
     if args.resume and last.exists():
         ckpt = torch.load(last, map_location=device, weights_only=False)
-        was = float(ckpt.get("holdout_share", HOLDOUT_SHARE))
+        was = holdout_share_of(ckpt)  # checkpoints from before it was recorded: the default
         if abs(was - share) > 1e-9:
             raise SystemExit(f"{last} trained with {was:.0%} held out, not {share:.0%}: resume with the same share")
         model.load_state_dict(ckpt["model"])
