@@ -56,7 +56,13 @@ def click_respected(click: Click, mask: np.ndarray) -> bool:
         return bool(mask[click.y, click.x])
     if click.kind == "negative":
         return not bool(mask[click.y, click.x])
-    edge = boundary_of(mask) | boundary_of(~mask)
+    mask = mask.astype(bool)
+    # The mask's edge pixels (where it meets the background, or the image frame: an object cut
+    # by the frame ends there) and the background pixels beside them. The background's own
+    # frame pixels are no edge: counting them made a click on the frame "respected" wherever
+    # the mask stayed away from it.
+    beside = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~mask
+    edge = boundary_of(mask) | beside
     if not edge.any():
         return False
     y0, y1 = max(click.y - 4, 0), click.y + 5

@@ -181,6 +181,23 @@ def test_masked_iou_ignores_unknown_pixels_and_click_respect_rules() -> None:
     assert not evaluate.click_respected(Click(5, 5, "boundary"), np.zeros((10, 10), bool))
 
 
+def test_a_boundary_click_on_the_image_frame_is_respected_only_where_the_mask_reaches_it() -> None:
+    mask = np.zeros((40, 40), bool)
+    mask[10:30, 10:30] = True  # 10 px from every side of the frame
+    assert not evaluate.click_respected(Click(20, 0, "boundary"), mask)
+    assert not evaluate.click_respected(Click(0, 39, "boundary"), mask)
+    # The edge is two-sided (the mask's outer pixels and the background's beside them): 3 px from either.
+    assert evaluate.click_respected(Click(20, 6, "boundary"), mask)
+    assert not evaluate.click_respected(Click(20, 5, "boundary"), mask)
+    assert evaluate.click_respected(Click(20, 13, "boundary"), mask)
+    assert not evaluate.click_respected(Click(20, 14, "boundary"), mask)
+    cut = np.zeros((40, 40), bool)
+    cut[0:20, 5:35] = True  # an object cut by the top of the frame ends there
+    assert evaluate.click_respected(Click(20, 0, "boundary"), cut)
+    assert evaluate.click_respected(Click(38, 0, "boundary"), cut)  # 3 px beside where it meets the frame
+    assert not evaluate.click_respected(Click(39, 0, "boundary"), cut)
+
+
 def test_model_latency_benchmark_times_every_request_type_and_plots(tiny_weights: Path, tmp_path: Path) -> None:
     import json
 
