@@ -145,6 +145,7 @@ class _Context:
 def run_benchmark(args: argparse.Namespace, progress: bool = True) -> BenchResult:
     _quiet_proxy_env()
     _proxy_import_path()
+    from fewclick_model.inference_options import PredictorOptions
     from fewclick_model.server import start_model_server
     from fewclick_model.server.app import available_cpus, detect_devices
     from fewclick_proxy import handler
@@ -163,7 +164,7 @@ def run_benchmark(args: argparse.Namespace, progress: bool = True) -> BenchResul
         model = start_model_server(
             "127.0.0.1",
             0,
-            weights=args.weights,
+            options=PredictorOptions(weights=args.weights),
             devices=devices[:1],
             tune_torch=True,
             torch_threads=args.torch_threads or None,

@@ -16,17 +16,22 @@ each answer is the mean of the crop's and its mirror image's; ``first``: only th
 (extreme points alone) is, a click is one pass; ``none``: one view. ``auto`` is ``every``, except
 float32 on a CPU, where the second pass takes a click past its 40 ms p90 budget on 2 cores.
 
-Torch is imported only when a choice is resolved, so CLIs can offer the choices cheaply.
+`PredictorOptions` holds these and the predictor's other choices as one value. Torch is
+imported only when a choice is resolved or a predictor loaded, so CLIs and the model server's
+HTTP side can offer the choices cheaply.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, fields
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     import torch
+
+    from .predictor import CropPredictor
 
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "bf16")
@@ -35,6 +40,26 @@ MIRROR_MODES: tuple[MirrorMode, ...] = ("none", "first", "every")
 MirrorChoice = Literal["auto", "none", "first", "every"]
 MIRROR_CHOICES: tuple[MirrorChoice, ...] = ("auto", *MIRROR_MODES)
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@dataclass(frozen=True)
+class PredictorOptions:
+    """Every choice `predictor.load_crop_predictor` takes but the device, as one value: the
+    model server passes it whole from its CLI to each replica, so a new option is added here
+    and where it is parsed, not at every layer between. The defaults are what is served."""
+
+    weights: str | Path | None = None
+    input_size: int | None = None
+    mirror: MirrorChoice = "auto"
+    precision: Precision = "auto"
+    boundary_refiner: bool | str | Path = True
+    progressive_merge: bool = True
+    cuda_graphs: bool = True
+
+    def load(self, device: str | None = None) -> CropPredictor:
+        from .predictor import load_crop_predictor
+
+        return load_crop_predictor(device=device, **{f.name: getattr(self, f.name) for f in fields(self)})
 
 
 @cache

@@ -243,6 +243,7 @@ def test_mirror_and_precision_settings_are_checked_when_read(
 ) -> None:
     import argparse
 
+    from fewclick_model.inference_options import PredictorOptions
     from fewclick_model.server import cli
 
     def parse(*argv: str) -> argparse.Namespace:
@@ -264,6 +265,11 @@ def test_mirror_and_precision_settings_are_checked_when_read(
         "off",
         "off",
     )
+    # ... and each replica loads the predictor they describe.
+    assert cli.predictor_options(args) == PredictorOptions(
+        mirror="first", precision="fp32", boundary_refiner=False, progressive_merge=False, cuda_graphs=False
+    )
+    assert cli.predictor_options(parse("--weights", "w.pt")).weights == "w.pt"
     assert parse("--mirror", "every").mirror == "every"  # a flag beats the environment
     # A typo in the container's environment stops the server at start, saying where it came from.
     monkeypatch.setenv("FEWCLICK_PRECISION", "fp16")
@@ -274,20 +280,24 @@ def test_mirror_and_precision_settings_are_checked_when_read(
 
 
 def test_the_served_predictor_merges_late_boundary_clicks_unless_told_not_to() -> None:
+    from fewclick_model.inference_options import PredictorOptions
     from fewclick_model.server.app import default_predictor_factory
 
-    assert default_predictor_factory(boundary_refiner=False)("cpu").progressive_merge
-    assert not default_predictor_factory(boundary_refiner=False, progressive_merge=False)("cpu").progressive_merge
+    assert default_predictor_factory(PredictorOptions(boundary_refiner=False))("cpu").progressive_merge
+    options = PredictorOptions(boundary_refiner=False, progressive_merge=False)
+    assert not default_predictor_factory(options)("cpu").progressive_merge
 
 
 def test_the_served_predictor_replays_cuda_graphs_only_on_a_gpu_and_unless_told_not_to() -> None:
+    from fewclick_model.inference_options import PredictorOptions
     from fewclick_model.server.app import default_predictor_factory
 
-    on_cpu = default_predictor_factory(boundary_refiner=False)("cpu")
-    assert on_cpu._graphed_decode is None  # nothing to replay on a CPU
+    served = default_predictor_factory(PredictorOptions(boundary_refiner=False))
+    assert served("cpu")._graphed_decode is None  # nothing to replay on a CPU
     if torch.cuda.is_available():
-        assert default_predictor_factory(boundary_refiner=False)("cuda")._graphed_decode is not None
-        assert default_predictor_factory(boundary_refiner=False, cuda_graphs=False)("cuda")._graphed_decode is None
+        assert served("cuda")._graphed_decode is not None
+        eager = default_predictor_factory(PredictorOptions(boundary_refiner=False, cuda_graphs=False))
+        assert eager("cuda")._graphed_decode is None
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler
 
 from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES, SESSION_HEADER, WireError, WireErrorCode
 
-from ..inference_options import MirrorChoice, Precision
+from ..inference_options import PredictorOptions
 from .engine import DEFAULT_MAX_PENDING, ClickFactory, InferenceEngine, PredictorFactory
 from .http_server import QuietThreadingHTTPServer
 from .sessions import SessionCache
@@ -201,26 +201,12 @@ def configure_torch(devices: Sequence[str], threads: int | None = None) -> None:
         torch.backends.cudnn.benchmark = True  # fixed S x S input: autotune once
 
 
-def default_predictor_factory(
-    weights: str | None = None,
-    mirror: MirrorChoice = "auto",
-    precision: Precision = "auto",
-    boundary_refiner: bool = True,
-    progressive_merge: bool = True,
-    cuda_graphs: bool = True,
-) -> PredictorFactory:
-    def factory(device: str):
-        from fewclick_model.predictor import load_crop_predictor
+def default_predictor_factory(options: PredictorOptions | None = None) -> PredictorFactory:
+    """Each replica's predictor, built as ``options`` say (default: as served)."""
+    options = options or PredictorOptions()
 
-        predictor = load_crop_predictor(
-            weights=weights,
-            device=device,
-            mirror=mirror,
-            precision=precision,
-            boundary_refiner=boundary_refiner,
-            progressive_merge=progressive_merge,
-            cuda_graphs=cuda_graphs,
-        )
+    def factory(device: str):
+        predictor = options.load(device)
         LOG.info("model %s on %s", predictor.model_version, predictor.describe())
         return predictor
 
@@ -232,12 +218,7 @@ def start_model_server(
     port: int = 8080,
     *,
     predictor_factory: PredictorFactory | None = None,
-    weights: str | None = None,
-    mirror: MirrorChoice = "auto",
-    precision: Precision = "auto",
-    boundary_refiner: bool = True,
-    progressive_merge: bool = True,
-    cuda_graphs: bool = True,
+    options: PredictorOptions | None = None,
     devices: Sequence[str] | None = None,
     cache: SessionCache | None = None,
     max_pending: int = DEFAULT_MAX_PENDING,
@@ -256,8 +237,7 @@ def start_model_server(
     if tune_torch:
         configure_torch(devs, torch_threads)
     engine = InferenceEngine(
-        predictor_factory
-        or default_predictor_factory(weights, mirror, precision, boundary_refiner, progressive_merge, cuda_graphs),
+        predictor_factory or default_predictor_factory(options),
         devs,
         cache=cache,
         max_pending=max_pending,

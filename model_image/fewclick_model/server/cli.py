@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
-from ..inference_options import MIRROR_CHOICES, PRECISIONS
+from ..inference_options import MIRROR_CHOICES, PRECISIONS, PredictorOptions
 from .sessions import DEFAULT_IDLE_TTL_S, DEFAULT_LIFETIME_S, DEFAULT_MAX_BYTES, DEFAULT_MAX_SESSIONS
 
 LOG = logging.getLogger("fewclick.model_server")
@@ -135,6 +135,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-level", default=os.environ.get("FEWCLICK_LOG_LEVEL", "INFO"))
 
 
+def predictor_options(args: argparse.Namespace) -> PredictorOptions:
+    """The predictor each replica loads, as the parsed flags and environment say."""
+    return PredictorOptions(
+        weights=args.weights,
+        mirror=args.mirror,
+        precision=args.precision,
+        boundary_refiner=args.boundary_refiner == "on",
+        progressive_merge=args.progressive_merge == "on",
+        cuda_graphs=args.cuda_graphs == "on",
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
@@ -153,12 +165,7 @@ def run(args: argparse.Namespace) -> int:
     handle = start_model_server(
         args.host,
         args.port,
-        weights=args.weights,
-        mirror=args.mirror,
-        precision=args.precision,
-        boundary_refiner=args.boundary_refiner == "on",
-        progressive_merge=args.progressive_merge == "on",
-        cuda_graphs=args.cuda_graphs == "on",
+        options=predictor_options(args),
         devices=devices,
         cache=cache,
         max_pending=args.max_pending,
