@@ -113,6 +113,7 @@ def build_app(app: cdk.App, *, nag: bool = True) -> FewClickStacks:
         waf_rate_limit=config.waf_rate_limit,
         log_level=config.log_level,
         api_name=f"{prefix}-segmentation",
+        metrics_prefix=prefix,
     )
     monitoring = MonitoringStack(
         app,

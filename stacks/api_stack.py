@@ -43,6 +43,7 @@ class ApiStack(Stack):
         waf_rate_limit: int,
         log_level: str,
         api_name: str,
+        metrics_prefix: str = "FewClick",
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -86,6 +87,9 @@ class ApiStack(Stack):
             # fewclick_contract.api); the common rule set would block every body above 8 KB.
             # The proxy bounds and validates the body instead.
             common_rules_count_only=["SizeRestrictions_BODY"],
+            # WAF metric names are the CloudWatch dimension: two copies of the app in one account
+            # (another fewclick:stackPrefix) keep theirs apart.
+            metric_prefix=metrics_prefix,
         )
 
         # Wiring (least privilege): this one endpoint, and reads from the configured buckets only.

@@ -37,6 +37,9 @@ InstanceType = Literal["ml.g4dn.xlarge", "ml.g5.xlarge", "ml.g6.xlarge"]
 _BUCKET_NAME = re.compile(r"^(?!xn--)(?!.*\.\.)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 # A browser origin: scheme + host (+ port), no path, no trailing slash, never "*".
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_LOCAL_HOST = re.compile(r"^(localhost|127\.0\.0\.1)(:[0-9]{1,5})?$")
+# Words Cognito refuses inside a hosted-UI domain prefix.
+COGNITO_RESERVED_WORDS = ("aws", "amazon", "cognito")
 _USER_POOL_ARN = re.compile(r"^arn:aws[a-z-]*:cognito-idp:[a-z0-9-]+:[0-9]{12}:userpool/[a-z0-9-]+_[A-Za-z0-9]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _WORKTEAM_ARN = re.compile(r"^arn:aws[a-z-]*:sagemaker:[a-z0-9-]+:[0-9]{12}:workteam/[A-Za-z0-9_./-]+$")
@@ -63,8 +66,9 @@ def _split_list(value: Any) -> Any:
 
 
 def _empty_to_none(value: Any) -> Any:
-    """An empty string (e.g. `-c fewclick:alarmEmail=`) means "not set"."""
-    if isinstance(value, str) and not value.strip():
+    """An empty string (e.g. `-c fewclick:alarmEmail=`) or `null` (as cdk.json writes it, here
+    arriving as text from `-c fewclick:alarmEmail=null`) means "not set"."""
+    if isinstance(value, str) and value.strip().lower() in ("", "null"):
         return None
     return value
 
@@ -78,7 +82,18 @@ def _check_bucket(name: str) -> str:
 def _check_origin(origin: str) -> str:
     if not _ORIGIN.match(origin):
         raise ValueError(f"{origin!r} is not a browser origin like https://label.example.com (no path, no '*')")
+    # Labelers' ID tokens travel from that page: plain http only for a page on the developer's machine.
+    if origin.startswith("http://") and _LOCAL_HOST.match(origin[len("http://") :]) is None:
+        raise ValueError(f"{origin!r}: use https (plain http only for localhost / 127.0.0.1)")
     return origin
+
+
+def _check_worker_domain_prefix(prefix: str | None) -> str | None:
+    if prefix is not None:
+        reserved = [word for word in COGNITO_RESERVED_WORDS if word in prefix]
+        if reserved:
+            raise ValueError(f"{prefix!r} contains {reserved[0]!r}, which Cognito refuses in a domain prefix")
+    return prefix
 
 
 def _check_user_pool_arn(arn: str | None) -> str | None:
@@ -180,7 +195,7 @@ class FewClickConfig(BaseModel):
         None, alias="workteamArn", description="Existing private work team; becomes the job launcher's default."
     )
     create_workteam: bool = Field(False, alias="createWorkteam")
-    worker_domain_prefix: Annotated[str | None, OptionalString] = Field(
+    worker_domain_prefix: Annotated[str | None, OptionalString, AfterValidator(_check_worker_domain_prefix)] = Field(
         None,
         alias="workerDomainPrefix",
         pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$",
@@ -202,6 +217,21 @@ class FewClickConfig(BaseModel):
             raise ValueError("fewclick:createWorkteam needs fewclick:labeling=true")
         if value and info.data.get("workteam_arn"):
             raise ValueError("set fewclick:workteamArn or fewclick:createWorkteam, not both")
+        return value
+
+    @field_validator("worker_domain_prefix")
+    @classmethod
+    def _domain_prefix_needs_a_created_workteam(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not info.data.get("create_workteam"):
+            # Only a created workforce gets a hosted-UI domain; otherwise the value would be ignored.
+            raise ValueError("fewclick:workerDomainPrefix is used only with fewclick:createWorkteam=true")
+        return value
+
+    @field_validator("workteam_arn")
+    @classmethod
+    def _workteam_needs_labeling(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and not info.data.get("labeling"):
+            raise ValueError("fewclick:workteamArn is used only with fewclick:labeling=true")
         return value
 
     @model_validator(mode="after")

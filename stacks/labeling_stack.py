@@ -28,6 +28,7 @@ from constructs import Construct, IConstruct
 from fewclick.groundtruth import stack_outputs as out
 from fewclick.groundtruth.template import build_template
 from fewclick_contract.task_token import TASK_SEGMENT_PATH
+from stacks.config import COGNITO_RESERVED_WORDS
 from stacks.constructs.groundtruth_function import GroundTruthFunction, groundtruth_code
 from stacks.constructs.groundtruth_role import GroundTruthRole
 from stacks.constructs.labeling_bucket import LabelingBucket
@@ -324,8 +325,11 @@ def worker_domain_prefix(stack_prefix: str, configured: str | None) -> str:
     """The Cognito domain prefix of a created workforce: configured, or unique per account."""
     if configured:
         return configured
-    # Cognito domain prefixes are global, lowercase, <= 63 chars and may not contain "aws".
-    base = "".join(c for c in stack_prefix.lower() if c.isalnum() or c == "-").replace("aws", "")[:24] or "fewclick"
+    # Cognito domain prefixes are global, lowercase, <= 63 chars and may not contain its reserved words.
+    base = "".join(c for c in stack_prefix.lower() if c.isalnum() or c == "-")
+    for word in COGNITO_RESERVED_WORDS:
+        base = base.replace(word, "")
+    base = base[:24] or "fewclick"
     return f"{base}-gt-workers-{Aws.ACCOUNT_ID}"
 
 

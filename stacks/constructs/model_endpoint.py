@@ -26,7 +26,6 @@ VARIANT_NAME = "AllTraffic"
 # Loading CUDA, the weights and a warm-up pass on a cold GPU host takes minutes, not the
 # default 60 s health-check budget.
 GPU_STARTUP_TIMEOUT_SECONDS = 600
-CONTAINER_METRICS_NAMESPACE = "FewClick"
 
 
 def instance_type_slug(instance_type: str) -> str:
@@ -79,10 +78,9 @@ class ModelEndpoint(Construct):
             iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"],
                 resources=["*"],  # PutMetricData has no resource-level permissions...
-                # ...so the namespace condition is what limits it.
-                conditions={
-                    "StringEquals": {"cloudwatch:namespace": [CONTAINER_METRICS_NAMESPACE, "/aws/sagemaker/Endpoints"]}
-                },
+                # ...so the namespace condition is what limits it: SageMaker's own endpoint metrics (the
+                # container is network-isolated and publishes none itself).
+                conditions={"StringEquals": {"cloudwatch:namespace": ["/aws/sagemaker/Endpoints"]}},
             )
         )
 
@@ -130,6 +128,9 @@ class ModelEndpoint(Construct):
             self,
             f"Endpoint{instance_type_slug(instance_type)}",
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
+            # An image deploy (a new config) keeps the instance count autoscaling reached; without
+            # this, UpdateEndpoint resets it to the config's InitialInstanceCount (the floor) under load.
+            retain_all_variant_properties=True,
         )
         self.endpoint_name: str = self.endpoint.attr_endpoint_name
         self.endpoint_arn: str = self.endpoint.attr_endpoint_arn

@@ -14,7 +14,9 @@ def _visibility(metric_name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
     )
 
 
-def _managed_rule(name: str, priority: int, count_only: Sequence[str] = ()) -> wafv2.CfnWebACL.RuleProperty:
+def _managed_rule(
+    name: str, priority: int, metric_prefix: str, count_only: Sequence[str] = ()
+) -> wafv2.CfnWebACL.RuleProperty:
     overrides = [
         wafv2.CfnWebACL.RuleActionOverrideProperty(
             name=rule, action_to_use=wafv2.CfnWebACL.RuleActionProperty(count={})
@@ -31,7 +33,7 @@ def _managed_rule(name: str, priority: int, count_only: Sequence[str] = ()) -> w
         ),
         # Managed groups carry their own actions; "none" keeps them instead of overriding.
         override_action=wafv2.CfnWebACL.OverrideActionProperty(none={}),
-        visibility_config=_visibility(name),
+        visibility_config=_visibility(f"{metric_prefix}{name}"),
     )
 
 
@@ -75,8 +77,8 @@ class ApiWebAcl(Construct):
                     action=wafv2.CfnWebACL.RuleActionProperty(block={}),
                     visibility_config=_visibility(f"{metric_prefix}RateLimitPerIp"),
                 ),
-                _managed_rule("AWSManagedRulesCommonRuleSet", 1, common_rules_count_only),
-                _managed_rule("AWSManagedRulesKnownBadInputsRuleSet", 2),
+                _managed_rule("AWSManagedRulesCommonRuleSet", 1, metric_prefix, common_rules_count_only),
+                _managed_rule("AWSManagedRulesKnownBadInputsRuleSet", 2, metric_prefix),
             ],
         )
         self.association = wafv2.CfnWebACLAssociation(

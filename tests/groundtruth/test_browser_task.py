@@ -107,7 +107,7 @@ class FakeEndpoint:
         self.sessions: set[str] = set()
         self.calls = 0
 
-    def invoke(self, request: Any, session_id: str | None) -> Any:
+    def invoke(self, request: Any, session_id: str | None, deadline: float | None = None) -> Any:
         from fewclick_proxy.endpoint_client import EndpointResult, SessionExpiredAtEndpoint
 
         from fewclick_contract.wire import WireResponse, encode_probabilities

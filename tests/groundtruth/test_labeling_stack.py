@@ -325,6 +325,21 @@ def test_labeling_config_is_typed_and_validated() -> None:
             "fewclick:createWorkteam",
         ),
         ({"fewclick:workerDomainPrefix": "Has_Upper"}, "fewclick:workerDomainPrefix"),
+        # Cognito refuses its reserved words in a domain prefix: caught at synth, not at deploy.
+        (
+            {**LABELING_CONTEXT, "fewclick:imageBuckets": ["b-1"], "fewclick:workerDomainPrefix": "my-aws-team"},
+            "fewclick:workerDomainPrefix",
+        ),
+        (
+            {**LABELING_CONTEXT, "fewclick:imageBuckets": ["b-1"], "fewclick:workerDomainPrefix": "amazon-x"},
+            "fewclick:workerDomainPrefix",
+        ),
+        # Values that only a labeling deploy (or a created team) would use are not silently ignored.
+        ({"fewclick:workerDomainPrefix": "fewclick-workers"}, "fewclick:workerDomainPrefix"),
+        (
+            {"fewclick:workteamArn": "arn:aws:sagemaker:us-east-1:123456789012:workteam/private-crowd/t"},
+            "fewclick:workteamArn",
+        ),
     ],
 )
 def test_bad_labeling_config_names_the_key(context: dict[str, Any], key: str) -> None:

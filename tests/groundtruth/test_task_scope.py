@@ -90,5 +90,21 @@ def test_task_route_answers_any_origin() -> None:
     }
     task = with_task_cors(event(TASK_SEGMENT_PATH, None), response)
     assert task["headers"]["Access-Control-Allow-Origin"] == "*"
+    assert task["headers"]["Access-Control-Expose-Headers"] == "Retry-After"
     assert "Access-Control-Allow-Origin" not in task["multiValueHeaders"]
     assert with_task_cors(event("/v1/segment", None), response) is response
+
+
+def test_the_ui_route_lets_the_configured_origins_read_retry_after(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The UI backs off by Retry-After on 429/503; a browser hides it from a cross-origin page
+    unless the response exposes it (the local gateway does the same)."""
+    from fewclick_proxy import handler
+
+    monkeypatch.setenv("ALLOWED_ORIGINS", "https://label.example.com, https://qa.example.com")
+    cors = handler._cors()
+    assert cors is not None
+    for origin in ("https://label.example.com", "https://qa.example.com"):
+        headers = cors.to_dict(origin)
+        assert headers["Access-Control-Allow-Origin"] == origin
+        assert headers["Access-Control-Expose-Headers"] == "Retry-After"
+    assert "Access-Control-Allow-Origin" not in cors.to_dict("https://evil.example.com")

@@ -137,7 +137,7 @@ def hanging_server() -> Iterator[tuple[str, list[float]]]:
 
 
 def test_hanging_runtime_times_out_within_the_budget_without_retrying() -> None:
-    from fewclick_proxy.endpoint_client import ENDPOINT_BUDGET_S
+    from fewclick_proxy.endpoint_client import MIN_ATTEMPT_S, REQUEST_BUDGET_S
 
     from fewclick.local.serve import load_proxy_handler
 
@@ -162,9 +162,48 @@ def test_hanging_runtime_times_out_within_the_budget_without_retrying() -> None:
     # One attempt only: a second copy of the request would double a busy model's queue and the wait.
     assert len(accepted) == 1
     assert read_timeout <= reply.elapsed_s < read_timeout + 2.0
-    # With the defaults, one full attempt fits the budget, and the budget fits API Gateway's 29 s.
+    # With the defaults, an S3 read at its worst and one full attempt fit the budget, and the budget
+    # fits API Gateway's 29 s.
+    from fewclick_proxy.image_source import S3_WORST_CASE_S
+
     defaults = ProxyConfig()
-    assert defaults.connect_timeout_s + defaults.read_timeout_s <= ENDPOINT_BUDGET_S < 29
+    assert S3_WORST_CASE_S + defaults.connect_timeout_s + MIN_ATTEMPT_S <= REQUEST_BUDGET_S < 29
+    assert defaults.connect_timeout_s + defaults.read_timeout_s <= REQUEST_BUDGET_S
+
+
+def test_an_attempt_waits_only_for_what_is_left_of_the_request_budget() -> None:
+    """A request that spent most of its 26 s (a slow S3 read) gets a client that waits less, so the
+    answer still beats API Gateway's 29 s; with under a second left no attempt starts."""
+    from fewclick.local.serve import load_proxy_handler
+
+    load_proxy_handler()
+    from fewclick_proxy.config import ProxyConfig
+    from fewclick_proxy.endpoint_client import EndpointClient
+
+    from fewclick_contract.api import ApiError
+    from fewclick_contract.wire import WireRequest, encode_crop
+
+    crop = np.zeros((256, 256, 3), np.uint8)
+    cid = "hung-request-crop"
+    request = WireRequest(
+        cropId=cid,
+        size=256,
+        crop=encode_crop(crop),
+        extremePoints=[{"x": 128, "y": 8}, {"x": 8, "y": 128}, {"x": 128, "y": 248}, {"x": 248, "y": 128}],
+    )
+    with hanging_server() as (url, accepted):
+        config = ProxyConfig(endpoint_name="hung", runtime_endpoint_url=url, connect_timeout_s=0.5, read_timeout_s=20)
+        client = EndpointClient(config)
+        started = time.perf_counter()
+        with pytest.raises(ApiError) as caught:
+            client.invoke(request, None, deadline=started + 2.8)  # 2.3 s after connecting: a 2 s client
+        elapsed = time.perf_counter() - started
+        assert caught.value.code.value == "ENDPOINT_UNAVAILABLE" and "did not answer in time" in caught.value.message
+        assert 1.9 <= elapsed < 2.8 and len(accepted) == 1
+        with pytest.raises(ApiError) as caught:
+            client.invoke(request, None, deadline=time.perf_counter() + 1.2)
+        assert "ran out of time" in caught.value.message and caught.value.retry_after
+        assert len(accepted) == 1  # nothing sent
 
 
 def test_hanging_container_behind_the_runtime_is_a_503() -> None:

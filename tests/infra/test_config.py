@@ -75,6 +75,7 @@ def test_cli_strings_are_parsed() -> None:
         ("uiOrigins", ["*"]),
         ("uiOrigins", ["https://label.example.com/"]),
         ("uiOrigins", []),
+        ("uiOrigins", ["http://label.example.com"]),  # tokens over plain http: only for localhost
         ("userPoolArn", "eu-west-1_AbCdEf123"),
         ("stageName", "prod stage"),
         ("throttleRateLimit", -1),
@@ -91,6 +92,19 @@ def test_cli_strings_are_parsed() -> None:
 def test_bad_value_fails_naming_the_key(key: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=f"fewclick:{key}"):
         config_from_context({f"fewclick:{key}": value})
+
+
+def test_null_from_the_command_line_means_unset() -> None:
+    # cdk.json writes JSON null; `-c fewclick:alarmEmail=null` brings the same as text.
+    config = config_from_context({"fewclick:alarmEmail": "null", "fewclick:userPoolArn": "NULL"})
+    assert (config.alarm_email, config.user_pool_arn) == (None, None)
+
+
+def test_plain_http_origins_are_accepted_only_on_this_machine() -> None:
+    local = ["http://localhost:8000", "http://127.0.0.1:5173", "https://label.example.com:8443"]
+    assert config_from_context({"fewclick:uiOrigins": local}).ui_origins == tuple(local)
+    with pytest.raises(ConfigError, match="use https"):
+        config_from_context({"fewclick:uiOrigins": ["http://localhost.example.com"]})
 
 
 def test_max_below_min_names_instance_count_max() -> None:

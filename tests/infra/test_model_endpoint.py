@@ -34,6 +34,13 @@ def test_endpoint_runs_on_the_default_gpu_instance(default_app: SynthesizedApp) 
     )
 
 
+def test_an_image_deploy_keeps_the_instance_count_autoscaling_reached(default_app: SynthesizedApp) -> None:
+    # Without it, UpdateEndpoint with the new config resets the variant to InitialInstanceCount (the floor).
+    endpoint = only(default_app.template_json(default_app.stacks.model), "AWS::SageMaker::Endpoint")
+    assert endpoint["Properties"]["RetainAllVariantProperties"] is True
+    assert "ExcludeRetainedVariantProperties" not in endpoint["Properties"]
+
+
 def test_variant_instance_type_comes_from_context(variant_app: SynthesizedApp) -> None:
     config = only(variant_app.template_json(variant_app.stacks.model), "AWS::SageMaker::EndpointConfig")
     assert config["Properties"]["ProductionVariants"][0]["InstanceType"] == "ml.g5.xlarge"
@@ -116,8 +123,10 @@ def test_execution_role_is_least_privilege(default_app: SynthesizedApp) -> None:
     pull_resource = actions["ecr:BatchGetImage"]["Resource"]
     assert pull_resource != "*"
     assert "container-assets" in str(pull_resource)
-    # PutMetricData cannot be scoped by resource, so a namespace condition scopes it.
-    assert "cloudwatch:namespace" in actions["cloudwatch:PutMetricData"]["Condition"]["StringEquals"]
+    # PutMetricData cannot be scoped by resource, so a namespace condition scopes it: SageMaker's own
+    # endpoint metrics only (the network-isolated container publishes none).
+    namespaces = actions["cloudwatch:PutMetricData"]["Condition"]["StringEquals"]["cloudwatch:namespace"]
+    assert as_list(namespaces) == ["/aws/sagemaker/Endpoints"]
     assert "/aws/sagemaker/Endpoints/*" in str(actions["logs:PutLogEvents"]["Resource"])
 
 

@@ -336,7 +336,7 @@ def test_proxy_logs_neither_the_image_nor_the_token() -> None:
     from fewclick_contract.wire import WireRequest, WireResponse, encode_probabilities
 
     class Endpoint:
-        def invoke(self, request: WireRequest, session_id: str | None) -> EndpointResult:
+        def invoke(self, request: WireRequest, session_id: str | None, deadline: float | None = None) -> EndpointResult:
             prob = np.zeros((request.size, request.size), np.float32)
             prob[64:192, 64:192] = 0.9
             response = WireResponse(

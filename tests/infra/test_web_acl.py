@@ -37,3 +37,17 @@ def test_associated_with_the_api_stage(default_app: SynthesizedApp) -> None:
     (stage_id,) = [k for k, v in template["Resources"].items() if v["Type"] == "AWS::ApiGateway::Stage"]
     rendered = str(association["ResourceArn"])
     assert stage_id in rendered and "/restapis/" in rendered and "/stages/" in rendered
+
+
+def test_metric_names_follow_the_stack_prefix(default_app: SynthesizedApp, variant_app: SynthesizedApp) -> None:
+    """WAF metric names are the CloudWatch dimension: two copies of the app in one account
+    (another fewclick:stackPrefix) must not add up in one metric."""
+
+    def metric_names(app: SynthesizedApp) -> set[str]:
+        acl = only(app.template_json(app.stacks.api), "AWS::WAFv2::WebACL")["Properties"]
+        return {acl["VisibilityConfig"]["MetricName"]} | {r["VisibilityConfig"]["MetricName"] for r in acl["Rules"]}
+
+    default, variant = metric_names(default_app), metric_names(variant_app)
+    assert all(name.startswith("FewClick") and not name.startswith("FewClickAlt") for name in default)
+    assert all(name.startswith("FewClickAlt") for name in variant)
+    assert not default & variant

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -212,6 +213,18 @@ def test_s3_session_recovers_transparently(proxy: Proxy) -> None:
     ex = proxy.stack.runtime.exchanges[-1]
     assert "crop" in json.loads(ex.request_body)
     assert ex.session_header != NEW_SESSION and sm_before != NEW_SESSION
+
+    # A request that already spent 15 s of its 26 s (a slow first read, say) does not start a re-read
+    # that could outlast API Gateway's 29 s: 503 + Retry-After, and S3 is not called (the stubber
+    # would fail on a read it was not given).
+    from fewclick_contract.api import ApiError, ErrorCode, SegmentRequest
+
+    assert proxy.stack.model.evict_session(_sm_session(proxy))
+    req = SegmentRequest.model_validate({"sessionId": body["sessionId"], "extremePoints": extremes, "clicks": grow})
+    with pytest.raises(ApiError) as caught:
+        proxy.handler._segmenter.segment(req, started=time.perf_counter() - 15)
+    assert caught.value.code == ErrorCode.ENDPOINT_UNAVAILABLE and caught.value.retry_after
+    assert "no time left to re-read the image" in caught.value.message
 
 
 @pytest.mark.parametrize(

@@ -146,7 +146,7 @@ def test_lambda_reads_the_secret_once_per_cold_start(fresh_handler: None, monkey
 class _Endpoint:
     """Answers every wire request with a centred square: enough for the proxy to build a session id."""
 
-    def invoke(self, request: WireRequest, session_id: str | None) -> EndpointResult:
+    def invoke(self, request: WireRequest, session_id: str | None, deadline: float | None = None) -> EndpointResult:
         prob = np.zeros((SIZE, SIZE), np.float32)
         prob[16:48, 16:48] = 0.9
         response = WireResponse(

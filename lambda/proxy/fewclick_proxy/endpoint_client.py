@@ -35,9 +35,12 @@ class SessionExpiredAtEndpoint(Exception):
     """The endpoint no longer holds this session's crop: resend with pixels."""
 
 
-# API Gateway answers 504 after 29 s whatever the Lambda still does; the endpoint exchange (every attempt
-# and pause) must end before that, leaving the proxy time to decode, paste and encode.
-ENDPOINT_BUDGET_S = 26.0
+# API Gateway answers 504 after 29 s whatever the Lambda still does. The whole request (the S3 read, every
+# endpoint attempt and pause, a session rebuilt after it expired) must end before that, leaving the proxy
+# time to decode, paste and encode: one deadline per request, this long after it began.
+REQUEST_BUDGET_S = 26.0
+# An attempt that would have less than this to wait for the model is not started (503 + Retry-After).
+MIN_ATTEMPT_S = 1.0
 # SageMaker's own answers that mean "not now" before any container saw the request: worth one more try.
 _TRANSIENT_CODES = frozenset(
     {
@@ -117,61 +120,85 @@ class EndpointClient:
     def __init__(self, config: ProxyConfig, client: Any = None) -> None:
         self.config = config
         self._client = client
+        self._injected = client is not None
+        # Clients that wait less than the configured read timeout, by whole seconds (`_client_for`).
+        self._shorter: dict[int, Any] = {}
 
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            self._client = boto3.client(
-                "sagemaker-runtime",
-                endpoint_url=self.config.runtime_endpoint_url,
-                config=Config(
-                    connect_timeout=self.config.connect_timeout_s,
-                    read_timeout=self.config.read_timeout_s,
-                    # Retries are ours (see `invoke`): botocore's standard mode also retries a read
-                    # timeout, which doubles a hung or overloaded model's queue and, at 2 x 20 s, outlasts
-                    # API Gateway's 29 s.
-                    retries={"total_max_attempts": 1, "mode": "standard"},
-                    tcp_keepalive=True,
-                ),
-            )
+            self._client = self._build_client(self.config.read_timeout_s)
         return self._client
 
-    def invoke(self, request: WireRequest, session_id: str | None) -> EndpointResult:
-        """``session_id`` None opens a new stateful session (NEW_SESSION).
+    def _build_client(self, read_timeout_s: float) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=self.config.runtime_endpoint_url,
+            config=Config(
+                connect_timeout=self.config.connect_timeout_s,
+                read_timeout=read_timeout_s,
+                # Retries are ours (see `invoke`): botocore's standard mode also retries a read
+                # timeout, which doubles a hung or overloaded model's queue and, at 2 x 20 s, outlasts
+                # API Gateway's 29 s.
+                retries={"total_max_attempts": 1, "mode": "standard"},
+                tcp_keepalive=True,
+            ),
+        )
+
+    def _client_for(self, read_timeout_s: float) -> Any:
+        """A client whose read timeout is at most ``read_timeout_s``: botocore has no per-call timeout,
+        so a request that spent part of its budget (a slow S3 read) gets a client that waits less.
+        Whole seconds keep it to a handful of clients per container; an injected client is used as is."""
+        if self._injected or read_timeout_s >= self.config.read_timeout_s:
+            return self.client
+        seconds = max(1, int(read_timeout_s))
+        if seconds not in self._shorter:
+            self._shorter[seconds] = self._build_client(float(seconds))
+        return self._shorter[seconds]
+
+    def _read_timeout_within(self, deadline: float) -> float:
+        left = deadline - time.perf_counter() - self.config.connect_timeout_s
+        if left < MIN_ATTEMPT_S:
+            raise _unavailable("the request ran out of time before the model could answer; retry shortly", 2)
+        return min(self.config.read_timeout_s, left)
+
+    def invoke(self, request: WireRequest, session_id: str | None, deadline: float | None = None) -> EndpointResult:
+        """``session_id`` None opens a new stateful session (NEW_SESSION). ``deadline``: the request's
+        (`time.perf_counter()` clock; default `REQUEST_BUDGET_S` from now): no attempt waits past it.
 
         Up to ``max_attempts`` tries, but only for failures before the model did any work (connection
-        refused or reset, SageMaker's own 503/429), and only while a full attempt still fits
-        `ENDPOINT_BUDGET_S`. A read timeout is never retried: the model is hung or its queue is long, and a
+        refused or reset, SageMaker's own 503/429), and only while a full attempt still fits before the
+        deadline. A read timeout is never retried: the model is hung or its queue is long, and a
         second copy of the request would only lengthen it. Never a ModelError either (the container's answer).
         """
         try:
             body = dump_request(request)
         except WireRequestTooLarge as exc:
             raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, str(exc)) from None
-        started = time.monotonic()
+        if deadline is None:
+            deadline = time.perf_counter() + REQUEST_BUDGET_S
         attempt = 0
         while True:
             attempt += 1
+            client = self._client_for(self._read_timeout_within(deadline))
             try:
-                return self._invoke_once(request, body, session_id)
+                return self._invoke_once(client, request, body, session_id)
             except _Transient as exc:
                 pause = random.uniform(0.05, 0.1) * 2**attempt  # jittered backoff: 0.1-0.2 s, then 0.2-0.4 s
                 worst_next = self.config.connect_timeout_s + self.config.read_timeout_s
-                if attempt >= self.config.max_attempts or (
-                    time.monotonic() - started + pause + worst_next > ENDPOINT_BUDGET_S
-                ):
+                if attempt >= self.config.max_attempts or time.perf_counter() + pause + worst_next > deadline:
                     raise exc.error from None
                 time.sleep(pause)
 
-    def _invoke_once(self, request: WireRequest, body: bytes, session_id: str | None) -> EndpointResult:
+    def _invoke_once(self, client: Any, request: WireRequest, body: bytes, session_id: str | None) -> EndpointResult:
         from botocore.exceptions import ClientError, HTTPClientError, ReadTimeoutError
         from botocore.exceptions import ConnectionError as BotoConnectionError
 
         try:
-            resp = self.client.invoke_endpoint(
+            resp = client.invoke_endpoint(
                 EndpointName=self.config.endpoint_name,
                 Body=body,
                 ContentType=CONTENT_TYPE,

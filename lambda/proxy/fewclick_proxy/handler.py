@@ -60,7 +60,11 @@ def _cors() -> CORSConfig | None:
     origins = [o.strip() for o in os.environ.get("ALLOWED_ORIGINS", "").split(",") if o.strip()]
     if not origins:
         return None
-    return CORSConfig(allow_origin=origins[0], extra_origins=origins[1:] or None, max_age=600)
+    # Retry-After is not a header browsers show a cross-origin page unless told: the UI's
+    # back-off on 429/503 reads it.
+    return CORSConfig(
+        allow_origin=origins[0], extra_origins=origins[1:] or None, expose_headers=["Retry-After"], max_age=600
+    )
 
 
 app = APIGatewayRestResolver(cors=_cors())

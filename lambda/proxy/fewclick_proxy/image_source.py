@@ -159,10 +159,23 @@ class ImageSource:
         return LoadedImage(decode_image(data, self.config.max_image_pixels), image_id, s3_uri=uri)
 
 
+# An S3 read must leave most of the request's 26 s budget to the model (`endpoint_client.REQUEST_BUDGET_S`):
+# at worst two attempts of 2 s to connect and 5 s without a byte (a stall, not a slow transfer).
+S3_CONNECT_TIMEOUT_S = 2.0
+S3_READ_TIMEOUT_S = 5.0
+S3_MAX_ATTEMPTS = 2
+S3_WORST_CASE_S = S3_MAX_ATTEMPTS * (S3_CONNECT_TIMEOUT_S + S3_READ_TIMEOUT_S)
+
+
 def _default_s3_client() -> Any:
     import boto3
     from botocore.config import Config
 
     return boto3.client(
-        "s3", config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 3, "mode": "standard"})
+        "s3",
+        config=Config(
+            connect_timeout=S3_CONNECT_TIMEOUT_S,
+            read_timeout=S3_READ_TIMEOUT_S,
+            retries={"total_max_attempts": S3_MAX_ATTEMPTS, "mode": "standard"},
+        ),
     )

@@ -47,8 +47,8 @@ from fewclick_contract.wire import (
 
 from . import masks
 from .config import ProxyConfig
-from .endpoint_client import EndpointResult, SessionExpiredAtEndpoint
-from .image_source import LoadedImage
+from .endpoint_client import REQUEST_BUDGET_S, EndpointResult, SessionExpiredAtEndpoint
+from .image_source import S3_WORST_CASE_S, LoadedImage
 from .session_token import InvalidToken, SessionToken, decode_token, encode_token
 
 RequestType = Literal["new", "warm"]
@@ -63,7 +63,7 @@ class Images(Protocol):
 
 
 class Endpoint(Protocol):
-    def invoke(self, request: WireRequest, session_id: str | None) -> EndpointResult: ...
+    def invoke(self, request: WireRequest, session_id: str | None, deadline: float | None = None) -> EndpointResult: ...
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,9 @@ class Segmenter:
 
     def segment(self, req: SegmentRequest, started: float | None = None) -> SegmentOutcome:
         started = time.perf_counter() if started is None else started
+        # One budget for everything below (S3 reads, endpoint attempts, a session rebuilt), so the
+        # answer always beats API Gateway's 29 s.
+        deadline = started + REQUEST_BUDGET_S
         token = self._token(req.sessionId)
         image = self.images.load(req.image) if req.image is not None else None
         if image is not None and token is not None and image.image_id != token.img:
@@ -107,7 +110,7 @@ class Segmenter:
         send_crop = token is None or token.crop != cid
         if send_crop and image is None:
             # The crop grew past what the endpoint holds; only S3 images can be re-read.
-            image = self._reload(token, "the new click moved the crop", height, width)
+            image = self._reload(token, "the new click moved the crop", height, width, deadline)
             image_id = image.image_id
             cid = crop_id(image_id, box, size)
 
@@ -117,17 +120,17 @@ class Segmenter:
         wire = self._wire_request(req, box, size, cid, image if send_crop else None, extreme, clicks, sm_session)
         try:
             # A changed crop keeps the session: the endpoint replaces that session's features.
-            result = self.endpoint.invoke(wire, sm_session)
+            result = self.endpoint.invoke(wire, sm_session, deadline)
         except SessionExpiredAtEndpoint:
             if image is None:
-                image = self._reload(token, "the session expired", height, width)
+                image = self._reload(token, "the session expired", height, width, deadline)
                 if image.image_id != image_id:
                     image_id = image.image_id
                     cid = crop_id(image_id, box, size)
             wire = self._wire_request(req, box, size, cid, image, extreme, clicks, None)
             recovered, send_crop, calls = True, True, 2
             try:
-                result = self.endpoint.invoke(wire, None)  # NEW_SESSION: always routable
+                result = self.endpoint.invoke(wire, None, deadline)  # NEW_SESSION: always routable
             except SessionExpiredAtEndpoint:
                 raise ApiError(ErrorCode.ENDPOINT_ERROR, "the model refused a fresh session", 1) from None
 
@@ -188,8 +191,11 @@ class Segmenter:
             raise ApiError(ErrorCode.VALIDATION_ERROR, "sessionId: malformed session id")
         return token
 
-    def _reload(self, token: SessionToken | None, why: str, height: int, width: int) -> LoadedImage:
+    def _reload(self, token: SessionToken | None, why: str, height: int, width: int, deadline: float) -> LoadedImage:
         if token is not None and token.s3:
+            if time.perf_counter() + S3_WORST_CASE_S > deadline:
+                # A slow re-read could not end in time; the next try starts with a whole budget.
+                raise ApiError(ErrorCode.ENDPOINT_UNAVAILABLE, f"{why}; no time left to re-read the image, retry", 1)
             image = self.images.load_s3(token.s3)
             if (image.height, image.width) != (height, width):
                 # The object was replaced by another picture: the clicks no longer apply.

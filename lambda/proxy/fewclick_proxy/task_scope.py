@@ -73,6 +73,7 @@ def with_task_cors(event: Mapping[str, Any], response: dict[str, Any]) -> dict[s
         return response
     headers = dict(response.get("headers") or {})
     headers["Access-Control-Allow-Origin"] = "*"
+    headers["Access-Control-Expose-Headers"] = "Retry-After"  # the worker page backs off by it
     headers.pop("Access-Control-Allow-Credentials", None)
     multi = dict(response.get("multiValueHeaders") or {})
     for name in ("Access-Control-Allow-Origin", "Access-Control-Allow-Credentials"):
