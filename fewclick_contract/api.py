@@ -231,9 +231,11 @@ def openapi_schema(server_url: str | None = None) -> dict[str, Any]:
                         "401": _error_response_doc("Not authenticated (from the gateway)"),
                         "403": _error_response_doc("Bucket not allowed or access denied"),
                         "404": _error_response_doc("SESSION_EXPIRED: send the image again (with the same clicks)"),
+                        "411": _error_response_doc("VALIDATION_ERROR: the body has no Content-Length (chunked)"),
                         "413": _error_response_doc("Image, request or click list too large"),
                         "429": {**_error_response_doc("Throttled"), "headers": retry},
-                        "502": _error_response_doc("The model endpoint failed"),
+                        "500": _error_response_doc("INTERNAL_ERROR: a fault of the proxy (logged; report it)"),
+                        "502": _error_response_doc("The model endpoint failed, or (INTERNAL_ERROR) the proxy did"),
                         "503": {**_error_response_doc("The model endpoint is unavailable"), "headers": retry},
                     },
                 }

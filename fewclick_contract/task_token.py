@@ -155,7 +155,8 @@ def verify_task_token(key: bytes, token: str, *, now: float | None = None) -> Ta
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise TaskTokenMalformed("empty or oversized token")
     parts = token.split(".")
-    if len(parts) != 3 or parts[0] != PREFIX:
+    # Base64url parts only, before the (ASCII) MAC is computed over them.
+    if len(parts) != 3 or parts[0] != PREFIX or not _B64URL.match(parts[1]):
         raise TaskTokenMalformed("not a FewClick task token")
     signed_part = f"{parts[0]}.{parts[1]}"
     # Constant-time compare, and the MAC is checked before the payload is even parsed.
@@ -170,7 +171,7 @@ def verify_task_token(key: bytes, token: str, *, now: float | None = None) -> Ta
             jti=str(fields["jti"]),
             job=str(fields.get("job", "")),
         )
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, OverflowError):
         raise TaskTokenMalformed("malformed claims") from None
     current = time.time() if now is None else now
     if not is_s3_uri(claims.img) or claims.exp <= claims.iat or claims.iat > current + CLOCK_SKEW_S:

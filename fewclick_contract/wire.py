@@ -93,9 +93,14 @@ class CropPixels(_Wire):
     data: str = Field(description="base64 of the PNG or JPEG bytes of the S x S RGB crop")
 
 
+# Crop pixels: the crop is grown to hold every point, so anything far outside it is a bad peer,
+# refused here rather than turned into a Gaussian the size of a galaxy (NaN and inf included).
+Coordinate = Annotated[float, Field(allow_inf_nan=False, ge=-4 * MAX_INPUT_SIZE, le=4 * MAX_INPUT_SIZE)]
+
+
 class WirePoint(_Wire):
-    x: float
-    y: float
+    x: Coordinate
+    y: Coordinate
 
 
 class WireClick(WirePoint):

@@ -242,7 +242,7 @@ def build_proxy_event(
 def response_from_lambda(result: Mapping[str, Any]) -> HttpResponse:
     """Turn the Lambda's proxy response into HTTP, as API Gateway does (502 when it is malformed)."""
     if not isinstance(result, Mapping) or not isinstance(result.get("statusCode"), int):
-        return HttpResponse.error(502, "BAD_GATEWAY", "the proxy Lambda returned a malformed response")
+        return HttpResponse.error(502, "INTERNAL_ERROR", "the proxy Lambda returned a malformed response")
     headers: dict[str, str] = {}
     for name, values in (result.get("multiValueHeaders") or {}).items():
         headers[name] = ", ".join(str(v) for v in values)
@@ -286,9 +286,11 @@ class Gateway:
             )
         scheme, _, presented = authorization.partition(" ")
         # Constant-time compare: the token is the only secret between the page and the stack.
-        if scheme.lower() != "bearer" or not hmac.compare_digest(presented.strip(), self.config.token):
+        # As bytes: a str compare refuses non-ASCII text with a TypeError (a header can carry Latin-1).
+        presented_bytes = presented.strip().encode("utf-8", "surrogateescape")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(presented_bytes, self.config.token.encode()):
             return HttpResponse.error(
-                403, "FORBIDDEN", "the token is not valid for this server", {"WWW-Authenticate": "Bearer"}
+                403, "ACCESS_DENIED", "the token is not valid for this server", {"WWW-Authenticate": "Bearer"}
             )
         return None
 
@@ -382,7 +384,7 @@ class Gateway:
         except Exception:
             # API Gateway answers 502 when the function errors; the trace goes to our log, not the client.
             LOG.error("proxy Lambda raised:\n%s", traceback.format_exc())
-            return HttpResponse.error(502, "BAD_GATEWAY", "the proxy Lambda failed; see the server log")
+            return HttpResponse.error(502, "INTERNAL_ERROR", "the proxy Lambda failed; see the server log")
         finally:
             self._lambda_lock.release()
         return response_from_lambda(result)
@@ -407,6 +409,14 @@ class Gateway:
             "Content-Security-Policy": UI_CSP,
         }
         return HttpResponse(200, target.read_bytes(), headers)
+
+
+def _content_length(value: str | None) -> int | None:
+    """The header's byte count; 0 when absent, None when it is not plain ASCII digits."""
+    if not value:
+        return 0
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() else None
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -466,12 +476,12 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 return
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 # API Gateway needs the size up front too; a body we cannot size cannot be limited.
-                self._send(HttpResponse.error(411, "LENGTH_REQUIRED", "send a Content-Length"), close=True)
+                self._send(HttpResponse.error(411, "VALIDATION_ERROR", "send a Content-Length"), close=True)
                 return
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                self._send(HttpResponse.error(400, "BAD_REQUEST", "bad Content-Length"), close=True)
+            length = _content_length(self.headers.get("Content-Length"))
+            if length is None:
+                # A negative length would read to the end of the stream, past every limit.
+                self._send(HttpResponse.error(400, "VALIDATION_ERROR", "bad Content-Length"), close=True)
                 return
             refused = gateway.too_large(length)
             if refused is not None:
@@ -496,15 +506,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         except Exception:
             LOG.error("gateway error:\n%s", traceback.format_exc())
-            response = HttpResponse.error(500, "INTERNAL", "the local gateway failed; see the server log")
+            response = HttpResponse.error(500, "INTERNAL_ERROR", "the local gateway failed; see the server log")
         self._send(response)
 
     def _send(self, response: HttpResponse, *, close: bool = False, drain: bool = False) -> None:
         if drain:
             # A refused request's (small) body must be consumed, or it is read as the next request.
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
+            length = _content_length(self.headers.get("Content-Length"))
+            if length is None:
                 length, close = 0, True
             if length > self.server.gateway.config.max_body_bytes:
                 close = True

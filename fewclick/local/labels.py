@@ -132,10 +132,20 @@ class ImageEntry:
     content_type: str
 
 
+# EXIF orientations that turn the picture a quarter turn (5-8): width and height swap.
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION = 0x0112
+
+
 def _image_size(path: Path) -> tuple[int, int]:
+    """The size the picture is seen at: the proxy and browsers apply EXIF rotation (a phone photo
+    stored landscape but shot portrait), so masks are that size, not the stored one."""
     # PIL reads only the header here, so listing a large folder stays fast.
     with Image.open(path) as image:
-        return image.size
+        width, height = image.size
+        if image.getexif().get(_EXIF_ORIENTATION) in _QUARTER_TURNS:
+            return height, width
+        return width, height
 
 
 def list_images(images_dir: Path, include: Collection[str] | None = None) -> list[ImageEntry]:

@@ -66,13 +66,17 @@ class Exchange:
     container_ms: float
 
 
+# Exchanges kept for tests and benchmarks to inspect (each holds its bodies: ~0.8 MB for a new crop).
+DEFAULT_LOG_SIZE = 1000
+
+
 @dataclass
 class _StubState:
     model_url: str
     endpoint_names: frozenset[str] | None
     region: str
     expired: set[str] = field(default_factory=set)
-    log: deque[Exchange] = field(default_factory=lambda: deque(maxlen=1000))
+    log: deque[Exchange] = field(default_factory=lambda: deque(maxlen=DEFAULT_LOG_SIZE))
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -266,12 +270,20 @@ def start_runtime_stub(
     *,
     endpoint_names: set[str] | None = None,
     region: str = "us-east-1",
+    log_size: int = DEFAULT_LOG_SIZE,
 ) -> RuntimeStubHandle:
     """Serve the stand-in in a daemon thread (port 0 picks a free port).
 
-    ``endpoint_names``: the names that exist (None: any name is accepted).
+    ``endpoint_names``: the names that exist (None: any name is accepted). ``log_size``: how many
+    exchanges `exchanges` keeps (0: none; a long-running `fewclick serve` keeps none, or a labeling
+    session's request bodies would pile up in memory).
     """
-    state = _StubState(model_url.rstrip("/"), frozenset(endpoint_names) if endpoint_names else None, region)
+    state = _StubState(
+        model_url.rstrip("/"),
+        frozenset(endpoint_names) if endpoint_names else None,
+        region,
+        log=deque(maxlen=log_size),
+    )
     server = _StubServer((host, port), state)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="sagemaker-runtime-stub", daemon=True

@@ -336,7 +336,10 @@ class RuntimeStandIn:
             module = importlib.import_module("fewclick.local.sagemaker_runtime")
         except ModuleNotFoundError as exc:
             raise ServeError(f"the SageMaker runtime stand-in is missing ({exc})") from exc
-        self._handle: Any = module.start_runtime_stub(model_url, "127.0.0.1", 0, endpoint_names={ENDPOINT_NAME})
+        # No exchange log: nothing reads it here, and it would hold every request's pixels.
+        self._handle: Any = module.start_runtime_stub(
+            model_url, "127.0.0.1", 0, endpoint_names={ENDPOINT_NAME}, log_size=0
+        )
         self.url: str = self._handle.url
 
     def stop(self) -> None:

@@ -20,6 +20,8 @@ from aws_cdk import aws_logs as logs
 from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
+from fewclick_contract.api import ErrorCode
+
 CORS_ALLOW_HEADERS = ("Content-Type", "Authorization", "X-Amz-Date", "X-Amz-Security-Token", "X-Request-Id")
 CORS_ALLOW_METHODS = ("GET", "POST", "OPTIONS")
 
@@ -58,6 +60,27 @@ SEGMENT_REQUEST_SCHEMA = apigw.JsonSchema(
 def _quoted(value: str) -> str:
     """Gateway response header values are mapping expressions; literals are single-quoted."""
     return f"'{value}'"
+
+
+# API Gateway's own refusals as the contract's error codes (`fewclick_contract.api.ErrorCode`):
+# (construct id, response type, status override or None, code).
+GATEWAY_ERRORS: tuple[tuple[str, apigw.ResponseType, str | None, ErrorCode], ...] = (
+    ("Unauthorized", apigw.ResponseType.UNAUTHORIZED, None, ErrorCode.UNAUTHORIZED),  # Cognito: no/bad token
+    ("AccessDenied", apigw.ResponseType.ACCESS_DENIED, None, ErrorCode.ACCESS_DENIED),
+    ("WafFiltered", apigw.ResponseType.WAF_FILTERED, None, ErrorCode.ACCESS_DENIED),
+    ("Throttled", apigw.ResponseType.THROTTLED, None, ErrorCode.THROTTLED),
+    ("BadRequestBody", apigw.ResponseType.BAD_REQUEST_BODY, None, ErrorCode.VALIDATION_ERROR),
+    ("RequestTooLarge", apigw.ResponseType.REQUEST_TOO_LARGE, None, ErrorCode.PAYLOAD_TOO_LARGE),
+    # API Gateway calls an unknown route "missing authentication token" (403); it is a 404.
+    ("UnknownRoute", apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN, "404", ErrorCode.NOT_FOUND),
+    ("Default4xx", apigw.ResponseType.DEFAULT_4_XX, None, ErrorCode.VALIDATION_ERROR),
+    ("Default5xx", apigw.ResponseType.DEFAULT_5_XX, None, ErrorCode.INTERNAL_ERROR),
+)
+
+
+def _error_template(code: ErrorCode) -> str:
+    # $context.error.messageString is API Gateway's message, already a quoted JSON string.
+    return '{"error": {"code": "' + code.value + '", "message": $context.error.messageString}}'
 
 
 class SegmentationApi(Construct):
@@ -172,13 +195,20 @@ class SegmentationApi(Construct):
         headers = {
             "Access-Control-Allow-Origin": allow_origin,
             "Access-Control-Allow-Headers": _quoted(",".join(CORS_ALLOW_HEADERS)),
+            "Access-Control-Expose-Headers": _quoted("Retry-After"),
             "Vary": _quoted("Origin"),
         }
-        for construct_id, response_type in (
-            ("Default4xx", apigw.ResponseType.DEFAULT_4_XX),
-            ("Default5xx", apigw.ResponseType.DEFAULT_5_XX),
-        ):
-            self.api.add_gateway_response(construct_id, type=response_type, response_headers=headers)
+        # A specific response type replaces the defaults entirely, so each one carries the CORS
+        # headers too; the body is the contract's error shape, so the UI reads one shape whoever refused.
+        for construct_id, response_type, status, code in GATEWAY_ERRORS:
+            extra = {"Retry-After": _quoted("1")} if code is ErrorCode.THROTTLED else {}
+            self.api.add_gateway_response(
+                construct_id,
+                type=response_type,
+                status_code=status,
+                response_headers={**headers, **extra},
+                templates={"application/json": _error_template(code)},
+            )
 
     def _suppress_nag_findings(self) -> None:
         cloudwatch_role = self.api.node.try_find_child("CloudWatchRole")

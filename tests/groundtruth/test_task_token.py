@@ -76,7 +76,18 @@ def test_tampered_signature_and_wrong_key_are_refused(key: bytes) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "fct1", "fct1.a.b.c", "v1.eyJ9.abc", "fct2.abc.def", "x" * 5000, "fct1.@@@.abc", "fct1.abc.@@@"],
+    [
+        "",
+        "fct1",
+        "fct1.a.b.c",
+        "v1.eyJ9.abc",
+        "fct2.abc.def",
+        "x" * 5000,
+        "fct1.@@@.abc",
+        "fct1.abc.@@@",
+        "fct1.é.AAAA",  # non-ASCII claims: refused, not a crash in the MAC
+        "fct1.AAAA.é",
+    ],
 )
 def test_malformed_tokens_are_refused(key: bytes, text: str) -> None:
     with pytest.raises((TaskTokenMalformed, TaskTokenBadSignature)):

@@ -141,7 +141,20 @@ def test_cors_preflight_allows_only_the_ui_origins(request: pytest.FixtureReques
         assert "'*'" not in rendered
 
 
-@pytest.mark.parametrize("response_type", ["DEFAULT_4XX", "DEFAULT_5XX"])
+@pytest.mark.parametrize(
+    "response_type",
+    [
+        "DEFAULT_4XX",
+        "DEFAULT_5XX",
+        "UNAUTHORIZED",
+        "ACCESS_DENIED",
+        "WAF_FILTERED",
+        "THROTTLED",
+        "BAD_REQUEST_BODY",
+        "REQUEST_TOO_LARGE",
+        "MISSING_AUTHENTICATION_TOKEN",
+    ],
+)
 def test_gateway_errors_carry_cors_headers(
     default_app: SynthesizedApp, variant_app: SynthesizedApp, response_type: str
 ) -> None:
@@ -197,3 +210,45 @@ def test_construct_alone_and_room_for_another_authorizer() -> None:
     template.has_resource_properties("AWS::ApiGateway::Method", {"HttpMethod": "GET", "AuthorizationType": "CUSTOM"})
     template.has_resource_properties("AWS::ApiGateway::Stage", {"StageName": "dev"})
     template.resource_count_is("AWS::ApiGateway::Authorizer", 2)
+
+
+def test_gateway_errors_answer_in_the_contracts_error_shape(default_app: SynthesizedApp) -> None:
+    """API Gateway's own refusals read like the proxy's: {"error": {"code", "message"}} with a code
+    of `ErrorCode`, Retry-After on throttling, and an unknown route is a 404."""
+    import re
+
+    from fewclick_contract.api import ErrorCode
+
+    template = default_app.template_json(default_app.stacks.api)
+    responses = {
+        r["Properties"]["ResponseType"]: r["Properties"]
+        for r in template["Resources"].values()
+        if r["Type"] == "AWS::ApiGateway::GatewayResponse"
+    }
+    expected = {
+        "UNAUTHORIZED": "UNAUTHORIZED",
+        "ACCESS_DENIED": "ACCESS_DENIED",
+        "WAF_FILTERED": "ACCESS_DENIED",
+        "THROTTLED": "THROTTLED",
+        "BAD_REQUEST_BODY": "VALIDATION_ERROR",
+        "REQUEST_TOO_LARGE": "PAYLOAD_TOO_LARGE",
+        "MISSING_AUTHENTICATION_TOKEN": "NOT_FOUND",
+        "DEFAULT_4XX": "VALIDATION_ERROR",
+        "DEFAULT_5XX": "INTERNAL_ERROR",
+    }
+    assert set(expected) <= set(responses)
+    for response_type, code in expected.items():
+        body = responses[response_type]["ResponseTemplates"]["application/json"]
+        # What API Gateway renders: the message variable becomes a quoted JSON string.
+        rendered = json.loads(body.replace("$context.error.messageString", '"Unauthorized"'))
+        assert rendered == {"error": {"code": code, "message": "Unauthorized"}}, response_type
+        assert ErrorCode(code)
+        assert re.fullmatch(
+            r"'[^']*'|method\.request\.header\.Origin",
+            responses[response_type]["ResponseParameters"]["gatewayresponse.header.Access-Control-Allow-Origin"],
+        )
+    assert responses["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+    assert responses["THROTTLED"]["ResponseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
+    assert responses["DEFAULT_4XX"]["ResponseParameters"]["gatewayresponse.header.Access-Control-Expose-Headers"] == (
+        "'Retry-After'"
+    )

@@ -143,6 +143,11 @@ def test_previous_probabilities_are_used(server: tuple[Any, Client, FakePredicto
         (_request(crop=False), wire.NEW_SESSION, 400, "BAD_REQUEST"),  # a new session needs pixels
         (_request(crop=False), "never-seen-1", 404, "SESSION_EXPIRED"),
         (_request(), "bad_id!", 400, "BAD_REQUEST"),
+        # A peer's NaN, infinity or absurd coordinate, and JSON nested past the parser: 400, not 500.
+        (_request().replace(b'"x":8.0', b'"x":NaN', 1), wire.NEW_SESSION, 400, "BAD_REQUEST"),
+        (_request().replace(b'"x":8.0', b'"x":Infinity', 1), wire.NEW_SESSION, 400, "BAD_REQUEST"),
+        (_request().replace(b'"x":8.0', b'"x":1e308', 1), wire.NEW_SESSION, 400, "BAD_REQUEST"),
+        (b"[" * 100_000, wire.NEW_SESSION, 400, "BAD_REQUEST"),
     ],
 )
 def test_invocation_errors(
@@ -151,6 +156,17 @@ def test_invocation_errors(
     _, client, _ = server
     got, err, _ = client.invoke(body, session)
     assert (got, err["error"]["code"]) == (status, code)
+
+
+def test_a_content_length_that_is_not_ascii_digits_is_answered(server: tuple[Any, Client, FakePredictor]) -> None:
+    import socket
+
+    handle, _, _ = server
+    for declared in (b"\xb2", b"-1"):  # "²" passes str.isdigit() but not int()
+        sock = socket.create_connection((handle.host, handle.port), timeout=5)
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: " + declared + b"\r\n\r\n{}")
+        assert sock.recv(200).startswith(b"HTTP/1.1 411"), declared
+        sock.close()
 
 
 def test_wrong_crop_size_and_routes(server: tuple[Any, Client, FakePredictor]) -> None:

@@ -149,6 +149,11 @@ def test_session_tokens() -> None:
     tampered[1] = encode_token(SessionToken("other", "sha256:ab", 10, 20, "c" * 32)).split(".")[1]
     with pytest.raises(InvalidToken):
         decode_token(".".join(tampered), b"k1")
+    # Non-ASCII text and absurd numbers are malformed ids, not crashes in the signing or int().
+    overflow = "v1." + base64.urlsafe_b64encode(b'{"sm":"a","img":"b","h":1e999,"w":2,"crop":"c"}').decode()
+    for bad, key in (("v1.ééé." + "A" * 22, b"k1"), (signed[:-4] + "éééé", b"k1"), ("v1.é", None), (overflow, None)):
+        with pytest.raises(InvalidToken):
+            decode_token(bad, key)
 
 
 def test_mask_encodings() -> None:

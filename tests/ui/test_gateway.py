@@ -84,7 +84,9 @@ def test_api_needs_the_bearer_token(stack: LocalStack, tmp_path: Path) -> None:
     assert status == 401 and headers["www-authenticate"] == "Bearer"
     assert json.loads(data)["error"]["code"] == "UNAUTHORIZED"
     status, _, data = request(stack, "POST", "/v1/segment", body, token="wrong")
-    assert status == 403 and json.loads(data)["error"]["code"] == "FORBIDDEN"
+    assert status == 403 and json.loads(data)["error"]["code"] == "ACCESS_DENIED"
+    status, _, data = request(stack, "POST", "/v1/segment", body, token="é")  # a Latin-1 header
+    assert status == 403 and json.loads(data)["error"]["code"] == "ACCESS_DENIED"
     for path in ("/local/images", "/local/config", "/local/images/a.png", "/local/labels/a.png"):
         assert request(stack, "GET", path, token=None)[0] == 401, path
     status, _, data = request(stack, "POST", "/v1/segment", body)
@@ -139,6 +141,23 @@ def test_body_limit_answers_413_without_reading_the_body(tmp_path: Path, fake: F
         )
         assert sock.recv(200).startswith(b"HTTP/1.1 413")
         sock.close()
+        # A negative or non-ASCII size would read to the end of the stream, past the limit: refused.
+        for declared in (b"-1", b"-5", "\u00b2".encode("latin-1", "replace"), b"12abc"):
+            sock = socket.create_connection(("127.0.0.1", stack.port), timeout=5)
+            sock.sendall(
+                b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + TOKEN.encode()
+                + b"\r\nContent-Length: "
+                + declared
+                + b"\r\n\r\n"
+                + b"A" * 1000
+            )
+            reply = b""
+            while chunk := sock.recv(4096):  # the gateway closes the connection after answering
+                reply += chunk
+            assert reply.startswith(b"HTTP/1.1 400") and b"bad Content-Length" in reply, (declared, reply)
+            sock.close()
+        assert fake.requests == []
         # The local labeling API is limited too.
         assert request(stack, "PUT", "/local/labels/a.png", big)[0] == 413
 

@@ -221,3 +221,26 @@ def test_save_survives_a_crash_mid_write(images: Path, tmp_path: Path) -> None:
     assert [o["label"] for o in restarted.load("a.png")["objects"]] == ["object"]
     restarted.save("a.png", json.loads(payload.read_text()))
     assert [o["label"] for o in restarted.load("a.png")["objects"]] == ["person"]
+
+
+def test_a_photo_rotated_by_exif_is_labelled_at_the_size_it_is_seen(tmp_path: Path) -> None:
+    """Phones store a portrait shot landscape with an EXIF rotation; the proxy (and the browser)
+    apply it, so the masks come back at the rotated size and must save as they are."""
+    from fewclick_proxy.image_source import decode_image
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    stored = Image.fromarray(np.full((40, 60, 3), 90, np.uint8))  # stored 60 wide, 40 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to view"
+    stored.save(folder / "phone.jpg", exif=exif.tobytes())
+    seen = decode_image((folder / "phone.jpg").read_bytes(), 10**7)
+    assert seen.shape[:2] == (60, 40)  # what the proxy segments
+
+    store = LabelStore(folder, tmp_path / "out")
+    (entry,) = store.images()
+    assert (entry.width, entry.height) == (40, 60)
+    store.save("phone.jpg", {"objects": [saved_object(box(60, 40, 10, 50, 5, 30))]})  # the proxy's mask size
+    with pytest.raises(LabelStoreError, match="mask size"):
+        store.save("phone.jpg", {"objects": [saved_object(box(40, 60, 5, 30, 10, 50))]})  # the stored size

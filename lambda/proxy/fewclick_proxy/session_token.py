@@ -62,7 +62,9 @@ def encode_token(token: SessionToken, secret: bytes | None = None) -> str:
 
 def decode_token(text: str, secret: bytes | None = None) -> SessionToken:
     parts = text.split(".")
-    if len(parts) not in (2, 3) or parts[0] != PREFIX:
+    # Ids this API issues are base64url and dots: anything else is refused before it reaches the
+    # ASCII-only signing and compare.
+    if len(parts) not in (2, 3) or parts[0] != PREFIX or not text.isascii():
         raise InvalidToken("not a session id issued by this API")
     if secret is not None and (
         len(parts) != 3 or not hmac.compare_digest(parts[2], _sign(f"{parts[0]}.{parts[1]}", secret))
@@ -78,7 +80,7 @@ def decode_token(text: str, secret: bytes | None = None) -> SessionToken:
             crop=str(fields["crop"]),
             s3=str(fields["s3"]) if fields.get("s3") else None,
         )
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:  # OverflowError: int(1e999)
         raise InvalidToken("malformed session id") from exc
     if token.h <= 0 or token.w <= 0:
         raise InvalidToken("malformed session id")

@@ -87,7 +87,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(404, WireErrorCode.BAD_REQUEST, f"no route POST {self.path[:100]}")
             return
         length_text = self.headers.get("Content-Length")
-        if length_text is None or not length_text.isdigit():
+        # isdigit() alone also passes digits like "²" that int() refuses.
+        if length_text is None or not (length_text.isascii() and length_text.isdigit()):
             self.close_connection = True
             self._send_error(411, WireErrorCode.BAD_REQUEST, "Content-Length required")
             return

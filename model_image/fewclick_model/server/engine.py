@@ -361,6 +361,8 @@ def _parse_request(body: bytes) -> WireRequest:
         raw = json.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise WireFailure(WireErrorCode.BAD_REQUEST, "body is not JSON") from None
+    except RecursionError:  # "[[[[..." nested past the parser's stack
+        raise WireFailure(WireErrorCode.BAD_REQUEST, "body nests too deeply") from None
     if not isinstance(raw, dict):
         raise WireFailure(WireErrorCode.BAD_REQUEST, "body must be a JSON object")
     if raw.get("wire", WIRE_VERSION) != WIRE_VERSION:
