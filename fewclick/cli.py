@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import pickle
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -51,6 +53,12 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+# What bad input raises (a missing or unreadable file, a value out of range, a file of the wrong
+# kind): the user gets one line saying what is wrong, like argparse's own errors, not a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, pickle.UnpicklingError)
+TRACEBACK_ENV = "FEWCLICK_TRACEBACK"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
@@ -58,7 +66,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "_run", None):
         parser.print_help()
         return 0 if not argv else 2
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except USER_ERRORS as exc:
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(
+            f"fewclick {args.command}: error: {exc}\n(set {TRACEBACK_ENV}=1 to see where it was raised)",
+            file=sys.stderr,
+        )
+        return 2
+    except KeyboardInterrupt:
+        print(f"fewclick {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

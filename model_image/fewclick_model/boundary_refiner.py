@@ -27,10 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints import atomic_torch_save
+from .checkpoints import atomic_torch_save, describe_torch_object, load_torch_file
 
 REFINER_FORMAT = "fewclick-boundary-refiner/1"
 DEFAULT_REFINER_WEIGHTS = Path(__file__).resolve().parent / "weights" / "fewclick-boundary-refiner.pt"
+REFINER_EXPECTED = f"a boundary refiner (a {REFINER_FORMAT!r} file from `fewclick train-refiner --export`)"
 # The window around the click, in network-crop pixels (a 256 px crop): the oracle above.
 # Odd, so that it is symmetric about the click's pixel: the mirror image's window is the
 # mirrored window, and a refined answer stays mirror-equivariant.
@@ -202,10 +203,13 @@ def export_refiner(model: BoundaryRefiner, path: Path, extra: dict[str, Any]) ->
 
 def load_refiner(path: Path) -> tuple[BoundaryRefiner, dict[str, Any]]:
     """The refiner (float32) and its metadata (``version``, ``network_version`` it was trained beside)."""
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    if blob.get("format") != REFINER_FORMAT:
-        raise ValueError(f"{path} is not a {REFINER_FORMAT} file")
-    a, b, d = (int(c) for c in blob["channels"])
-    model = BoundaryRefiner(int(blob["feature_channels"]), (a, b, d))
-    model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
+    blob = load_torch_file(path, REFINER_EXPECTED)
+    if not isinstance(blob, dict) or blob.get("format") != REFINER_FORMAT:
+        raise ValueError(f"{path} is {describe_torch_object(blob)}, not {REFINER_EXPECTED}")
+    try:
+        a, b, d = (int(c) for c in blob["channels"])
+        model = BoundaryRefiner(int(blob["feature_channels"]), (a, b, d))
+        model.load_state_dict({k: v.float() for k, v in blob["state_dict"].items()})
+    except (KeyError, ValueError, RuntimeError) as error:  # the right format, but not what it says it holds
+        raise ValueError(f"{path} is a damaged {REFINER_FORMAT!r} file: {error}") from None
     return model.eval(), {k: v for k, v in blob.items() if k != "state_dict"}

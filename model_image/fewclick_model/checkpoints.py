@@ -52,10 +52,42 @@ def export_weights(
     return version
 
 
+def describe_torch_object(blob: object) -> str:
+    """What a loaded torch file holds, in words, for an error that says what was found instead."""
+    if isinstance(blob, dict):
+        if "format" in blob:
+            return f"a {blob['format']!r} file"
+        if {"model", "optimizer", "step"} <= blob.keys():
+            return "a training checkpoint (*.ckpt; --init and --weights take the weights its run exported)"
+        return "a dict without a 'format' entry (a bare state dict?)"
+    return f"a pickled {type(blob).__name__}"
+
+
+def load_torch_file(path: Path, expected: str) -> Any:
+    """``torch.load`` of ``path``; a missing file raises FileNotFoundError, one torch cannot read a
+    ValueError, both naming the path and ``expected`` (what the caller wanted there)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist (expected {expected})")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder, not {expected}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except OSError:
+        raise  # unreadable (permissions, I/O): the system's own message says it best
+    except Exception as error:
+        # Unpickling foreign bytes fails in many ways (UnpicklingError, EOFError, a zip
+        # RuntimeError, AttributeError for unknown classes...): each means "not a torch file".
+        raise ValueError(f"{path} is not {expected}: torch cannot read it ({type(error).__name__}: {error})") from None
+
+
+WEIGHTS_EXPECTED = f"FewClick network weights (a {WEIGHTS_FORMAT!r} file from `fewclick train --export`)"
+
+
 def _load_exported(path: Path) -> dict[str, Any]:
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    if blob.get("format") != WEIGHTS_FORMAT:
-        raise ValueError(f"{path} is not a {WEIGHTS_FORMAT} file")
+    blob = load_torch_file(path, WEIGHTS_EXPECTED)
+    if not isinstance(blob, dict) or blob.get("format") != WEIGHTS_FORMAT:
+        raise ValueError(f"{path} is {describe_torch_object(blob)}, not {WEIGHTS_EXPECTED}")
     return blob
 
 
@@ -74,7 +106,36 @@ def weights_holdout_share(path: Path | None) -> float:
 def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[FewClickNet, dict[str, Any]]:
     """Rebuild the network from exported weights (float32 for inference)."""
     blob = _load_exported(path)
-    model = FewClickNet(encoder=blob["encoder"], pretrained=False, decoder_channels=blob["decoder_channels"])
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    try:
+        model = FewClickNet(encoder=blob["encoder"], pretrained=False, decoder_channels=blob["decoder_channels"])
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    except (KeyError, RuntimeError) as error:  # the right format, but not what it says it holds
+        raise ValueError(f"{path} is a damaged {WEIGHTS_FORMAT!r} file: {error}") from None
     meta = {k: v for k, v in blob.items() if k != "state_dict"}
     return model.to(device).eval(), meta
+
+
+def require_same_network(recorded: dict[str, Any], source: Path, encoder: str, decoder_channels: int) -> None:
+    """A ValueError naming the setting in which ``recorded`` (exported weights' metadata or a
+    training checkpoint) differs from this run's network; settings it does not record pass."""
+    for option, theirs, ours in (
+        ("--encoder", recorded.get("encoder"), encoder),
+        ("--decoder-channels", recorded.get("decoder_channels"), decoder_channels),
+    ):
+        if theirs is not None and theirs != ours:
+            raise ValueError(
+                f"{source} was made with {option} {theirs}, this run asks for {ours}: pass {option} {theirs}"
+            )
+
+
+def state_dict_mismatch(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> str | None:
+    """How ``state`` fails to fit ``model`` (missing, extra or differently shaped entries), in one
+    line, or None where it fits: for checkpoints that do not record the settings they were made with."""
+    ours = model.state_dict()
+    missing, extra = sorted(ours.keys() - state.keys()), sorted(state.keys() - ours.keys())
+    if missing or extra:
+        return f"{len(missing)} entries missing (e.g. {missing[:1]}), {len(extra)} unexpected (e.g. {extra[:1]})"
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(ours[key].shape):
+            return f"{key} is {tuple(value.shape)} there, {tuple(ours[key].shape)} in this run's network"
+    return None

@@ -8,6 +8,7 @@ anything else object (COCO stores 255, DAVIS 1).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from .simulator import extreme_points
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 IGNORE_VALUE = 128
+LOG = logging.getLogger(__name__)
 
 
 @dataclass
@@ -35,13 +37,6 @@ class Instance:
 def default_datasets_root() -> Path:
     """``../shared/datasets`` beside the checkout."""
     return Path(__file__).resolve().parents[3] / "shared" / "datasets"
-
-
-def _find_image(images_dir: Path, stem: str) -> Path | None:
-    for path in images_dir.glob(stem + ".*"):
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            return path
-    return None
 
 
 def read_image_rgb(path: Path) -> np.ndarray:
@@ -61,21 +56,40 @@ def read_mask(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def list_instances(folder: Path) -> list[tuple[Path, Path]]:
-    """(image, mask) path pairs of a benchmark folder, sorted by name."""
+    """(image, mask) path pairs of a benchmark folder, sorted by name. A mask pairs with the image of
+    exactly its name (any of `IMAGE_SUFFIXES`); files without a partner are reported, not paired."""
     folder = Path(folder)
     images_dir, masks_dir = folder / "images", folder / "masks"
     if not images_dir.is_dir() or not masks_dir.is_dir():
         raise FileNotFoundError(f"{folder} needs images/ and masks/ folders")
-    pairs = []
-    for mask_path in sorted(masks_dir.iterdir()):
-        if mask_path.suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        image_path = _find_image(images_dir, mask_path.stem)
-        if image_path is not None:
-            pairs.append((image_path, mask_path))
+    images = _by_stem(images_dir)
+    masks = _by_stem(masks_dir)
+    pairs = [(images[stem], masks[stem]) for stem in sorted(masks) if stem in images]
     if not pairs:
-        raise FileNotFoundError(f"no image/mask pairs in {folder}")
+        raise FileNotFoundError(
+            f"no image/mask pairs in {folder} ({len(images)} images, {len(masks)} masks with a suffix of "
+            f"{', '.join(IMAGE_SUFFIXES)}; a mask pairs with the image of the same name)"
+        )
+    unpaired_masks = sorted(set(masks) - set(images))
+    unpaired_images = sorted(set(images) - set(masks))
+    if unpaired_masks or unpaired_images:
+        LOG.warning(
+            "%s: %d masks without an image%s and %d images without a mask%s are left out",
+            folder,
+            len(unpaired_masks),
+            f" (e.g. {unpaired_masks[0]})" if unpaired_masks else "",
+            len(unpaired_images),
+            f" (e.g. {unpaired_images[0]})" if unpaired_images else "",
+        )
     return pairs
+
+
+def _by_stem(directory: Path) -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for path in sorted(directory.iterdir()):
+        if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file() and not path.name.startswith("."):
+            found.setdefault(path.stem, path)  # a.jpg before a.png: the first by name
+    return found
 
 
 def load_instance(image_path: Path, mask_path: Path) -> Instance:
@@ -83,6 +97,9 @@ def load_instance(image_path: Path, mask_path: Path) -> Instance:
     mask, ignore = read_mask(mask_path)
     if mask.shape != image.shape[:2]:
         raise ValueError(f"{mask_path} is {mask.shape}, its image is {image.shape[:2]}")
+    if not mask.any():
+        # No object: no extreme points to start from, nothing to evaluate or learn.
+        raise ValueError(f"{mask_path} has no object pixels (0 is background, 128 unknown)")
     return Instance(mask_path.stem, image, mask, ignore)
 
 
@@ -120,11 +137,20 @@ class TrainingSample:
     points: np.ndarray  # (4, 2) float crop pixel indices, the extreme points
 
 
+# Smaller objects are left out of training: their extreme points coincide.
+MIN_TRAINING_OBJECT_PX = 16
+
+
 class SampleGenerator:
     """Random, augmented crops of training instances, as the network will see them served."""
 
     def __init__(self, instances: Sequence[Instance], size: int, seed: int = 0) -> None:
-        self.instances = [i for i in instances if i.mask.sum() >= 16]
+        self.instances = [i for i in instances if i.mask.sum() >= MIN_TRAINING_OBJECT_PX]
+        if not self.instances:
+            raise ValueError(
+                f"no training instance has an object of at least {MIN_TRAINING_OBJECT_PX} pixels "
+                f"(of {len(instances)} given): nothing to learn from"
+            )
         self.size = size
         self.rng = np.random.default_rng(seed)
 
@@ -157,7 +183,7 @@ class SampleGenerator:
         while True:
             inst = self.instances[int(self.rng.integers(len(self.instances)))]
             image, mask = self._geometric(inst.image, inst.mask)
-            if mask.sum() >= 16:
+            if mask.sum() >= MIN_TRAINING_OBJECT_PX:
                 break
         ys, xs = np.nonzero(mask)
         extent = max(xs.max() - xs.min(), ys.max() - ys.min())

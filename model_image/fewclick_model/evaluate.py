@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .cli_types import non_negative_int, positive_int
 from .data import (
     FOLDS,
     Instance,
@@ -186,10 +187,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", type=Path, required=True, help="folder with images/ and masks/")
     parser.add_argument("--clicks", nargs="+", choices=["region", "boundary"], default=["region", "boundary"])
     parser.add_argument("--weights", type=Path, default=None, help="model weights (default: the committed ones)")
-    parser.add_argument("--input-size", type=int, default=None, help="network side (default: the weights')")
+    parser.add_argument(
+        "--input-size", type=positive_int, default=None, help="network side, a multiple of 32 (default: the weights')"
+    )
     parser.add_argument("--baseline", choices=["grabcut"], default=None, help="also run a classical baseline")
-    parser.add_argument("--baseline-clicks", type=int, default=REPORT_CLICKS, help="clicks for the slow baseline")
-    parser.add_argument("--max-clicks", type=int, default=MAX_CLICKS)
+    parser.add_argument(
+        "--baseline-clicks", type=non_negative_int, default=REPORT_CLICKS, help="clicks for the slow baseline"
+    )
+    parser.add_argument(
+        "--max-clicks", type=non_negative_int, default=MAX_CLICKS, help="corrective clicks per instance"
+    )
     parser.add_argument(
         "--holdout-only",
         action="store_true",
@@ -240,8 +247,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="let every boundary click change the whole mask (served: from the sixth on, only the mask next to it)",
     )
-    parser.add_argument("--limit", type=int, default=0, help="only the first N instances")
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--limit", type=non_negative_int, default=0, help="only the first N instances (0: all)")
+    parser.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument(
         "--seed", type=int, default=0, help="fixes every tie-break; the protocol itself is deterministic"
     )
@@ -273,6 +280,9 @@ def run(args: argparse.Namespace) -> int:
             pairs = [(i, m) for i, m in pairs if m.stem not in held and fold_of(m.stem) == args.fold]
     if args.limit:
         pairs = pairs[: args.limit]
+    if not pairs:
+        # Before loading the model or touching --out, which may hold an earlier run's results.
+        raise SystemExit(f"no instances of {args.dataset} are left to evaluate after --fold / --holdout-only / --limit")
     instances = [load_instance(i, m) for i, m in pairs]
     if args.refiner_weights and not args.boundary_refiner:
         raise SystemExit("--refiner-weights and --no-boundary-refiner contradict each other: give one")
@@ -300,8 +310,10 @@ def run(args: argparse.Namespace) -> int:
     csv_path = args.out / "per_instance.csv"
     with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
+        # One column per click of the method that runs the most (the baseline may run more or fewer).
+        most_clicks = max(clicks for _, _, clicks in methods)
         writer.writerow(
-            ["method", "clicks", "instance", "noc85", "noc90", *[f"iou_{k}" for k in range(args.max_clicks + 1)]]
+            ["method", "clicks", "instance", "noc85", "noc90", *[f"iou_{k}" for k in range(most_clicks + 1)]]
         )
         for method, predictor, max_clicks in methods:
             for kind in args.clicks:
@@ -313,7 +325,10 @@ def run(args: argparse.Namespace) -> int:
                 summaries.append(summarise(method, kind, results))
 
     name = args.dataset.resolve().name
-    print(f"\n{name}: {len(instances)} instances; click 0 = the 4 extreme points; NoC capped at {args.max_clicks}")
+    caps = ", ".join(f"{method}: {clicks}" for method, _, clicks in methods)
+    print(
+        f"\n{name}: {len(instances)} instances; click 0 = the 4 extreme points; NoC capped at the clicks run ({caps})"
+    )
     print(TABLE_HEADER)
     for s in summaries:
         print(s.row())

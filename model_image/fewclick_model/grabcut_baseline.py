@@ -1,9 +1,13 @@
 """OpenCV GrabCut seeded with the same clicks: the classical method beside the model.
 
-Seeds: outside the relaxed box of the extreme points is background; the box
-is probable foreground; positive clicks are certain foreground, negative
-clicks certain background (small discs); extreme points and boundary clicks
-lie on the edge, so only their own pixel is marked probable foreground.
+Seeds (GrabCut's own rectangle initialisation, with the rectangle the labeler gave):
+the extreme points are the object's top-, left-, bottom- and right-most pixels, so
+outside their tight box is certain background; the box is probable foreground;
+positive clicks are certain foreground, negative clicks certain background (small
+discs); a boundary click lies on the edge, so only its own pixel is marked foreground,
+and one outside the box widens it. The network's crop margin (`crop.relaxed_box`) is
+not used here: on large objects it reached the image's border and left GrabCut
+almost no background to learn from.
 """
 
 from __future__ import annotations
@@ -14,12 +18,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from fewclick_contract.crop import crop_box_for_clicks
-
 from .simulator import Click
 
 SEED_RADIUS = 5
 ITERATIONS = 5
+RNG_SEED = 0
 
 
 class GrabCutPredictor:
@@ -37,10 +40,12 @@ class GrabCutPredictor:
         if self._image is None:
             raise RuntimeError("call set_image first")
         h, w = self._image.shape[:2]
-        pts = np.array([(c.x, c.y) for c in clicks], dtype=np.float64).reshape(-1, 2)
-        box = crop_box_for_clicks(np.asarray(extreme_points), pts)
-        x0, y0 = max(int(box.x0), 0), max(int(box.y0), 0)
-        x1, y1 = min(int(np.ceil(box.x1)), w), min(int(np.ceil(box.y1)), h)
+        # The object lies within its extreme points' box; positive and boundary clicks are on it too.
+        on_object = [np.asarray(extreme_points, dtype=np.float64).reshape(-1, 2)]
+        on_object += [np.array([[c.x, c.y]], dtype=np.float64) for c in clicks if c.kind != "negative"]
+        points = np.concatenate(on_object)
+        x0, y0 = max(int(points[:, 0].min()), 0), max(int(points[:, 1].min()), 0)
+        x1, y1 = min(int(points[:, 0].max()) + 1, w), min(int(points[:, 1].max()) + 1, h)
         seeds = np.full((h, w), cv2.GC_BGD, np.uint8)
         seeds[y0:y1, x0:x1] = cv2.GC_PR_FGD
         for x, y in np.asarray(extreme_points):
@@ -58,6 +63,9 @@ class GrabCutPredictor:
         sub = seeds[sy0:sy1, sx0:sx1].copy()
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
         # Degenerate seeds (no background sample) make GrabCut raise: the seeds are then the answer.
+        # Its colour models start from k-means with OpenCV's global generator: seeded per call, so an
+        # instance's answer does not depend on which instances ran before it.
+        cv2.setRNGSeed(RNG_SEED)
         with contextlib.suppress(cv2.error):
             cv2.grabCut(self._image[sy0:sy1, sx0:sx1], sub, None, bgd, fgd, ITERATIONS, cv2.GC_INIT_WITH_MASK)
         out = np.zeros((h, w), np.float32)

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from fewclick_contract.edge_refine import REFINE_FACTOR, prepare_crop
 
+from .cli_types import non_negative_int, positive_int
 from .encoding import CropClick, encode_guidance
 from .inference_options import MIRROR_CHOICES, PRECISIONS
 from .predictor import load_crop_predictor
@@ -40,7 +41,7 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="default: the committed weights")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--mirror", choices=MIRROR_CHOICES, default="auto", help="as served: auto")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help="as served: auto")
     parser.add_argument(
@@ -55,7 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="on a GPU, launch each click's kernels eagerly (served: replayed as CUDA graphs)",
     )
-    parser.add_argument("--repeats", type=int, default=60)
+    parser.add_argument("--repeats", type=positive_int, default=60, help="timed rounds of each request type")
     parser.add_argument("--out", type=Path, default=Path("artifacts/model-latency"))
 
 

@@ -26,12 +26,23 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoints import DEFAULT_WEIGHTS, atomic_torch_save, export_weights
+from .checkpoints import (
+    DEFAULT_WEIGHTS,
+    atomic_torch_save,
+    describe_torch_object,
+    export_weights,
+    load_torch_file,
+    require_same_network,
+    state_dict_mismatch,
+    weights_meta,
+)
+from .cli_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int
 from .data import (
     DEFAULT_HOLDOUT_SHARE,
     Instance,
@@ -58,6 +69,11 @@ NO_EXTRA_PASS_PROB = EXTRA_PASS_PROBS[0]
 # Click consistency: extra BCE weight on a disk around each corrective click.
 CLICK_LOSS_WEIGHT = 4.0
 CLICK_LOSS_RADIUS = 0.02  # share of the crop side: ~5 px at 256
+# A run's exported weights, inside its --out, unless --export names another place: replacing the
+# served model (checkpoints.DEFAULT_WEIGHTS) must be asked for.
+EXPORT_NAME = "weights.pt"
+# `fewclick train-refiner` shares the loader, so both commands describe --limit alike.
+LIMIT_HELP = "use only the first N instances of --datasets taken together, in that order (0: all; smoke runs)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,24 +82,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--datasets", nargs="+", default=list(TRAIN_DATASETS), help="sub-folders to train on")
     parser.add_argument("--out", type=Path, default=Path("runs/train"), help="checkpoints and logs")
-    parser.add_argument("--export", type=Path, default=DEFAULT_WEIGHTS, help="where the served fp16 weights go")
+    parser.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        help=f"where the fp16 weights go (default: OUT/{EXPORT_NAME}); the served model is replaced only when "
+        f"this names it (model_image/fewclick_model/weights/{DEFAULT_WEIGHTS.name})",
+    )
     parser.add_argument("--encoder", default="efficientnet-lite0")
-    parser.add_argument("--size", type=int, default=256, help="network input side in pixels")
-    parser.add_argument("--decoder-channels", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=6000)
+    parser.add_argument("--size", type=positive_int, default=256, help="network input side in pixels")
+    parser.add_argument("--decoder-channels", type=positive_int, default=64)
+    parser.add_argument("--steps", type=positive_int, default=6000, help="train until this step (a resume counts on)")
     parser.add_argument(
         "--minutes",
-        type=float,
+        type=non_negative_float,
         default=0.0,
         help="fit the run into this wall time instead: --steps is re-estimated from the measured speed",
     )
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=4e-4)
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: all cores)")
+    parser.add_argument("--batch", type=positive_int, default=8)
+    parser.add_argument("--lr", type=positive_float, default=4e-4)
+    parser.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: all cores)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--checkpoint-every", type=int, default=100)
-    parser.add_argument("--validate-every", type=int, default=500)
-    parser.add_argument("--resume", action="store_true", help="continue from OUT/last.ckpt")
+    parser.add_argument("--checkpoint-every", type=positive_int, default=100)
+    parser.add_argument("--validate-every", type=positive_int, default=500)
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from OUT/last.ckpt (from step 0 when there is none)"
+    )
     parser.add_argument("--init", type=Path, default=None, help="start from these exported weights (fine-tuning)")
     parser.add_argument(
         "--holdout-share",
@@ -93,26 +117,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(`evaluate --holdout-only` reads it); with --init, at most the initial weights' share",
     )
     parser.add_argument(
-        "--boundary-share", type=float, default=0.4, help="share of simulated corrective clicks on the boundary"
+        "--boundary-share", type=fraction, default=0.4, help="share of simulated corrective clicks on the boundary"
     )
     parser.add_argument(
         "--correction-weight",
-        type=float,
+        type=non_negative_float,
         default=0.0,
         help="extra BCE weight on the pixels the previous mask got wrong (0: off)",
     )
     parser.add_argument(
         "--max-passes",
-        type=int,
+        type=non_negative_int,
         default=len(EXTRA_PASSES) - 1,
         help="most corrective clicks simulated before the pass a step learns from",
     )
-    parser.add_argument("--limit", type=int, default=0, help="use only this many instances (smoke runs)")
-    parser.add_argument("--workers", type=int, default=0, help="processes cutting training crops (0: in-process)")
-    parser.add_argument("--sim-threads", type=int, default=1, help="threads simulating clicks and guidance maps")
+    parser.add_argument("--limit", type=non_negative_int, default=0, help=LIMIT_HELP)
     parser.add_argument(
-        "--export-every", type=int, default=0, help="also export served weights every N steps (0: at the end only)"
+        "--workers", type=non_negative_int, default=0, help="processes cutting training crops (0: in-process)"
     )
+    parser.add_argument(
+        "--sim-threads", type=positive_int, default=1, help="threads simulating clicks and guidance maps"
+    )
+    parser.add_argument(
+        "--export-every",
+        type=non_negative_int,
+        default=0,
+        help="also export the weights every N steps (0: at the end only)",
+    )
+
+
+def export_path(args: argparse.Namespace) -> Path:
+    """Where this run's weights go: --export, else inside its own --out."""
+    return args.export if args.export is not None else args.out / EXPORT_NAME
 
 
 def extra_pass_distribution(max_passes: int) -> tuple[tuple[int, ...], tuple[float, ...]]:
@@ -371,8 +407,6 @@ def check_holdout_share(share: float, init: Path | None) -> float:
     if not 0.0 <= share <= MAX_HOLDOUT_SHARE:
         raise SystemExit(f"--holdout-share must be between 0 and {MAX_HOLDOUT_SHARE}, got {share}")
     if init is not None:
-        from .checkpoints import weights_meta
-
         seen_from = holdout_share_of(weights_meta(init))
         if share > seen_from + 1e-9:
             raise SystemExit(
@@ -382,8 +416,47 @@ def check_holdout_share(share: float, init: Path | None) -> float:
     return share
 
 
+def check_init_network(init: Path, encoder: str, decoder_channels: int) -> None:
+    """A ValueError before any data loads when --init's weights are not this run's network."""
+    require_same_network(weights_meta(init), init, encoder, decoder_channels)
+
+
+CHECKPOINT_EXPECTED = "a training checkpoint of `fewclick train` (OUT/last.ckpt)"
+
+
+def read_resume_checkpoint(path: Path, share: float, encoder: str, decoder_channels: int) -> dict[str, Any] | None:
+    """The checkpoint ``--resume`` continues from, or None (said so) where ``path`` holds none.
+
+    Refuses one made with another hold-out share or another network: the first would train on
+    held-out instances, the second cannot load (settings recorded since they were, shapes before).
+    """
+    if not path.exists():
+        print(f"--resume: no checkpoint at {path}, starting from step 0")
+        return None
+    ckpt = load_torch_file(path, CHECKPOINT_EXPECTED)
+    if not isinstance(ckpt, dict) or not {"model", "optimizer", "step"} <= ckpt.keys():
+        raise ValueError(f"{path} is {describe_torch_object(ckpt)}, not {CHECKPOINT_EXPECTED}")
+    was = holdout_share_of(ckpt)  # checkpoints from before it was recorded: the default
+    if abs(was - share) > 1e-9:
+        raise SystemExit(f"{path} trained with {was:.0%} held out, not {share:.0%}: resume with the same share")
+    require_same_network(ckpt, path, encoder, decoder_channels)
+    return ckpt
+
+
+def check_trainable(train_set: list[Instance], size: int, instances: int, share: float) -> None:
+    """Refuses, saying why, a training set the sampler cannot draw from, before the network is built
+    and before loader workers start (a worker's error would come back wrapped in the loader's)."""
+    if not train_set:
+        raise SystemExit(
+            f"nothing to train on: all {instances} instances are held out (--holdout-share {share}); "
+            "use more data (--limit, --datasets) or a smaller share"
+        )
+    SampleGenerator(train_set, size)  # raises a ValueError when every object is too small to sample
+
+
 def run(args: argparse.Namespace) -> int:
     pass_distribution = extra_pass_distribution(args.max_passes)  # a bad value fails before the data loads
+    export_to = export_path(args)
     torch.set_flush_denormal(True)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -392,13 +465,23 @@ def run(args: argparse.Namespace) -> int:
         torch.backends.cudnn.benchmark = True
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
 
+    # Everything that can refuse the run does so before the data loads (and before OUT is made).
     share = check_holdout_share(args.holdout_share, args.init)
+    if args.init:
+        check_init_network(args.init, args.encoder, args.decoder_channels)
+    last = args.out / "last.ckpt"
+    ckpt = read_resume_checkpoint(last, share, args.encoder, args.decoder_channels) if args.resume else None
+    if ckpt is not None and ckpt["step"] >= args.steps:
+        # Nothing to train; exporting again would only rewrite the same weights (or record a wrong step count).
+        print(f"already trained to step {ckpt['step']} (--steps {args.steps}): nothing to do, nothing exported")
+        return 0
+    args.out.mkdir(parents=True, exist_ok=True)
     instances = load_training_instances(args.data, args.datasets, args.limit)
     train_set = [i for i in instances if not is_holdout(i.name, share)]
     holdout = [i for i in instances if is_holdout(i.name, share)]
     print(f"training on {len(train_set)} instances, {len(holdout)} held out ({share:.0%}), device {device}")
+    check_trainable(train_set, args.size, len(instances), share)
 
     # Fine-tuning replaces every weight, so the ImageNet package is not needed then.
     model = FewClickNet(encoder=args.encoder, pretrained=args.init is None, decoder_channels=args.decoder_channels)
@@ -410,12 +493,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"initialised from {args.init}")
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     start = 0
-    last = args.out / "last.ckpt"
-    if args.resume and last.exists():
-        ckpt = torch.load(last, map_location=device, weights_only=False)
-        was = holdout_share_of(ckpt)  # checkpoints from before it was recorded: the default
-        if abs(was - share) > 1e-9:
-            raise SystemExit(f"{last} trained with {was:.0%} held out, not {share:.0%}: resume with the same share")
+    if ckpt is not None:
+        mismatch = state_dict_mismatch(model, ckpt["model"])
+        if mismatch:  # a checkpoint from before the settings were recorded
+            raise ValueError(
+                f"{last} does not fit this run's network (--encoder {args.encoder}, --decoder-channels "
+                f"{args.decoder_channels}): {mismatch}; resume with the settings it was trained with"
+            )
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start = ckpt["step"]
@@ -424,13 +508,14 @@ def run(args: argparse.Namespace) -> int:
     # A resumed run draws new crops rather than replaying the first ones.
     next_batch = batch_source(train_set, args.size, args.batch, args.seed + 7 * start, args.workers)
     pool = ThreadPoolExecutor(args.sim_threads) if args.sim_threads > 1 else None
+    network = {"encoder": args.encoder, "decoder_channels": args.decoder_channels}  # checked by a resume
 
     def export(steps: int) -> str:
         # Export a float32 CPU copy so training continues undisturbed on its device.
         snapshot = FewClickNet(encoder=args.encoder, pretrained=False, decoder_channels=args.decoder_channels)
         snapshot.load_state_dict({k: v.float().cpu() for k, v in model.state_dict().items()})
         info = {"trained_steps": steps, "datasets": args.datasets, "batch": args.batch, "holdout_share": share}
-        return export_weights(snapshot, args.export, args.size, args.decoder_channels, info)
+        return export_weights(snapshot, export_to, args.size, args.decoder_channels, info)
 
     log_path = args.out / "log.jsonl"
     warm_clock: tuple[float, int] | None = None  # (time, step) once start-up is over
@@ -468,7 +553,7 @@ def run(args: argparse.Namespace) -> int:
         done = step + 1
         if done % args.checkpoint_every == 0 or done == args.steps:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": done}
-            atomic_torch_save({**state, "holdout_share": share}, last)
+            atomic_torch_save({**state, "holdout_share": share, **network}, last)
         if args.export_every and done % args.export_every == 0 and done < args.steps:
             export(done)
         if holdout and (done % args.validate_every == 0 or done == args.steps):
@@ -485,6 +570,6 @@ def run(args: argparse.Namespace) -> int:
     minutes = (time.time() - started) / 60
     print(
         f"\nsummary: {args.steps - start} steps in {minutes:.1f} min; train IoU (EMA) {ema_iou:.3f}; "
-        f"exported {args.export} as model version {version}"
+        f"weights exported to {export_to} (model version {version})"
     )
     return 0

@@ -4,9 +4,11 @@ Two phases. Collect: the served pipeline (this network, both views, click consis
 edge refinement, no refiner) segments every training instance, and the boundary robot
 of `evaluate` clicks up to ``--clicks`` times; at each click the window around it is
 kept, with the network's probabilities, its decoder features and the true mask there
-(`collect_windows`; cached in ``--out``, so a second run trains at once). Train: the
+(`collect_windows`; cached in ``--out`` under the network's version and the instances'
+identity, `instances_id`, so a second run on the same data trains at once). Train: the
 refiner learns the true window from them (BCE, weighted towards the click), with mirror
-augmentation (the features are the mean over both views, so they mirror exactly).
+augmentation (the features are the mean over both views, so they mirror exactly). The
+refiner goes to ``OUT/refiner.pt`` unless ``--export`` names the served file.
 
 The refiner is bound to the network it was trained beside (its decoder features): the
 exported file records that network's version, and `load_crop_predictor` uses it only there.
@@ -21,11 +23,13 @@ there than on new images; the model card's rules say how much a change must win 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -45,16 +49,21 @@ from .boundary_refiner import (
     feature_window,
     window_inputs,
 )
-from .checkpoints import atomic_torch_save, weights_holdout_share
+from .checkpoints import atomic_torch_save, describe_torch_object, load_torch_file, weights_holdout_share
+from .cli_types import non_negative_int, positive_float, positive_int
 from .data import FOLDS, Instance, default_datasets_root, fold_of, is_holdout
 from .encoding import CropClick
 from .predictor import CropPredictor, FewClickPredictor, load_crop_predictor
 from .simulator import Click, boundary_click, extreme_points, random_boundary_click
-from .train import TRAIN_DATASETS, load_training_instances, lr_at
+from .train import LIMIT_HELP, TRAIN_DATASETS, load_training_instances, lr_at
 
 # Extra loss weight near the click, where the labeler said the edge is (Gaussian, crop px).
 CLICK_WEIGHT = 3.0
 CLICK_WEIGHT_SIGMA = 20.0
+# The run's refiner, inside its --out, unless --export names another place: replacing the served
+# refiner (boundary_refiner.DEFAULT_REFINER_WEIGHTS) must be asked for.
+EXPORT_NAME = "refiner.pt"
+CHECKPOINT_NAME = "refiner-last.ckpt"
 
 
 FIELDS = ("inputs", "features", "truth", "valid")
@@ -137,6 +146,21 @@ def collect_windows(
 
     With ``rng`` the labeler is less exact: the extreme points jitter (as in `fewclick train`)
     and each click lands near, not at, the farthest point (`simulator.random_boundary_click`)."""
+    windows = collect_windows_if_any(crop_predictor, instances, clicks, desc, rng)
+    if windows is None:
+        raise ValueError("no boundary clicks were made: are the masks empty?")
+    return windows
+
+
+def collect_windows_if_any(
+    crop_predictor: CropPredictor,
+    instances: list[Instance],
+    clicks: int,
+    desc: str = "collect",
+    rng: np.random.Generator | None = None,
+) -> WindowSet | None:
+    """`collect_windows`, or None where the robot made no click (every edge already right): an
+    optional set, such as the held-out one, may be empty where the training set may not."""
     if crop_predictor.refiner is not None:
         raise ValueError("collect with a predictor without a refiner: it learns what the network leaves")
     size = crop_predictor.input_size
@@ -178,7 +202,7 @@ def collect_windows(
             truth.append(np.round(cut_window(np.clip(true_crop, 0, 1), *at, WINDOW)[0] * 255).astype(np.uint8))
             valid.append(cut_window(np.ones((size, size), np.uint8), *at, WINDOW)[0])
     if not inputs:
-        raise ValueError("no boundary clicks were made: are the masks empty?")
+        return None
     return WindowSet(np.stack(inputs), np.stack(features), np.stack(truth), np.stack(valid))
 
 
@@ -217,15 +241,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, default=default_datasets_root(), help="folder holding the datasets")
     parser.add_argument("--datasets", nargs="+", default=list(TRAIN_DATASETS), help="sub-folders to train on")
     parser.add_argument("--weights", type=Path, default=None, help="the network (default: the committed one)")
-    parser.add_argument("--clicks", type=int, default=8, help="boundary clicks the robot makes per instance")
+    parser.add_argument("--clicks", type=positive_int, default=8, help="boundary clicks the robot makes per instance")
     parser.add_argument(
         "--random-passes",
-        type=int,
+        type=non_negative_int,
         default=2,
         help="passes over the training instances with a less exact labeler, besides the robot's (the committed "
         "refiner's count: 4 passes and 3,000 steps lowered the window error but not the IoU, see the model card)",
     )
-    parser.add_argument("--steps", type=int, default=1500, help="the committed refiner's count")
+    parser.add_argument(
+        "--steps", type=positive_int, default=1500, help="train until this step (the committed refiner's count)"
+    )
     parser.add_argument(
         "--channels",
         type=int,
@@ -240,33 +266,84 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="train on one half of the training instances only (`data.fold_of`), to measure on the other",
     )
-    parser.add_argument("--batch", type=int, default=48)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=positive_int, default=48)
+    parser.add_argument("--lr", type=positive_float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--limit", type=int, default=0, help="only the first N instances of each dataset")
-    parser.add_argument("--threads", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("runs/refiner"), help="collected windows and checkpoints")
-    parser.add_argument("--export", type=Path, default=DEFAULT_REFINER_WEIGHTS, help="where the refiner goes")
-    parser.add_argument("--checkpoint-every", type=int, default=250)
+    parser.add_argument("--limit", type=non_negative_int, default=0, help=LIMIT_HELP)
+    parser.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: all cores)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("runs/refiner"),
+        help=f"collected windows and checkpoints; a run resumes OUT/{CHECKPOINT_NAME} when it is this run's",
+    )
+    parser.add_argument(
+        "--export",
+        type=Path,
+        default=None,
+        help=f"where the fp16 refiner goes (default: OUT/{EXPORT_NAME}); the served refiner is replaced only "
+        f"when this names it (model_image/fewclick_model/weights/{DEFAULT_REFINER_WEIGHTS.name})",
+    )
+    parser.add_argument("--checkpoint-every", type=positive_int, default=250)
 
 
-def _windows(path: Path, make: Callable[[], WindowSet]) -> Path:
-    """``path``, collected by ``make`` first unless an earlier run left it there."""
+def export_path(args: argparse.Namespace) -> Path:
+    """Where this run's refiner goes: --export, else inside its own --out."""
+    return args.export if args.export is not None else args.out / EXPORT_NAME
+
+
+def instances_id(instances: Sequence[Instance]) -> str:
+    """A short digest of which instances these are, pixels included, in any order.
+
+    Part of the cache's file names: windows and checkpoints are reused only for the same
+    instances (--data, --datasets, --limit and --fold all change them). Names alone would not
+    do: two folders may both hold an ``obj00``. Hashing ~1 GB of pixels takes a second or two,
+    against minutes of collecting."""
+    digests = []
+    for inst in instances:
+        h = hashlib.blake2b(inst.name.encode(), digest_size=16)
+        for array in (inst.image, inst.mask, inst.ignore):
+            if array is not None:
+                h.update(repr(array.shape).encode())
+                h.update(np.ascontiguousarray(array).tobytes())
+        digests.append(h.hexdigest())
+    return hashlib.blake2b("".join(sorted(digests)).encode(), digest_size=5).hexdigest()
+
+
+def _windows(path: Path, make: Callable[[], WindowSet | None]) -> Path | None:
+    """``path``, collected by ``make`` first unless an earlier run left it there; None where
+    ``make`` found no windows (nothing is cached then: there is nothing to save)."""
     if path.exists():
         print(f"reusing {_npz_shapes(path)['inputs'][0][0]} windows from {path}")
-    else:
-        make().save(path)
+        return path
+    windows = make()
+    if windows is None:
+        return None
+    windows.save(path)
     return path
+
+
+def _resumable(path: Path, run_tag: str) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` when this run made it (same tag), else None (said so if one is there)."""
+    if not path.exists():
+        return None
+    ckpt = load_torch_file(path, f"a checkpoint of `fewclick train-refiner` ({CHECKPOINT_NAME})")
+    if not isinstance(ckpt, dict) or "tag" not in ckpt:
+        raise ValueError(f"{path} is {describe_torch_object(ckpt)}, not a checkpoint of `fewclick train-refiner`")
+    if ckpt["tag"] != run_tag:
+        print(f"{path} is another run's (other data, network or settings): starting from step 0")
+        return None
+    return ckpt
 
 
 def run(args: argparse.Namespace) -> int:
     if min(args.channels) < 1:
         raise SystemExit(f"--channels must be positive widths, got {args.channels}")
+    export_to = export_path(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
-    args.out.mkdir(parents=True, exist_ok=True)
     threads = torch.get_num_threads()  # the predictor splits them between its views; training wants them all
     # The committed refiner learnt from states before progressive merge was served: collect those.
     crop_predictor = load_crop_predictor(args.weights, device="cpu", boundary_refiner=False, progressive_merge=False)
@@ -279,7 +356,24 @@ def run(args: argparse.Namespace) -> int:
     if args.fold:
         train_set = [i for i in train_set if fold_of(i.name) == args.fold]
         print(f"fold {args.fold}: {len(train_set)} training instances")
-    tag = f"{network_version}-{args.clicks}clicks-{len(train_set)}"
+    if not train_set:
+        raise SystemExit(
+            f"nothing to train on: of {len(instances)} instances {len(holdout)} are held out"
+            + (f" and none of the rest is in fold {args.fold}" if args.fold else "")
+            + "; use more data (--limit, --datasets) or another --fold"
+        )
+    # The instances' identity keeps another dataset's windows and checkpoints from being reused.
+    tag = f"{network_version}-{args.clicks}clicks-{len(train_set)}-{instances_id(train_set)}"
+    channels = (args.channels[0], args.channels[1], args.channels[2])
+    # Windows are shared between widths; a checkpoint only resumes the same windows and width.
+    run_tag = f"{tag}-{args.random_passes}random-seed{args.seed}-{'x'.join(map(str, channels))}"
+    args.out.mkdir(parents=True, exist_ok=True)
+    last = args.out / CHECKPOINT_NAME
+    ckpt = _resumable(last, run_tag)
+    if ckpt is not None and int(ckpt["step"]) >= args.steps:
+        # Nothing to train; exporting again would rewrite the same refiner (or record a wrong step count).
+        print(f"already trained to step {int(ckpt['step'])} (--steps {args.steps}): nothing to do, nothing exported")
+        return 0
     passes = [
         _windows(args.out / f"windows-train-{tag}.npz", lambda: collect_windows(crop_predictor, train_set, args.clicks))
     ]
@@ -296,32 +390,30 @@ def run(args: argparse.Namespace) -> int:
                 ),
             )
         )
-    train = WindowSet.load_all(passes)
+    train = WindowSet.load_all([path for path in passes if path is not None])  # collect_windows never gives None
     held = None
     if holdout:
+        held_tag = f"{network_version}-{args.clicks}clicks-{len(holdout)}-{instances_id(holdout)}"
         held_path = _windows(
-            args.out / f"windows-holdout-{tag}.npz",
-            lambda: collect_windows(crop_predictor, holdout, args.clicks, "collect (held out)"),
+            args.out / f"windows-holdout-{held_tag}.npz",
+            lambda: collect_windows_if_any(crop_predictor, holdout, args.clicks, "collect (held out)"),
         )
-        held = WindowSet.load(held_path)
+        if held_path is None:
+            print(f"the {len(holdout)} held-out instances gave no boundary clicks: held-out scoring skipped")
+        else:
+            held = WindowSet.load(held_path)
     torch.set_num_threads(threads)
     print(f"{len(train)} training windows, {0 if held is None else len(held)} held out")
 
-    channels = (args.channels[0], args.channels[1], args.channels[2])
     refiner = BoundaryRefiner(feature_channels=train.features.shape[1], channels=channels).train()
-    # Windows are shared between widths; a checkpoint only resumes the same width.
-    run_tag = f"{tag}-{'x'.join(map(str, channels))}"
     optimizer = torch.optim.AdamW(refiner.parameters(), lr=args.lr, weight_decay=1e-4)
     start = 0
-    last = args.out / "refiner-last.ckpt"
-    if last.exists():
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
-        if ckpt.get("tag") == run_tag:
-            refiner.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            start = int(ckpt["step"])
-            rng = np.random.default_rng(args.seed + start)
-            print(f"resumed at step {start}")
+    if ckpt is not None:
+        refiner.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start = int(ckpt["step"])
+        rng = np.random.default_rng(args.seed + start)
+        print(f"resumed at step {start}")
     started, ema = time.time(), None
     bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="train refiner", unit="step")
     for step in bar:
@@ -344,7 +436,7 @@ def run(args: argparse.Namespace) -> int:
 
     version = export_refiner(
         refiner,
-        args.export,
+        export_to,
         {
             "network_version": network_version,
             "trained_steps": args.steps,
@@ -353,7 +445,7 @@ def run(args: argparse.Namespace) -> int:
             "fold": args.fold or "all",
         },
     )
-    held_out = "no held-out instances"
+    held_out = "no held-out windows (scoring skipped)" if holdout else "no held-out instances"
     if held is not None:
         before, after, better, worse = window_errors(refiner, held)
         held_out = (
@@ -362,6 +454,6 @@ def run(args: argparse.Namespace) -> int:
         )
     print(
         f"\nsummary: {args.steps - start} steps in {(time.time() - started) / 60:.1f} min; loss (EMA) "
-        f"{ema if ema is not None else float('nan'):.4f}; {held_out}; exported {args.export} as {version}"
+        f"{ema if ema is not None else float('nan'):.4f}; {held_out}; refiner exported to {export_to} ({version})"
     )
     return 0

@@ -165,6 +165,17 @@ def test_grabcut_baseline_finds_a_high_contrast_object() -> None:
     pred = g.predict(extreme_points(mask > 0)) > 0.5
     truth = mask > 0
     assert (pred & truth).sum() / (pred | truth).sum() > 0.7
+    # Nothing outside the extreme points' box (GrabCut's rectangle), and the answer does not depend
+    # on what ran before (OpenCV's global generator is reseeded per call).
+    ys, xs = np.nonzero(truth)
+    outside = np.ones_like(truth)
+    outside[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1] = False
+    assert not pred[outside].any()
+    other, other_mask = make_instance(np.random.default_rng(8))
+    g.set_image(other)
+    g.predict(extreme_points(other_mask > 0))
+    g.set_image(image)
+    assert np.array_equal(g.predict(extreme_points(mask > 0)) > 0.5, pred)
 
 
 def test_masked_iou_ignores_unknown_pixels_and_click_respect_rules() -> None:

@@ -5,7 +5,13 @@ import numpy as np
 import pytest
 import torch
 from fewclick_model import train_refiner
-from fewclick_model.boundary_refiner import FEATURE_WINDOW, WINDOW, BoundaryRefiner, load_refiner
+from fewclick_model.boundary_refiner import (
+    DEFAULT_REFINER_WEIGHTS,
+    FEATURE_WINDOW,
+    WINDOW,
+    BoundaryRefiner,
+    load_refiner,
+)
 from fewclick_model.checkpoints import export_weights
 from fewclick_model.data import fold_of, is_holdout, list_instances, load_instance
 from fewclick_model.network import FewClickNet
@@ -64,12 +70,20 @@ def test_a_few_steps_on_one_batch_reduce_the_refiner_loss(tiny: tuple[Path, Path
     assert np.mean(losses[-3:]) < 0.8 * np.mean(losses[:3]), losses
 
 
-def _run(root: Path, weights: Path, out: Path, steps: int, *extra: str) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     train_refiner.add_arguments(parser)
+    return parser
+
+
+def _argv(root: Path, weights: Path, out: Path, steps: int, export: bool = True) -> list[str]:
     argv = ["--data", str(root), "--weights", str(weights), "--clicks", "2", "--steps", str(steps)]
-    argv += ["--batch", "4", "--out", str(out), "--export", str(out / "refiner.pt"), "--checkpoint-every", "1"]
-    return train_refiner.run(parser.parse_args([*argv, *extra]))
+    argv += ["--batch", "4", "--out", str(out), "--checkpoint-every", "1"]
+    return [*argv, "--export", str(out / "refiner.pt")] if export else argv
+
+
+def _run(root: Path, weights: Path, out: Path, steps: int, *extra: str) -> int:
+    return train_refiner.run(_parser().parse_args([*_argv(root, weights, out, steps), *extra]))
 
 
 def test_cli_collects_once_resumes_and_exports_a_refiner_bound_to_its_network(
@@ -147,3 +161,106 @@ def test_cli_trains_on_one_fold_at_the_asked_width(
         _run(root, weights, tmp_path, 2, "--channels", "8", "0", "8")
     refiner, meta = load_refiner(tmp_path / "refiner.pt")
     assert refiner.channels == (8, 8, 8) and meta["channels"] == [8, 8, 8] and meta["fold"] == "B"
+
+
+@pytest.mark.parametrize(("option", "value"), [("--batch", "0"), ("--steps", "0"), ("--clicks", "0")])
+def test_numeric_options_out_of_range_are_refused_by_argparse(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        _parser().parse_args([option, value])
+    assert f"argument {option}: must be at least 1" in capsys.readouterr().err
+
+
+def test_a_run_exports_into_its_own_folder_and_a_finished_one_exports_nothing(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, weights = tiny
+    args = _parser().parse_args([*_argv(root, weights, tmp_path, 2, export=False), "--random-passes", "0"])
+    assert train_refiner.export_path(args) == tmp_path / "refiner.pt" != DEFAULT_REFINER_WEIGHTS  # before any run
+    assert "OUT/refiner.pt" in _parser().format_help()
+    served = DEFAULT_REFINER_WEIGHTS.read_bytes() if DEFAULT_REFINER_WEIGHTS.exists() else None
+    threads = torch.get_num_threads()
+    try:
+        assert train_refiner.run(args) == 0
+        assert f"refiner exported to {tmp_path / 'refiner.pt'}" in capsys.readouterr().out
+        assert load_refiner(tmp_path / "refiner.pt")[1]["trained_steps"] == 2
+        (tmp_path / "refiner.pt").unlink()
+        for steps in (2, 1):  # at --steps, and past a lowered one (the export would record the wrong count)
+            args.steps = steps
+            assert train_refiner.run(args) == 0
+            out = capsys.readouterr().out
+            assert f"already trained to step 2 (--steps {steps}): nothing to do" in out and "reusing" not in out
+            assert not (tmp_path / "refiner.pt").exists()
+    finally:
+        torch.set_num_threads(threads)
+    assert (DEFAULT_REFINER_WEIGHTS.read_bytes() if DEFAULT_REFINER_WEIGHTS.exists() else None) == served
+
+
+def test_the_cache_tells_datasets_apart_even_with_the_same_names(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, weights = tiny
+    other = tmp_path / "other"
+    write_folder(other / "coco_mval", 5, seed=11)  # obj00..obj04 again, other pixels
+    write_folder(other / "davis", 3, seed=12)
+    mine = [load_instance(i, m) for f in ("coco_mval", "davis") for i, m in list_instances(root / f)]
+    theirs = [load_instance(i, m) for f in ("coco_mval", "davis") for i, m in list_instances(other / f)]
+    assert [i.name for i in mine] == [i.name for i in theirs]
+    assert train_refiner.instances_id(mine) == train_refiner.instances_id(mine[::-1])  # stable, any order
+    assert train_refiner.instances_id(mine) != train_refiner.instances_id(theirs)
+    assert train_refiner.instances_id(mine) != train_refiner.instances_id(mine[:-1])  # --limit, --fold
+    out = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        assert _run(root, weights, out, 2, "--random-passes", "0") == 0
+        capsys.readouterr()
+        assert _run(other, weights, out, 3, "--random-passes", "0") == 0
+        second = capsys.readouterr().out
+        assert _run(other, weights, out, 4, "--random-passes", "0") == 0
+        third = capsys.readouterr().out
+    finally:
+        torch.set_num_threads(threads)
+    # Other data: its own windows and a fresh start, not the first run's windows and checkpoint.
+    assert "reusing" not in second and "resumed" not in second and "is another run's" in second
+    assert "summary: 3 steps" in second
+    # The same data again: its windows and checkpoint are reused.
+    assert "reusing" in third and "resumed at step 3" in third
+
+
+def test_held_out_instances_without_windows_skip_the_scoring(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root, _ = tiny
+    weights = tmp_path / "half.pt"  # holds out half the instances, so the tiny set has some
+    export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), weights, 64, 16, {"holdout_share": 0.5})
+    pairs = [pair for f in ("coco_mval", "davis") for pair in list_instances(root / f)]
+    held = [load_instance(*pair).mask for pair in pairs if is_holdout(pair[1].stem, 0.5)]
+    assert 0 < len(held) < len(pairs)
+    robot = train_refiner.boundary_click
+
+    def already_right_on_held_out(truth: np.ndarray, pred: np.ndarray, ignore: np.ndarray | None) -> object:
+        # The network's edges match the held-out masks: the robot finds nothing to click there.
+        if any(truth.shape == mask.shape and np.array_equal(truth, mask) for mask in held):
+            return None
+        return robot(truth, pred, ignore)
+
+    monkeypatch.setattr(train_refiner, "boundary_click", already_right_on_held_out)
+    threads = torch.get_num_threads()
+    try:
+        assert _run(root, weights, tmp_path, 1, "--random-passes", "0") == 0
+    finally:
+        torch.set_num_threads(threads)
+    out = capsys.readouterr().out
+    assert f"the {len(held)} held-out instances gave no boundary clicks: held-out scoring skipped" in out
+    assert "no held-out windows (scoring skipped)" in out and (tmp_path / "refiner.pt").exists()
+
+
+def test_a_fold_with_no_training_instances_is_refused_up_front(tiny: tuple[Path, Path], tmp_path: Path) -> None:
+    root, weights = tiny
+    first = list_instances(root / "coco_mval")[0][1].stem
+    assert not is_holdout(first, 0.05)
+    empty_fold = "A" if fold_of(first) == "B" else "B"
+    with pytest.raises(SystemExit, match=f"nothing to train on: .* none of the rest is in fold {empty_fold}"):
+        _run(root, weights, tmp_path / "run", 1, "--limit", "1", "--fold", empty_fold)
+    assert not (tmp_path / "run").exists()  # refused before anything was collected or written

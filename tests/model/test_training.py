@@ -2,6 +2,7 @@ import argparse
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -190,3 +191,126 @@ def test_pass_distribution_keeps_the_released_recipe_and_spreads_deeper_runs_eve
     assert train.extra_pass_distribution(0) == ((0,), (1.0,))
     with pytest.raises(ValueError, match="max_passes"):
         train.extra_pass_distribution(-1)
+
+
+def train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    return parser
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "reason"),
+    [
+        ("--steps", "0", "at least 1"),
+        ("--batch", "0", "at least 1"),
+        ("--checkpoint-every", "0", "at least 1"),
+        ("--validate-every", "0", "at least 1"),
+        ("--max-passes", "-1", "0 or more"),
+        ("--boundary-share", "2", "between 0 and 1"),
+    ],
+)
+def test_numeric_options_out_of_range_are_refused_by_argparse(
+    option: str, value: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        train_parser().parse_args([option, value])
+    assert f"argument {option}: must be {reason}" in capsys.readouterr().err
+
+
+def test_a_run_exports_into_its_own_folder_unless_told_and_never_into_the_package(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--data", str(tiny_root), "--out", str(tmp_path), "--size", "64", "--decoder-channels", "16"]
+    argv += ["--steps", "1", "--batch", "2", "--resume"]
+    args = train_parser().parse_args(argv)
+    assert train.export_path(args) == tmp_path / "weights.pt" != DEFAULT_WEIGHTS  # checked before anything runs
+    assert "OUT/weights.pt" in train_parser().format_help()
+    served = DEFAULT_WEIGHTS.read_bytes() if DEFAULT_WEIGHTS.exists() else None
+    assert train.run(args) == 0
+    out = capsys.readouterr().out
+    # --resume with nothing to resume says so and starts afresh.
+    assert f"--resume: no checkpoint at {tmp_path / 'last.ckpt'}, starting from step 0" in out
+    assert f"weights exported to {tmp_path / 'weights.pt'}" in out
+    assert weights_meta(tmp_path / "weights.pt")["trained_steps"] == 1
+    assert (DEFAULT_WEIGHTS.read_bytes() if DEFAULT_WEIGHTS.exists() else None) == served
+
+
+def test_a_resume_with_nothing_left_to_train_exports_nothing_and_exits_cleanly(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_train(tiny_root, tmp_path, 2, False)
+    (tmp_path / "w.pt").unlink()
+    capsys.readouterr()
+    for steps in (2, 1):  # at --steps, and past a lowered one (the export would record the wrong count)
+        run_train(tiny_root, tmp_path, steps, True)
+        assert f"already trained to step 2 (--steps {steps}): nothing to do" in capsys.readouterr().out
+        assert not (tmp_path / "w.pt").exists()
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["step"] == 2
+
+
+def test_resume_and_init_name_the_network_setting_that_differs(tiny_root: Path, tmp_path: Path) -> None:
+    run_train(tiny_root, tmp_path, 1, False)  # --decoder-channels 16
+    ckpt = torch.load(tmp_path / "last.ckpt", weights_only=False)
+    assert ckpt["decoder_channels"] == 16 and ckpt["encoder"] == "efficientnet-lite0"
+    with pytest.raises(ValueError, match=r"last\.ckpt was made with --decoder-channels 16, this run asks for 8"):
+        run_train(tiny_root, tmp_path, 2, True, "--decoder-channels", "8")
+    with pytest.raises(ValueError, match=r"w\.pt was made with --decoder-channels 16, this run asks for 8"):
+        run_train(tiny_root, tmp_path / "ft", 1, False, "--init", str(tmp_path / "w.pt"), "--decoder-channels", "8")
+    # A checkpoint from before the settings were recorded: the shapes tell.
+    legacy = {k: v for k, v in ckpt.items() if k not in ("encoder", "decoder_channels")}
+    torch.save(legacy, tmp_path / "last.ckpt")
+    with pytest.raises(ValueError, match=r"does not fit this run's network .*--decoder-channels 8"):
+        run_train(tiny_root, tmp_path, 2, True, "--decoder-channels", "8")
+
+
+def test_init_from_a_file_that_is_not_network_weights_is_refused_with_its_path(tiny_root: Path, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match=r"notes\.txt is not FewClick network weights"):
+        run_train(tiny_root, tmp_path / "run", 1, False, "--init", str(tmp_path / "notes.txt"))
+    torch.save({"model": {}, "optimizer": {}, "step": 1}, tmp_path / "last.ckpt")
+    with pytest.raises(ValueError, match=r"last\.ckpt is a training checkpoint"):
+        run_train(tiny_root, tmp_path / "run", 1, False, "--init", str(tmp_path / "last.ckpt"))
+    with pytest.raises(FileNotFoundError, match=r"missing\.pt does not exist"):
+        run_train(tiny_root, tmp_path / "run", 1, False, "--init", str(tmp_path / "missing.pt"))
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_data_with_nothing_to_sample_is_refused_before_the_network_is_built(
+    tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_network(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the network was built for a run that cannot sample a batch")
+
+    monkeypatch.setattr(train, "FewClickNet", no_network)
+    folder = tmp_path / "coco_mval"
+    (folder / "images").mkdir(parents=True)
+    (folder / "masks").mkdir()
+    for i in range(3):
+        mask = np.zeros((40, 40), np.uint8)
+        mask[10 + i : 13 + i, 10:13] = 255  # 9 px
+        cv2.imwrite(str(folder / "images" / f"dot{i}.png"), np.full((40, 40, 3), 80, np.uint8))
+        cv2.imwrite(str(folder / "masks" / f"dot{i}.png"), mask)
+    # Every mask too small (this crashed with numpy's "high <= 0" at the first batch).
+    with pytest.raises(ValueError, match="16 pixels"):
+        run_train(tmp_path, tmp_path / "run", 1, False, "--datasets", "coco_mval", "--holdout-share", "0")
+    # Every instance held out.
+    held = tmp_path / "held" / "coco_mval"
+    write_folder(held, 1, seed=1)
+    name = next(f"held{i}" for i in range(100) if is_holdout(f"held{i}", 0.5))
+    (held / "images" / "obj00.jpg").rename(held / "images" / f"{name}.jpg")
+    (held / "masks" / "obj00.png").rename(held / "masks" / f"{name}.png")
+    with pytest.raises(SystemExit, match="all 1 instances are held out"):
+        run_train(held.parent, tmp_path / "run", 1, False, "--datasets", "coco_mval", "--holdout-share", "0.5")
+
+
+def test_limit_counts_the_datasets_together_and_both_commands_say_so(tiny_root: Path) -> None:
+    from fewclick_model import train_refiner
+
+    names = [i.name for i in train.load_training_instances(tiny_root, ["coco_mval", "davis"], limit=7)]
+    assert len(names) == 7  # 6 in coco_mval, so 1 from davis: not 7 of each
+    refiner_parser = argparse.ArgumentParser()
+    train_refiner.add_arguments(refiner_parser)
+    for parser in (train_parser(), refiner_parser):
+        (limit,) = [a for a in parser._actions if a.dest == "limit"]
+        assert limit.help == train.LIMIT_HELP and "taken together" in limit.help

@@ -293,6 +293,22 @@ def test_mirror_and_precision_settings_are_checked_when_read(
         parse()
     assert exit_info.value.code == 2
     assert "'fp16' (flag or FEWCLICK_PRECISION) is not one of auto, fp32, bf16" in capsys.readouterr().err
+    monkeypatch.delenv("FEWCLICK_PRECISION")
+    # Numbers too: a bad value (flag or environment) stops the start instead of silently becoming a default.
+    assert (parse().port, parse().max_sessions, parse().session_ttl) == (8080, 512, 900.0)
+    for env, value, says in (
+        ("FEWCLICK_MAX_SESSIONS", "lots", "'lots' (flag or FEWCLICK_MAX_SESSIONS) is not an integer"),
+        ("FEWCLICK_CACHE_MB", "-1", "'-1' (flag or FEWCLICK_CACHE_MB) is not within 1..inf"),
+        ("SAGEMAKER_BIND_TO_PORT", "70000", "'70000' (flag or SAGEMAKER_BIND_TO_PORT) is not within 0..65535"),
+    ):
+        monkeypatch.setenv(env, value)
+        with pytest.raises(SystemExit):
+            parse()
+        assert says in capsys.readouterr().err
+        monkeypatch.delenv(env)
+    with pytest.raises(SystemExit):
+        parse("--max-pending", "0")
+    assert parse("--max-sessions", "3", "--session-ttl", "2.5").max_sessions == 3
 
 
 def test_the_served_predictor_merges_late_boundary_clicks_unless_told_not_to() -> None:

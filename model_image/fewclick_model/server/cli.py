@@ -17,11 +17,38 @@ from .sessions import DEFAULT_IDLE_TTL_S, DEFAULT_LIFETIME_S, DEFAULT_MAX_BYTES,
 LOG = logging.getLogger("fewclick.model_server")
 
 
-def _env_int(name: str, default: int) -> int:
-    try:
-        return int(os.environ.get(name, default))
-    except ValueError:
-        return default
+_A = {int: "an integer", float: "a number"}
+
+
+def _number_in(kind: type[int] | type[float], low: float, high: float, env: str) -> Callable[[str], float]:
+    """An argparse type for a number in [low, high] that also checks a default read from ``env``:
+    a typo in the container's environment stops the server at start, saying where it came from."""
+
+    def check(value: str) -> float:
+        try:
+            number = kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{value!r} (flag or {env}) is not {_A[kind]}") from None
+        if not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"{value!r} (flag or {env}) is not within {low:g}..{high:g}")
+        return number
+
+    return check
+
+
+def _add_number(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    env: str,
+    default: float,
+    low: float,
+    high: float = float("inf"),
+    help: str | None = None,
+) -> None:
+    kind = int if isinstance(default, int) else float
+    parser.add_argument(
+        flag, type=_number_in(kind, low, high, env), default=os.environ.get(env, str(default)), help=help
+    )
 
 
 def _one_of(allowed: tuple[str, ...], env: str) -> Callable[[str], str]:
@@ -53,7 +80,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--host", default=os.environ.get("FEWCLICK_HOST", "127.0.0.1"), help="bind address (the container uses 0.0.0.0)"
     )
-    parser.add_argument("--port", type=int, default=_env_int("SAGEMAKER_BIND_TO_PORT", 8080))
+    _add_number(parser, "--port", "SAGEMAKER_BIND_TO_PORT", 8080, 0, 65535, "TCP port (0: any free one)")
     parser.add_argument(
         "--weights",
         default=os.environ.get("FEWCLICK_WEIGHTS"),
@@ -101,35 +128,45 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("FEWCLICK_DEVICE", "auto"),
         help="auto (one replica per GPU, else CPU), cpu, cuda:0, ...",
     )
-    parser.add_argument("--max-sessions", type=int, default=_env_int("FEWCLICK_MAX_SESSIONS", DEFAULT_MAX_SESSIONS))
-    parser.add_argument(
+    _add_number(parser, "--max-sessions", "FEWCLICK_MAX_SESSIONS", DEFAULT_MAX_SESSIONS, 1)
+    _add_number(
+        parser,
         "--cache-mb",
-        type=int,
-        default=_env_int("FEWCLICK_CACHE_MB", DEFAULT_MAX_BYTES // 2**20),
+        "FEWCLICK_CACHE_MB",
+        DEFAULT_MAX_BYTES // 2**20,
+        1,
         help="memory cap of the session cache (features + click-prefix cache)",
     )
-    parser.add_argument(
+    _add_number(
+        parser,
         "--session-ttl",
-        type=float,
-        default=float(_env_int("FEWCLICK_SESSION_TTL_S", int(DEFAULT_IDLE_TTL_S))),
+        "FEWCLICK_SESSION_TTL_S",
+        float(DEFAULT_IDLE_TTL_S),
+        1.0,
         help="seconds a session survives without a click",
     )
-    parser.add_argument(
+    _add_number(
+        parser,
         "--session-lifetime",
-        type=float,
-        default=float(_env_int("FEWCLICK_SESSION_LIFETIME_S", int(DEFAULT_LIFETIME_S))),
+        "FEWCLICK_SESSION_LIFETIME_S",
+        float(DEFAULT_LIFETIME_S),
+        1.0,
         help="hard session lifetime, announced to SageMaker as Expires",
     )
-    parser.add_argument(
+    _add_number(
+        parser,
         "--max-pending",
-        type=int,
-        default=_env_int("FEWCLICK_MAX_PENDING", 16),
+        "FEWCLICK_MAX_PENDING",
+        16,
+        1,
         help="queued requests per model replica before answering 503 OVERLOADED",
     )
-    parser.add_argument(
+    _add_number(
+        parser,
         "--torch-threads",
-        type=int,
-        default=_env_int("FEWCLICK_TORCH_THREADS", 0),
+        "FEWCLICK_TORCH_THREADS",
+        0,
+        0,
         help="intra-op threads (0: every available CPU on CPU, 4 on GPU)",
     )
     parser.add_argument("--log-level", default=os.environ.get("FEWCLICK_LOG_LEVEL", "INFO"))
