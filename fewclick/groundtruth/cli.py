@@ -118,6 +118,8 @@ def _only_labeling_stack(path: Path) -> str:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise StackOutputsError(f"cannot read {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise StackOutputsError(f"{path}: expected `cdk deploy --outputs-file` JSON (stack name -> outputs)")
     names = [n for n, values in data.items() if isinstance(values, dict) and TEMPLATE_URI in values]
     if len(names) != 1:
         raise StackOutputsError(f"{path}: expected one labeling stack, found {names or 'none'}; pass --stack-name")

@@ -118,6 +118,15 @@ def build_job_plan(options: JobOptions, outputs: LabelingStackOutputs) -> JobPla
         )
     if options.max_concurrent_tasks is not None and not 1 <= options.max_concurrent_tasks <= 5000:
         raise JobRequestError("--max-concurrent-tasks must be 1..5000")
+    if options.max_objects is not None and options.max_objects < 1:
+        raise JobRequestError("--max-objects must be at least 1 (StoppingConditions.MaxHumanLabeledObjectCount)")
+    # CreateLabelingJob's limits, said here rather than cut silently or refused by AWS after the
+    # label file was already written.
+    for flag, text, limit in (("--title", options.title, 128), ("--description", options.description, 255)):
+        if not text.strip():
+            raise JobRequestError(f"{flag} must not be empty (workers read it)")
+        if len(text) > limit:
+            raise JobRequestError(f"{flag} is {len(text)} characters; CreateLabelingJob takes at most {limit}")
     keywords = [k.strip() for k in options.keywords if k.strip()][:5] or ["segmentation"]
 
     label_config_uri = f"s3://{outputs.bucket}/{JOBS_PREFIX}{job_name}/label-categories.json"
@@ -126,8 +135,8 @@ def build_job_plan(options: JobOptions, outputs: LabelingStackOutputs) -> JobPla
         "UiConfig": {"UiTemplateS3Uri": outputs.template_uri},
         "PreHumanTaskLambdaArn": outputs.pre_annotation_arn,
         "TaskKeywords": keywords,
-        "TaskTitle": options.title[:128],
-        "TaskDescription": options.description[:255],
+        "TaskTitle": options.title,
+        "TaskDescription": options.description,
         "NumberOfHumanWorkersPerDataObject": options.workers_per_object,
         "TaskTimeLimitInSeconds": options.task_time_limit_s,
         "TaskAvailabilityLifetimeInSeconds": options.task_availability_s,

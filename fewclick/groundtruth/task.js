@@ -39,6 +39,7 @@ const taskLabeler = createLabeler(document.getElementById("fc-root"), {
   labels: taskLabels.length ? taskLabels : ["object"],
   onChange: (info) => {
     if (info.pending) setStatus("info", "Segmenting…");
+    else if (info.withoutMask) setStatus("error", `${info.withoutMask} object(s) have no mask (server error): retry or undo.`);
     else if (info.incomplete) setStatus("info", `${info.incomplete} object(s) still need 4 extreme points.`);
     else setStatus("info", `${info.complete} object(s) ready to submit.`);
   },

@@ -21,9 +21,12 @@ from fewclick.local.labels import LabelStore, LabelStoreError
 
 
 class LocalLabelApi:
-    def __init__(self, store: LabelStore, *, auth_required: bool) -> None:
+    def __init__(self, store: LabelStore, *, auth_required: bool, image_bucket: str | None = None) -> None:
         self.store = store
         self.auth_required = auth_required
+        # Set where the proxy reads this folder as a bucket (`image_bucket.FolderBucket`): the page
+        # then names its images by S3 URI instead of sending their bytes.
+        self.image_bucket = image_bucket
 
     def handle(self, method: str, path: str, query: Mapping[str, list[str]], body: bytes) -> HttpResponse:
         try:
@@ -69,4 +72,5 @@ class LocalLabelApi:
             "outDir": str(self.store.out_dir.resolve()),
             "authRequired": self.auth_required,
             "labelMap": "pixel value = object index (1..N), 0 = background",
+            "imageBucket": self.image_bucket,
         }

@@ -50,6 +50,7 @@ from fewclick.local.gateway import (
     GatewayServer,
     LambdaHandler,
 )
+from fewclick.local.image_bucket import FolderBucket
 from fewclick.local.labeling_api import LocalLabelApi
 from fewclick.local.labels import DEFAULT_LABELS, LabelStore, LabelStoreError
 from fewclick_contract.task_token import derive_key
@@ -247,12 +248,13 @@ def _proxy_environment(runtime_url: str, verbose: bool) -> dict[str, str]:
     return env
 
 
-def load_proxy_handler(session_secret: str | None = None) -> LambdaHandler:
+def load_proxy_handler(session_secret: str | None = None, image_bucket: FolderBucket | None = None) -> LambdaHandler:
     """Import the real proxy ``lambda_handler`` the way the Lambda runtime does (asset root on sys.path).
 
     With ``session_secret`` the proxy is configured now, from the environment plus that key (its
     SESSION_TOKEN_SECRET override), instead of lazily from the environment alone: the key never enters
-    ``os.environ`` (where later child processes would inherit it), and each run gets its own.
+    ``os.environ`` (where later child processes would inherit it), and each run gets its own. With
+    ``image_bucket`` as well, the proxy's S3 reads of that bucket come from the images folder.
     """
     if not (PROXY_ASSET_DIR / "fewclick_proxy" / "handler.py").is_file():
         raise ServeError(f"the proxy Lambda is missing: {PROXY_ASSET_DIR / 'fewclick_proxy' / 'handler.py'}")
@@ -260,8 +262,16 @@ def load_proxy_handler(session_secret: str | None = None) -> LambdaHandler:
         sys.path.insert(0, str(PROXY_ASSET_DIR))
     module = importlib.import_module(PROXY_HANDLER_MODULE)
     if session_secret is not None:
-        config = importlib.import_module("fewclick_proxy.config").ProxyConfig
-        module.configure(config=config.from_env({**os.environ, "SESSION_TOKEN_SECRET": session_secret}))
+        proxy_config = importlib.import_module("fewclick_proxy.config").ProxyConfig
+        env = {**os.environ, "SESSION_TOKEN_SECRET": session_secret}
+        if image_bucket is None:
+            module.configure(config=proxy_config.from_env(env))
+        else:
+            config = proxy_config.from_env({**env, "ALLOWED_BUCKETS": image_bucket.bucket})
+            segment = importlib.import_module("fewclick_proxy.segment")
+            images = importlib.import_module("fewclick_proxy.image_source").ImageSource(config, lambda: image_bucket)
+            endpoint = importlib.import_module("fewclick_proxy.endpoint_client").EndpointClient(config)
+            module.configure(segment.Segmenter(config, images, endpoint))
     handler: LambdaHandler = module.lambda_handler
     return handler
 
@@ -411,7 +421,14 @@ class LocalStack:
         )
         # The real handler is bound below; the port is taken first so a busy port fails in a second,
         # not after the model has loaded.
-        gateway = Gateway(config, self._unavailable, LocalLabelApi(self.store, auth_required=self.token is not None))
+        # The real proxy reads the images folder as a bucket; a test's stand-in proxy takes inline images.
+        self.image_bucket = None if self._custom_handler else FolderBucket(self.store)
+        label_api = LocalLabelApi(
+            self.store,
+            auth_required=self.token is not None,
+            image_bucket=self.image_bucket.bucket if self.image_bucket else None,
+        )
+        gateway = Gateway(config, self._unavailable, label_api)
         try:
             self.server = GatewayServer((options.host, options.port), gateway, verbose=options.verbose)
         except OSError as exc:
@@ -428,7 +445,7 @@ class LocalStack:
         runtime = RuntimeStandIn(model.url)
         self._stoppers.append(runtime.stop)
         os.environ.update(_proxy_environment(runtime.url, options.verbose))
-        handler = load_proxy_handler(self.session_secret)
+        handler = load_proxy_handler(self.session_secret, self.image_bucket)
         model.wait_ready(options.ready_timeout_s, cancelled)
         return handler
 

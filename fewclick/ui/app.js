@@ -69,9 +69,15 @@ function blobToBase64(blob) {
   });
 }
 
+// Names the proxy takes as an S3 key as they are (fewclick_proxy.image_source.parse_s3_uri); others go inline.
+const S3_PLAIN_KEY = /^[^?#\\\u0000-\u001f\u007f/]+$/;
+
 const state = {
   images: [],
-  index: -1,
+  index: -1, // the image chosen in the navigation (may still be loading)
+  shown: -1, // the image the labeler holds: the only one a save may write to
+  loading: false,
+  imageBucket: null, // set by /local/config when the proxy reads the images folder as a bucket
   objectUrl: null,
   saving: null,
 };
@@ -125,23 +131,40 @@ async function openImage(index) {
   const image = state.images[index];
   if (!image) return;
   state.index = index;
+  state.loading = true;
   renderProgress();
   setSaveStatus(`Loading ${image.name}…`);
-  const [blob, saved] = await Promise.all([
-    api(imageUrl(image.name)).then((r) => r.blob()),
-    api(labelsUrl(image.name)).then((r) => r.json()),
-  ]);
+  let blob;
+  let saved;
+  try {
+    [blob, saved] = await Promise.all([
+      api(imageUrl(image.name)).then((r) => r.blob()),
+      api(labelsUrl(image.name)).then((r) => r.json()),
+    ]);
+  } catch (err) {
+    if (state.index === index) {
+      // The labeler still shows (and may edit and save) the previous image: navigation says so too.
+      state.index = state.shown;
+      state.loading = false;
+      renderProgress();
+    }
+    throw err;
+  }
   if (state.index !== index) return; // the labeler moved on while this loaded
   if (state.objectUrl) URL.revokeObjectURL(state.objectUrl);
   state.objectUrl = URL.createObjectURL(blob);
   let base64 = null;
+  state.shown = index;
+  state.loading = false;
   await labeler.open({
     url: state.objectUrl,
     width: image.width,
     height: image.height,
     objects: saved.objects,
-    // Encoded once, on the first request that needs it (and again only after SESSION_EXPIRED).
+    // By name where the proxy reads the images folder as a bucket (any size, nothing to encode);
+    // else the bytes, encoded once, on the first request that needs them (again only after SESSION_EXPIRED).
     getApiImage: async () => {
+      if (state.imageBucket && S3_PLAIN_KEY.test(image.name)) return { s3Uri: `s3://${state.imageBucket}/${image.name}` };
       base64 ||= blobToBase64(blob);
       return { base64: await base64 };
     },
@@ -152,12 +175,18 @@ async function openImage(index) {
 
 async function save() {
   if (state.saving) return state.saving;
-  const image = state.images[state.index];
+  if (state.loading) {
+    // The labeler still holds the previous image's objects; writing them now would put them
+    // under the image being loaded.
+    setSaveStatus("Not saved: an image is still loading", "warn");
+    return false;
+  }
+  const image = state.images[state.shown];
   if (!image) return true;
   state.saving = (async () => {
     setSaveStatus("Waiting for masks…", "busy");
     await labeler.settled();
-    const { objects, incomplete, withoutMask } = labeler.exportObjects();
+    const { objects, incomplete, withoutMask, doc } = labeler.exportObjects();
     if (withoutMask) {
       // Never drop an object silently: the labeler must retry or undo first.
       setSaveStatus(`Not saved: ${withoutMask} object(s) have no mask (server error). Retry or undo.`, "error");
@@ -171,7 +200,7 @@ async function save() {
         body: JSON.stringify({ objects }),
       });
       const result = await response.json();
-      labeler.markSaved();
+      labeler.markSaved(doc); // what was sent: edits made while it travelled stay unsaved
       image.done = true;
       image.objects = objects.length;
       renderProgress();
@@ -210,6 +239,7 @@ async function start() {
   let config;
   try {
     config = await (await api("/local/config")).json();
+    state.imageBucket = config.imageBucket || null;
     state.images = (await (await api("/local/images")).json()).images;
   } catch (err) {
     showPageBanner(err.describe ? err.describe() : String(err), start);

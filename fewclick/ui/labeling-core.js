@@ -19,6 +19,9 @@ export const OBJECT_COLORS = Object.freeze([
   "#ff9800", "#00e5ff", "#ff00c8", "#c6ff00", "#b388ff", "#ffd600", "#ff6e40", "#18ffff",
 ]);
 const RETRYABLE_STATUS = new Set([0, 429, 502, 503, 504]);
+// The API refuses more corrective clicks per object (fewclick_contract.api.MAX_CLICKS; a test keeps
+// the two equal): the UI stops at the limit instead of sending a request that can only fail.
+export const MAX_CORRECTIVE_CLICKS = 100;
 const HISTORY_LIMIT = 500;
 const DRAG_THRESHOLD_PX = 5;
 
@@ -349,12 +352,14 @@ export class Labeler {
     this._changed();
   }
 
-  /** Objects with masks, as the API names things; plus counts of what could not be exported. */
+  /** Objects with masks, as the API names things; plus counts of what could not be exported, and
+   * the document they came from (give it to `markSaved` once they are stored). */
   exportObjects() {
+    const doc = this.doc;
     const objects = [];
     let incomplete = 0;
     let withoutMask = 0;
-    for (const obj of this.doc.objects) {
+    for (const obj of doc.objects) {
       if (!obj.points.length) continue;
       if (!isComplete(obj)) {
         incomplete += 1;
@@ -373,7 +378,7 @@ export class Labeler {
         modelVersion: mask.modelVersion,
       });
     }
-    return { objects, incomplete, withoutMask };
+    return { objects, incomplete, withoutMask, doc };
   }
 
   /** Resolves when no mask request is in flight or queued (for saving). */
@@ -391,8 +396,10 @@ export class Labeler {
     return this.doc.objects !== this.savedDoc.objects;
   }
 
-  markSaved() {
-    this.savedDoc = this.doc;
+  /** `doc`: the document that was stored (default: the current one). Edits made after it was
+   * exported, while the save travelled, keep the labeler dirty. */
+  markSaved(doc = this.doc) {
+    this.savedDoc = doc;
     this._changed();
   }
 
@@ -419,7 +426,10 @@ export class Labeler {
     const doc = this.doc;
     if (index < 0 || index >= doc.objects.length) return;
     const objects = doc.objects.filter((_, i) => i !== index);
-    this._commit({ objects, selected: Math.min(doc.selected, objects.length - 1) });
+    // The selection stays on its object: one before it going away shifts its index down.
+    let selected = doc.selected;
+    if (index < doc.selected) selected -= 1;
+    this._commit({ objects, selected: Math.min(selected, objects.length - 1) });
   }
 
   resetObject() {
@@ -531,7 +541,13 @@ export class Labeler {
     ]);
     ui.base = el("canvas", { class: "fc-layer fc-image" });
     ui.mask = el("canvas", { class: "fc-layer fc-mask", "data-role": "mask-layer" });
-    ui.top = el("canvas", { class: "fc-layer fc-points", "data-role": "click-layer", tabindex: "0" });
+    ui.top = el("canvas", {
+      class: "fc-layer fc-points",
+      "data-role": "click-layer",
+      tabindex: "0",
+      role: "application",
+      "aria-label": "Image: click the object's four extreme points, then corrective clicks",
+    });
     ui.stage = el("div", { class: "fc-stage" }, [ui.base, ui.mask, ui.top]);
     ui.objects = el("ol", { class: "fc-object-list", "data-role": "objects" });
     ui.panel = el("aside", { class: "fc-objects" }, [el("h2", { text: "Objects" }), ui.objects]);
@@ -669,6 +685,14 @@ export class Labeler {
       doc = { objects: [...doc.objects, this._makeObject(this.lastLabel)], selected: doc.objects.length };
     }
     const obj = doc.objects[doc.selected];
+    if (obj.points.length >= 4 + MAX_CORRECTIVE_CLICKS) {
+      this._showBanner(
+        "info",
+        `An object takes at most ${MAX_CORRECTIVE_CLICKS} corrective clicks: undo some, or reset the object.`,
+        { autoHideMs: 6000 },
+      );
+      return;
+    }
     let type = "extreme";
     if (isComplete(obj)) {
       if (alt || this.boundaryMode) type = "boundary";
@@ -762,7 +786,8 @@ export class Labeler {
         if (generation !== this.generation) return;
         const error = err instanceof ApiError ? err : new ApiError(0, "CLIENT", String(err));
         this.failed.set(key, error);
-        this._showBanner("error", error.describe(), { retry: true });
+        // Retry only where it can help (unreachable, busy); a refused request needs an undo instead.
+        this._showBanner("error", error.describe(), { retry: error.retryable });
       })
       .finally(() => {
         if (generation !== this.generation) return;
@@ -779,6 +804,7 @@ export class Labeler {
     };
     // An object that already has a mask was being refined in this session: its expiry is news.
     const refining = this.lastMaskKey.has(obj.id);
+    const generation = this.generation; // the image this request is for
     let sessionId = this.sessionId;
     let withImage = !sessionId;
     let resends = 0;
@@ -790,7 +816,8 @@ export class Labeler {
         if (sessionId) request.sessionId = sessionId;
         if (withImage) request.image = await this.image.getApiImage();
         const response = await this.client.segment(request);
-        this.sessionId = response.sessionId;
+        // A late answer for the previous image must not lend its session to the next one.
+        if (generation === this.generation) this.sessionId = response.sessionId;
         return { response, elapsedMs: performance.now() - started, resent: resends > 0 };
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;

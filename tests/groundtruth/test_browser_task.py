@@ -106,13 +106,17 @@ class FakeEndpoint:
     def __init__(self) -> None:
         self.sessions: set[str] = set()
         self.calls = 0
+        self.failing = False  # the model answers 502 while set
 
     def invoke(self, request: Any, session_id: str | None, deadline: float | None = None) -> Any:
         from fewclick_proxy.endpoint_client import EndpointResult, SessionExpiredAtEndpoint
 
+        from fewclick_contract.api import ApiError, ErrorCode
         from fewclick_contract.wire import WireResponse, encode_probabilities
 
         self.calls += 1
+        if self.failing:
+            raise ApiError(ErrorCode.ENDPOINT_ERROR, "the model failed (test)")
         if request.crop is None and session_id not in self.sessions:
             raise SessionExpiredAtEndpoint()
         session = session_id or str(uuid.uuid4())
@@ -294,6 +298,15 @@ def test_worker_completes_a_task_end_to_end(stack: dict[str, Any], tmp_path: Pat
             page.wait_for_function("() => window.__crowdSubmissions.length === 1")
             submission = page.evaluate("() => window.__crowdSubmissions[0]")
             page.screenshot(path=str(tmp_path / "task.png"))
+
+            # A click the model fails on: the status says the object has no mask (not "ready to submit").
+            stack["endpoint"].failing = True
+            click(60, 50)
+            page.wait_for_function("() => document.querySelector('#fc-status').textContent.includes('no mask')")
+            assert page.locator("#fc-status").get_attribute("data-kind") == "error"
+            stack["endpoint"].failing = False
+            page.keyboard.press("Control+z")
+            page.wait_for_function("() => document.querySelector('#fc-status').textContent.includes('ready to submit')")
 
             # The same page (same origin as a worker) cannot use the token beyond its task.
             statuses = page.evaluate(

@@ -126,6 +126,11 @@ def test_label_category_file_is_the_documented_format() -> None:
         ({"task_availability_s": 7 * 86400}, "task-token lifetime"),
         ({"job_name": "bad_name!"}, "job name"),
         ({"workteam_arn": "arn:aws:iam::111122223333:role/x"}, "workteam"),
+        ({"max_objects": 0}, "--max-objects must be at least 1"),
+        ({"title": "  "}, "--title must not be empty"),
+        ({"description": ""}, "--description must not be empty"),
+        ({"title": "t" * 129}, "129 characters"),
+        ({"description": "d" * 256}, "at most 255"),
     ],
 )
 def test_invalid_jobs_are_refused_before_any_call(changes: dict[str, Any], message: str) -> None:
@@ -191,6 +196,12 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytest.Captu
     )
     assert code == 2
     assert "GroundTruthRoleArn" in capsys.readouterr().err
+
+    # A JSON file of another shape (not `cdk deploy --outputs-file`'s) is a message, not a traceback.
+    outputs_file.write_text("[1, 2]")
+    code = main(["labeling-job", "create", "--manifest", MANIFEST, "--outputs-file", str(outputs_file), "--dry-run"])
+    assert code == 2
+    assert "expected `cdk deploy --outputs-file` JSON" in capsys.readouterr().err
 
 
 class StubSession:

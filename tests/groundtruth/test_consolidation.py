@@ -183,6 +183,38 @@ def test_unusable_answers_are_left_out_and_all_bad_objects_are_dropped(s3: Any, 
         consolidate_entry({**entry, "annotations": all_bad}, event, read_text=lambda uri: "")
 
 
+def test_answers_a_worker_shaped_by_hand_are_left_out_not_the_batch(s3: Any, context: Any) -> None:
+    """A worker can put anything in the hidden answer field: each odd shape costs that answer only."""
+    from consolidation.logic import ConsolidationEvent, consolidate_entry
+
+    event = ConsolidationEvent.parse(load_event("consolidation_request.json"))
+    good = rect(4, 16, 4, 14, 1)
+    huge = answer_content(good).replace(f'\\"height\\": {H}', '\\"height\\": 1e400')
+    assert "1e400" in huge
+    entry = {
+        "datasetObjectId": "8",
+        "annotations": [
+            {"workerId": "w-good", "annotationData": {"content": answer_content(good)}},
+            {
+                "workerId": "w-string-colour",
+                "annotationData": {"content": answer_content(good, labelMappings={"person": "#1f77b4"})},
+            },
+            {"workerId": "w-huge", "annotationData": {"content": huge}},
+            {"workerId": "w-data", "annotationData": ["not", "an", "object"]},
+            "not an annotation",
+        ],
+    }
+    result = consolidate_entry(entry, event, read_text=lambda uri: "")
+    assert result.workers == ["w-good"]
+    assert {w for w, _ in result.rejected} == {"w-string-colour", "w-huge", "w-data", "?"}
+    # An entry that is not a data object is one data object refused (the handler logs it and goes on).
+    from consolidation.logic import AnswerError
+
+    for odd in ({"annotations": []}, ["not", "an", "entry"]):
+        with pytest.raises(AnswerError, match="datasetObjectId"):
+            consolidate_entry(odd, event, read_text=lambda uri: "")  # type: ignore[arg-type]
+
+
 def test_majority_vote_ties_go_to_background_and_transparent_is_background() -> None:
     from consolidation.label_image import decode_label_png, majority_vote
 

@@ -161,3 +161,61 @@ def test_label_known_object_end_to_end(
         pytest.xfail(f"IoU {score:.2f} < {MIN_IOU}? unknown: no trained weights at {WEIGHTS}")
     print(f"saved mask IoU with the known object: {score:.3f} (weights {WEIGHTS})")
     assert score >= MIN_IOU, f"saved mask IoU with the known object is {score:.3f} (< {MIN_IOU})"
+
+
+def test_a_photo_over_the_inline_limit_is_segmented_by_name(serve_factory: Any, page: Any, tmp_path: Path) -> None:
+    """A phone photo's base64 is over the API's 4.5 MB inline limit: the page names it by S3 URI and
+    the proxy reads it from the images folder (`fewclick/local/image_bucket.py`), as it reads S3 on AWS."""
+    import base64
+    import urllib.error
+    import urllib.request
+
+    from fewclick_contract.api import MAX_INLINE_IMAGE_BYTES
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(0)
+    photo = rng.integers(0, 256, (1800, 2400, 3), dtype=np.uint8)  # noise: JPEG cannot shrink it
+    cv2.ellipse(photo, (1200, 900), (500, 350), 0, 0, 360, (0, 0, 255), -1)
+    cv2.imwrite(str(images / "photo.jpg"), photo, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    data = (images / "photo.jpg").read_bytes()
+    assert len(base64.b64encode(data)) > MAX_INLINE_IMAGE_BYTES
+    serve = serve_factory("--images", str(images), "--out", str(tmp_path / "labels"))
+
+    def call(path: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(
+            serve.base + path,
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {serve.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    status, config = call("/local/config")
+    assert status == 200 and config["imageBucket"]
+    points = [{"x": 1200, "y": 550}, {"x": 700, "y": 900}, {"x": 1200, "y": 1249}, {"x": 1699, "y": 900}]
+    status, body = call(
+        "/v1/segment", {"image": {"s3Uri": f"s3://{config['imageBucket']}/photo.jpg"}, "extremePoints": points}
+    )
+    assert status == 200, body
+    assert body["mask"]["size"] == [1800, 2400]
+    # Another bucket, or a name that is not in the folder, is refused as on AWS.
+    status, body = call(
+        "/v1/segment", {"image": {"s3Uri": "s3://someone-elses-bucket/photo.jpg"}, "extremePoints": points}
+    )
+    assert (status, body["error"]["code"]) == (403, "BUCKET_NOT_ALLOWED")
+    status, body = call(
+        "/v1/segment", {"image": {"s3Uri": f"s3://{config['imageBucket']}/../x.jpg"}, "extremePoints": points}
+    )
+    assert status == 400, body
+
+    # The page does the same: four extreme points give a mask, with no banner.
+    open_labeler(page, serve.url)
+    for x, y in ((p["x"], p["y"]) for p in points):
+        click_image(page, x, y)
+    settle(page)
+    assert page.evaluate("() => window.fewclick.labeler.masks.size") == 1
+    assert page.evaluate("() => document.querySelector('[data-role=banner]').hidden")

@@ -252,3 +252,128 @@ def test_rle_decoder_matches_pycocotools(stack: LocalStack, page: Any) -> None:
         cases,
     )
     assert mismatches == [-1] * len(cases)
+
+
+def _saved_objects(tmp_path: Path, image: str) -> list[dict[str, Any]]:
+    coco = json.loads((tmp_path / "labels" / "annotations.json").read_text())
+    (image_id,) = [i["id"] for i in coco["images"] if i["file_name"] == image]
+    return [a for a in coco["annotations"] if a["image_id"] == image_id]
+
+
+def test_a_save_never_writes_one_images_objects_under_another(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    """The navigation moves before the next image has arrived: a save then (Ctrl-S) or after that image
+    failed to load must write the objects on screen under the image on screen, or nothing."""
+    obj = make_known_object(tmp_path / "images" / "a.png")
+    open_labeler(page, stack.url)
+    first_mask(page, obj)
+    page.keyboard.press("Control+s")
+    page.wait_for_function("() => document.querySelector('[data-role=save-status]').textContent.startsWith('Saved')")
+
+    # b.png's pixels are held back: while it loads, a save is refused.
+    held: list[Any] = []
+    page.route("**/local/images/b.png", lambda route: held.append(route))
+    page.evaluate("() => { window.__going = window.fewclick.go(1); }")
+    page.wait_for_function("() => window.fewclick.state.loading")
+    assert page.evaluate("() => window.fewclick.save()") is False
+    assert "still loading" in page.text_content("[data-role=save-status]")
+    assert not (tmp_path / "labels" / "label_maps" / "b.png").exists()
+
+    # The load fails: the navigation goes back to a.png, which the labeler still shows, and a save
+    # after an edit writes to a.png, never b.png.
+    held[0].abort()
+    page.wait_for_function("() => !window.fewclick.state.loading && window.fewclick.state.index === 0")
+    click_image(page, *obj.outside, modifier="Shift")
+    settle(page)
+    assert page.evaluate("() => window.fewclick.save()") is True
+    assert [len(a["fewclick"]["clicks"]) for a in _saved_objects(tmp_path, "a.png")] == [1]
+    assert not (tmp_path / "labels" / "label_maps" / "b.png").exists()
+
+
+def test_edits_made_while_a_save_travels_stay_unsaved(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    obj = make_known_object(tmp_path / "images" / "a.png")
+    open_labeler(page, stack.url)
+    first_mask(page, obj)
+    held: list[Any] = []
+    page.route(
+        "**/local/labels/a.png",
+        lambda route: held.append(route) if route.request.method == "PUT" else route.continue_(),
+    )
+    page.evaluate("() => { window.__saving = window.fewclick.save(); }")
+    page.wait_for_function("() => document.querySelector('[data-role=save-status]').textContent.startsWith('Saving')")
+    click_image(page, *obj.outside, modifier="Shift")  # an edit while the PUT is on its way
+    settle(page)
+    held[0].continue_()
+    assert page.evaluate("() => window.__saving") is True
+    # Stored: the 4 extreme points only; the negative click is still an unsaved change.
+    assert [a["fewclick"]["clicks"] for a in _saved_objects(tmp_path, "a.png")] == [[]]
+    assert page.evaluate("() => window.fewclick.labeler.dirty") is True
+
+
+def test_deleting_another_object_keeps_the_selection_and_clicks_stop_at_the_apis_limit(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    open_labeler(page, stack.url)
+    # Objects built directly (points of any kind): what is tested is the document's bookkeeping.
+    page.evaluate(
+        """() => {
+          const l = window.fewclick.labeler;
+          window.__object = (clicks) => {
+            const corners = [[60, 20], [20, 60], [60, 100], [100, 60]];
+            const extreme = corners.map(([x, y]) => ({ x, y, type: "extreme" }));
+            const more = Array.from({ length: clicks }, (_, i) => ({ x: 50 + (i % 10), y: 50, type: "positive" }));
+            return Object.freeze({ ...l._makeObject("object"), points: Object.freeze([...extreme, ...more]) });
+          };
+        }"""
+    )
+    ids = page.evaluate(
+        """() => { const l = window.fewclick.labeler;
+                   l._commit({ objects: [0, 1, 2].map(() => window.__object(0)), selected: 1 });
+                   return l.doc.objects.map((o) => o.id); }"""
+    )
+    assert len(set(ids)) == 3
+    page.evaluate("() => window.fewclick.labeler.deleteObject(0)")  # not the selected one
+    selected = page.evaluate("() => { const d = window.fewclick.labeler.doc; return d.objects[d.selected].id; }")
+    assert selected == ids[1]
+
+    # An object with the API's 100 corrective clicks takes no 101st: a banner says why.
+    from fewclick_contract.api import MAX_CLICKS
+
+    core = (Path(__file__).resolve().parents[2] / "fewclick" / "ui" / "labeling-core.js").read_text()
+    assert f"export const MAX_CORRECTIVE_CLICKS = {MAX_CLICKS};" in core  # one limit, both sides
+    page.evaluate(
+        """(limit) => { const l = window.fewclick.labeler;
+                        l._commit({ objects: [window.__object(limit)], selected: 0 }); }""",
+        MAX_CLICKS,
+    )
+    count = "() => { const d = window.fewclick.labeler.doc; return d.objects[d.selected].points.length; }"
+    assert page.evaluate(count) == 4 + MAX_CLICKS
+    page.evaluate("() => window.fewclick.labeler._addClick({x: 55, y: 55}, {})")
+    assert page.evaluate(count) == 4 + MAX_CLICKS
+    hidden, _, text = banner(page)
+    assert not hidden and f"at most {MAX_CLICKS} corrective clicks" in text
+
+
+def test_a_late_answer_for_the_previous_image_lends_no_session_to_the_next(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    obj = make_known_object(tmp_path / "images" / "a.png")
+    open_labeler(page, stack.url)
+    held: list[Any] = []
+    page.route("**/v1/segment", lambda route: held.append(route))
+    for x, y in obj.extreme_points:
+        click_image(page, x, y)
+    page.wait_for_function("() => window.fewclick.labeler.inflight !== null")
+    # Another image opens in the labeler while that request is still out.
+    page.evaluate(
+        """async () => { const l = window.fewclick.labeler;
+                         await l.open({ url: window.fewclick.state.objectUrl, width: 320, height: 240,
+                                        getApiImage: async () => ({ base64: "" }) }); }"""
+    )
+    held[0].continue_()
+    page.wait_for_timeout(300)  # the answer arrives and is dropped
+    page.unroute("**/v1/segment")
+    assert page.evaluate("() => window.fewclick.labeler.sessionId") is None

@@ -34,13 +34,17 @@ def consolidate(event: dict[str, Any], settings: GroundTruthSettings, store: S3S
     entries = store.get_json(parsed.payload_uri)
     items: list[dict[str, Any]] = []
     for entry in entries:
-        object_id = str(entry.get("datasetObjectId", "?"))
+        object_id = str(entry.get("datasetObjectId", "?")) if isinstance(entry, dict) else "?"
         try:
             result = consolidate_entry(entry, parsed, lambda uri: store.get_bytes(uri).decode("utf-8"))
             uri = mask_uri(parsed, settings.labeling_bucket, result.dataset_object_id)
             store.put_bytes(uri, encode_label_png(result.classes, len(result.labels)), "image/png")
         except AnswerError as exc:
             logger.error("data object not consolidated", extra={"datasetObjectId": object_id, "reason": str(exc)})
+            continue
+        except (KeyError, TypeError, AttributeError, ValueError):
+            # A shape no check above foresaw: one data object is left out, never the whole batch.
+            logger.exception("data object not consolidated (unexpected shape)", extra={"datasetObjectId": object_id})
             continue
         for worker, reason in result.rejected:
             logger.warning(

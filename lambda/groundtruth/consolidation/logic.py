@@ -115,7 +115,7 @@ def answer_size(answer: dict[str, Any]) -> tuple[int, int]:
     try:
         props = answer["inputImageProperties"]
         height, width = int(props["height"]), int(props["width"])
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: a worker's 1e400
         raise AnswerError("inputImageProperties.height/width are missing") from None
     if height <= 0 or width <= 0:
         raise AnswerError("inputImageProperties are not a positive size")
@@ -135,7 +135,9 @@ def color_to_class(answer: dict[str, Any], labels: Sequence[str]) -> dict[str, i
     for label, spec in answer["labelMappings"].items():
         if label not in labels:
             raise AnswerError(f"label {label!r} is not a label of this job")
-        color = str((spec or {}).get("color", "")).lower()
+        if not isinstance(spec, dict):
+            raise AnswerError(f"labelMappings[{label!r}] is not an object with a colour")
+        color = str(spec.get("color", "")).lower()
         if color in mapping:
             raise AnswerError(f"colour {color} is used for two classes")
         mapping[color] = labels.index(label) + 1
@@ -158,12 +160,20 @@ def consolidate_entry(
     entry: dict[str, Any], event: ConsolidationEvent, read_text: Callable[[str], str]
 ) -> Consolidated:
     """Decode every worker's label map, drop unusable answers (with reasons), vote on the rest."""
+    if not isinstance(entry, dict) or "datasetObjectId" not in entry:
+        raise AnswerError("a payload entry without a datasetObjectId")
     dataset_object_id = str(entry["datasetObjectId"])
     parsed: list[tuple[str, dict[str, Any]]] = []
     rejected: list[tuple[str, str]] = []
     for annotation in entry.get("annotations") or []:
+        if not isinstance(annotation, dict):
+            rejected.append(("?", "an annotation that is not an object"))
+            continue
         worker = str(annotation.get("workerId", "?"))
         data = annotation.get("annotationData") or {}
+        if not isinstance(data, dict):
+            rejected.append((worker, "annotationData is not an object"))
+            continue
         try:
             # The docs spell it s3Uri; the recipe sample reads s3uri: accept both.
             uri = data.get("s3Uri") or data.get("s3uri")
