@@ -124,6 +124,7 @@ def build_app(app: cdk.App, *, nag: bool = True) -> FewClickStacks:
         variant_name=model.variant_name,
         instance_type=config.instance_type,
         function_name=api.function_name,
+        proxy_metrics_namespace=api.metrics_namespace,
         api_name=api.api_name,
         stage_name=api.stage_name,
         latency_p90_threshold_microseconds=config.latency_alarm_p90_microseconds,

@@ -59,6 +59,7 @@ class ApiStack(Stack):
             allowed_buckets=image_buckets,
             allowed_origins=ui_origins,
             log_level=log_level,
+            metrics_namespace=metrics_prefix,
             # Not only informative: the endpoint is replaced (new generated name) when the
             # instance type changes, and this value changing makes CloudFormation update the
             # function, re-reading ENDPOINT_NAME from the model stack's output.
@@ -104,6 +105,7 @@ class ApiStack(Stack):
 
         self.function_name: str = self.proxy.function.function_name
         self.api_name: str = api_name
+        self.metrics_namespace: str = metrics_prefix  # the proxy's own (EMF) metrics
         self.stage_name: str = stage_name
         CfnOutput(self, "ApiUrl", value=self.api.api.url, description="Base URL of the segmentation API")
         CfnOutput(self, "UserPoolId", value=self.users.user_pool.user_pool_id)

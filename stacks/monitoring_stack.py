@@ -23,6 +23,7 @@ class MonitoringStack(Stack):
         variant_name: str,
         instance_type: str,
         function_name: str,
+        proxy_metrics_namespace: str,
         api_name: str,
         stage_name: str,
         latency_p90_threshold_microseconds: float,
@@ -34,6 +35,7 @@ class MonitoringStack(Stack):
             endpoint_name=endpoint_name,
             variant_name=variant_name,
             function_name=function_name,
+            proxy_namespace=proxy_metrics_namespace,
             api_name=api_name,
             stage_name=stage_name,
         )

@@ -64,6 +64,30 @@ class OperationsDashboard(Construct):
                 width=12,
             ),
         )
+        request_types = ("new", "warm")
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Proxy: a click end to end (ms), new image vs warm click",
+                left=[
+                    _labelled(m.proxy("SegmentLatency", p, request_type=kind), f"{kind} {p} (ms)")
+                    for kind in request_types
+                    for p in ("p50", "p90")
+                ],
+                width=12,
+            ),
+            cloudwatch.GraphWidget(
+                # The stateful session is what makes a click cheap: a falling hit rate means the model
+                # server's cache (or SageMaker's session routing) is losing sessions.
+                title="Proxy: model session cache and refusals",
+                left=[
+                    _labelled(m.proxy(name, "Sum", request_type=kind), f"{name} ({kind})")
+                    for name in ("SessionCacheHit", "SessionCacheMiss", "SessionRecovered")
+                    for kind in request_types
+                ],
+                right=[_labelled(m.proxy(name, "Sum"), name) for name in ("Errors4xx", "Errors5xx")],
+                width=12,
+            ),
+        )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="Model latency (microseconds)",

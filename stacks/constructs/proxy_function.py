@@ -48,6 +48,7 @@ class ProxyFunction(Construct):
         allowed_buckets: Sequence[str],
         allowed_origins: Sequence[str],
         log_level: str,
+        metrics_namespace: str = METRICS_NAMESPACE,
         timeout: Duration | None = None,
         memory_size: int = 1024,
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
@@ -115,7 +116,8 @@ class ProxyFunction(Construct):
                 "ALLOWED_BUCKETS": ",".join(allowed_buckets),
                 "ALLOWED_ORIGINS": ",".join(allowed_origins),
                 "POWERTOOLS_SERVICE_NAME": POWERTOOLS_SERVICE_NAME,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                # Per deployment (the stack prefix): two copies in one account keep their metrics apart.
+                "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace,
                 "LOG_LEVEL": log_level,
                 "SESSION_TOKEN_SECRET_ARN": self.session_secret.secret_arn,
                 **(extra_environment or {}),

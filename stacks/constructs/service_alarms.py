@@ -44,7 +44,9 @@ class ServiceAlarms(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
-        # Server errors per invocation, in percent; IF() keeps idle periods at 0 instead of NaN.
+        # Server errors per invocation, in percent; IF() keeps idle periods at 0 instead of NaN. No
+        # minimum traffic on purpose: with a handful of labelers, one failed click in twenty, two
+        # windows running, is already a labeler stuck.
         error_rate = cloudwatch.MathExpression(
             expression="IF(invocations > 0, 100 * errors / invocations, 0)",
             using_metrics={

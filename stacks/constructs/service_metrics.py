@@ -5,7 +5,8 @@ the alarms build theirs from the same definitions and cannot drift apart. Metric
 labels (alarms then render as plain MetricName/Statistic); the dashboard adds labels.
 
 Units: SageMaker `ModelLatency` and `OverheadLatency` are MICROSECONDS; Lambda `Duration` and
-API Gateway `Latency`/`IntegrationLatency` are milliseconds.
+API Gateway `Latency`/`IntegrationLatency` are milliseconds, and so are the proxy's own EMF metrics
+(`SegmentLatency`, its `ModelLatency` as the model server reports it).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
+
+from stacks.constructs.proxy_function import POWERTOOLS_SERVICE_NAME
 
 SAGEMAKER_NAMESPACE = "AWS/SageMaker"
 SAGEMAKER_INSTANCE_NAMESPACE = "/aws/sagemaker/Endpoints"
@@ -26,6 +29,7 @@ class ServiceMetrics:
     endpoint_name: str
     variant_name: str
     function_name: str
+    proxy_namespace: str
     api_name: str
     stage_name: str
     period_minutes: int = 1
@@ -54,6 +58,18 @@ class ServiceMetrics:
     def function(self, metric_name: str, statistic: str, *, period: Duration | None = None) -> cloudwatch.Metric:
         """`AWS/Lambda` metric of the proxy function (Duration, Errors, Throttles, ...)."""
         return self._metric(LAMBDA_NAMESPACE, metric_name, {"FunctionName": self.function_name}, statistic, period)
+
+    def proxy(
+        self, metric_name: str, statistic: str, *, request_type: str | None = None, period: Duration | None = None
+    ) -> cloudwatch.Metric:
+        """The proxy's own EMF metric, with the dimensions Powertools writes: ``service``, and on a
+        segmented request its ``RequestType`` (``new``: crop pixels sent, ``warm``: points only).
+        Answered requests: SegmentLatency, ModelLatency, SessionCacheHit / Miss, SessionRecovered
+        (with RequestType); refused ones: Errors4xx / Errors5xx (service only)."""
+        dimensions = {"service": POWERTOOLS_SERVICE_NAME}
+        if request_type is not None:
+            dimensions["RequestType"] = request_type
+        return self._metric(self.proxy_namespace, metric_name, dimensions, statistic, period)
 
     def api(self, metric_name: str, statistic: str, *, period: Duration | None = None) -> cloudwatch.Metric:
         """`AWS/ApiGateway` metric of the stage (Latency, IntegrationLatency, 4XXError, ...)."""

@@ -18,6 +18,10 @@ def test_topic_is_encrypted_with_a_rotated_key_cloudwatch_can_use(default_app: S
         if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}
     ]
     assert cloudwatch and set(cloudwatch[0]["Action"]) == {"kms:Decrypt", "kms:GenerateDataKey*"}
+    # Only this account's alarms may make CloudWatch use the key (no confused deputy).
+    conditions = cloudwatch[0]["Condition"]
+    assert conditions["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert ":alarm:*" in json.dumps(conditions["ArnLike"]["aws:SourceArn"])
     topic = only(template, "AWS::SNS::Topic")
     assert topic["Properties"]["KmsMasterKeyId"] == {"Fn::GetAtt": [key_id, "Arn"]}
 

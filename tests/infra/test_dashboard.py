@@ -55,3 +55,39 @@ def test_endpoint_lambda_and_api_metrics_are_shown(default_app: SynthesizedApp) 
         assert expected in names, expected
     labels = _labels(default_app)
     assert {"Duration p50 (ms)", "Duration p90 (ms)", "Latency p90 (ms)", "IntegrationLatency p90 (ms)"} <= labels
+
+
+def test_the_proxys_own_metrics_are_shown_under_the_deployments_namespace(
+    default_app: SynthesizedApp, variant_app: SynthesizedApp
+) -> None:
+    """The proxy's EMF metrics, with the dimensions Powertools writes (service; RequestType on an answered
+    request), in the namespace the proxy function is told: the stack prefix, so two copies keep theirs apart."""
+    from stacks.constructs.proxy_function import POWERTOOLS_SERVICE_NAME
+
+    for app, namespace in ((default_app, "FewClick"), (variant_app, "FewClickAlt")):
+        lines = [m for m in _metric_lines(app) if isinstance(m[0], str) and m[0] == namespace]
+
+        def dimensions(line: list[Any]) -> frozenset[tuple[str, str]]:
+            flat = line[2:-1] if isinstance(line[-1], dict) else line[2:]
+            return frozenset(zip(flat[::2], flat[1::2], strict=True))
+
+        keyed = {(m[1], dimensions(m)) for m in lines}
+        service = ("service", POWERTOOLS_SERVICE_NAME)
+        for kind in ("new", "warm"):
+            for name in ("SegmentLatency", "SessionCacheHit", "SessionCacheMiss"):
+                assert (name, frozenset({service, ("RequestType", kind)})) in keyed, (namespace, name, kind)
+        for name in ("Errors4xx", "Errors5xx"):
+            assert (name, frozenset({service})) in keyed
+        functions = [
+            r["Properties"]
+            for r in app.template_json(app.stacks.api)["Resources"].values()
+            if r["Type"] == "AWS::Lambda::Function" and "POWERTOOLS_METRICS_NAMESPACE" in str(r["Properties"])
+        ]
+        (proxy,) = functions
+        env = proxy["Environment"]["Variables"]
+        assert (env["POWERTOOLS_METRICS_NAMESPACE"], env["POWERTOOLS_SERVICE_NAME"]) == (
+            namespace,
+            POWERTOOLS_SERVICE_NAME,
+        )
+    labels = _labels(default_app)
+    assert {"warm p50 (ms)", "warm p90 (ms)", "new p90 (ms)"} <= labels

@@ -69,7 +69,12 @@ def test_construct_alone_on_a_bare_stack() -> None:
     stack = cdk.Stack(cdk.App(), "Bare")
     topic = sns.Topic(stack, "Topic")
     metrics = ServiceMetrics(
-        endpoint_name="ep", variant_name="AllTraffic", function_name="fn", api_name="api", stage_name="prod"
+        endpoint_name="ep",
+        variant_name="AllTraffic",
+        function_name="fn",
+        proxy_namespace="FewClick",
+        api_name="api",
+        stage_name="prod",
     )
     ServiceAlarms(stack, "Alarms", metrics=metrics, topic=topic, latency_p90_threshold_microseconds=123_000)
     template = Template.from_stack(stack)
