@@ -354,25 +354,29 @@ class CropPredictor:
         extremes = tuple(extreme_points)
         clicks = tuple(corrective_clicks)
         cache = PrefixCache() if cache is None else cache
-        start, previous = 0, None
+        start, previous, answer = 0, None, None
         for k in range(len(clicks), -1, -1):
             hit = cache.get(extremes + clicks[:k])
             if hit is not None:
                 start, previous = k + 1, hit.astype(np.float32)
+                answer = previous
                 break
         for k in range(start, len(clicks) + 1):
             if k == 0:
-                previous = self.predict_first(features, extremes)
+                answer = self.predict_first(features, extremes)
             else:
-                previous = self.predict(features, extremes + clicks[:k], previous)
+                answer = self.predict(features, extremes + clicks[:k], previous)
             key = extremes + clicks[:k]
-            value = previous.astype(np.float16)
+            value = answer.astype(np.float16)
             if isinstance(cache, PrefixCache):
                 cache.put(key, value)
             else:
                 cache[key] = value
-        assert previous is not None
-        return previous
+            # The next step is fed what the cache holds, so a cold replay chains the same float16
+            # rounding a warm session does (one click at a time from the cache): the same answers.
+            previous = value.astype(np.float32)
+        assert answer is not None
+        return answer
 
 
 def load_crop_predictor(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import http.client
 import json
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import cv2
@@ -184,8 +186,13 @@ def test_other_network_size_is_resampled(server: tuple[Any, Client, FakePredicto
     req = wire.WireRequest(
         cropId="crop-big-1", size=128, extremePoints=POINTS, crop=wire.encode_crop(np.zeros((128, 128, 3), np.uint8))
     )
-    status, body, _ = client.invoke(wire.dump_request(req), wire.NEW_SESSION)
+    status, body, headers = client.invoke(wire.dump_request(req), wire.NEW_SESSION)
     assert status == 200 and wire.decode_probabilities(body["probabilities"], 128).shape == (128, 128)
+    # The same crop id at another side without pixels is not answered from this session's crop.
+    sid = wire.parse_session_header(headers[wire.SESSION_HEADER])[0]
+    other = wire.WireRequest(cropId="crop-big-1", size=S, extremePoints=POINTS)
+    status, body, _ = client.invoke(wire.dump_request(other), sid)
+    assert status == 404 and body["error"]["code"] == "SESSION_EXPIRED"
 
 
 def test_a_finer_crop_is_answered_at_its_side_with_edges_refined_on_it(
@@ -379,3 +386,75 @@ def test_on_a_gpu_the_served_model_answers_from_cuda_graphs_captured_on_its_infe
     kept = prob.astype(np.float16).astype(np.float32)  # as a session's prefix cache keeps it
     after = eager.predict(feats, [*extremes, CropClick(clicks[0].x / 2, clicks[0].y / 2, "boundary")], kept)
     np.testing.assert_allclose(clicked, eager.refine_edges(after, guide), atol=1 / 255 + 1e-4)
+
+
+def test_a_stop_answers_the_requests_already_in_and_refuses_new_ones() -> None:
+    """SIGTERM (a scale-in, a redeploy): the running and the queued request both get their answer;
+    one arriving during the stop gets a retryable 503, never a 500 or a dropped connection."""
+    from fewclick_model.server.app import ModelHttpServer
+
+    assert ModelHttpServer.request_queue_size >= 128  # a burst of connections waits for no SYN retry
+    fake = FakePredictor(S, delay_s=0.4)  # each encode and predict: a cold request takes ~0.8 s
+    handle = start_model_server("127.0.0.1", 0, predictor_factory=lambda device: fake, devices=["cpu"])
+    answers: dict[str, int] = {}
+
+    def call(name: str) -> None:
+        answers[name] = Client(handle.url).invoke(_request(crop_id=f"crop-{name}"), wire.NEW_SESSION)[0]
+
+    first = threading.Thread(target=call, args=("running1",))
+    second = threading.Thread(target=call, args=("queued01",))
+    first.start()
+    time.sleep(0.1)
+    second.start()
+    time.sleep(0.1)
+    stopping = threading.Thread(target=handle.stop)
+    stopping.start()
+    time.sleep(0.1)
+    late = Client(handle.url).invoke(_request(crop_id="crop-late0001"), wire.NEW_SESSION)
+    assert late[0] == 503 and late[1]["error"]["code"] == "NOT_READY"
+    for thread in (first, second, stopping):
+        thread.join(10)
+    assert answers == {"running1": 200, "queued01": 200}
+
+
+def test_a_request_given_up_on_while_it_runs_keeps_its_queue_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fewclick_model.server import engine
+
+    monkeypatch.setattr(engine, "REQUEST_DEADLINE_S", 0.3)
+    fake = FakePredictor(S, delay_s=0.5)
+    handle = start_model_server("127.0.0.1", 0, predictor_factory=lambda device: fake, devices=["cpu"])
+    try:
+        status, body, _ = Client(handle.url).invoke(_request(), wire.NEW_SESSION)
+        # It started, so it is "taking too long", not "did not start"; and it still holds its slot.
+        assert status == 503 and "taking too long" in body["error"]["message"]
+        assert handle.engine.replicas[0].pending == 1
+        time.sleep(1.2)
+        assert handle.engine.replicas[0].pending == 0
+    finally:
+        handle.stop()
+
+
+def test_a_stop_while_the_model_loads_exits_at_once(tmp_path: Path) -> None:
+    """A load that hangs (here: weights on a FIFO nobody writes) must not keep the container alive."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "weights.pt"
+    os.mkfifo(fifo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "fewclick.cli", "model-server", "--port", "0", "--weights", str(fifo)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        time.sleep(3)
+        assert process.poll() is None  # still loading
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)

@@ -30,6 +30,9 @@ from .engine import DEFAULT_MAX_PENDING, ClickFactory, InferenceEngine, Predicto
 from .http_server import QuietThreadingHTTPServer
 from .sessions import SessionCache
 
+# How long a stop waits for requests already in: a click takes milliseconds, a 100-click replay
+# seconds; a platform that kills sooner simply cuts it short.
+DRAIN_TIMEOUT_S = 25.0
 LOG = logging.getLogger("fewclick.model_server")
 
 # Slack over SageMaker's own 6 MB limit for JSON framing; anything larger is refused
@@ -82,6 +85,18 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self) -> None:
+        if not self.server.admit():
+            # Stopping (SIGTERM): in-flight requests are being answered; a new one is told to retry
+            # elsewhere, and this connection is not kept.
+            self.close_connection = True
+            self._send_error(503, WireErrorCode.NOT_READY, "the model server is shutting down; retry")
+            return
+        try:
+            self._post()
+        finally:
+            self.server.release()
+
+    def _post(self) -> None:
         if self.path.split("?", 1)[0] != "/invocations":
             self.close_connection = True
             self._send_error(404, WireErrorCode.BAD_REQUEST, f"no route POST {self.path[:100]}")
@@ -108,7 +123,28 @@ class ModelHttpServer(QuietThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], engine: InferenceEngine) -> None:
         self.engine = engine
+        self._closing = False
+        self._active = 0  # POSTs between admit() and their answer's last byte
+        self._idle = threading.Condition()
         super().__init__(address, _Handler)
+
+    def admit(self) -> bool:
+        with self._idle:
+            if self._closing:
+                return False
+            self._active += 1
+            return True
+
+    def release(self) -> None:
+        with self._idle:
+            self._active -= 1
+            self._idle.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Refuse new requests, then wait until every admitted one has been answered."""
+        with self._idle:
+            self._closing = True
+            return self._idle.wait_for(lambda: self._active == 0, timeout)
 
 
 @dataclass
@@ -144,7 +180,11 @@ class ModelServerHandle:
         """Drop a session's cache (tests and benchmarks simulate expiry with this)."""
         return self.engine.cache.evict(session_id)
 
-    def stop(self) -> None:
+    def stop(self, drain_s: float = DRAIN_TIMEOUT_S) -> None:
+        """Stop gracefully: new requests get a retryable 503, the ones already in (running or queued)
+        are answered, then the listener and the inference threads go."""
+        if not self.server.drain(drain_s):
+            LOG.warning("requests still running after %.0f s: stopping anyway", drain_s)
         self.server.shutdown()
         self.server.server_close()
         self.engine.close()

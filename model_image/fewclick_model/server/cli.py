@@ -221,11 +221,19 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    # A signal while the model loads stops the wait too: a load that hangs (a stuck device, a
+    # weights file on a dead mount) must not keep the container from stopping.
+    while handle.loader.is_alive() and not stop.is_set():
+        handle.loader.join(0.5)
+    if stop.is_set() and not handle.engine.ready:
+        LOG.info("stopped while loading")
+        handle.stop(drain_s=0)
+        return 0  # a stop that was asked for, not a failure
     try:
-        handle.wait_ready(timeout=None)
-    except RuntimeError:
+        handle.wait_ready(timeout=0)
+    except (RuntimeError, TimeoutError):
         # Exit non-zero so the platform restarts the container instead of a /ping that never turns 200.
-        handle.stop()
+        handle.stop(drain_s=0)
         return 1
     LOG.info("ready: model %s on %s", handle.engine.model_version, handle.url)
     while not stop.wait(1.0):

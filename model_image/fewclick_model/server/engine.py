@@ -24,7 +24,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -185,6 +185,8 @@ class InferenceEngine:
             replica.predictor.predict(feats, [*clicks, self._click_factory(s / 3, s / 4, "boundary")], first)
 
     def close(self) -> None:
+        # After the HTTP side drained (`ModelServerHandle.stop`) nothing is queued; whatever still is
+        # gets cancelled and answered 503 (retryable), never a 500.
         for r in self.replicas:
             r.executor.shutdown(wait=False, cancel_futures=True)
 
@@ -226,18 +228,29 @@ class InferenceEngine:
                 self.overloaded += 1
                 raise WireFailure(WireErrorCode.OVERLOADED, "inference queue is full; retry shortly")
             replica.pending += 1
-        try:
-            future = replica.executor.submit(self._run, replica, session_id, req, is_new)
-            try:
-                response, expires_at = future.result(timeout=REQUEST_DEADLINE_S)
-            except FutureTimeout:
-                future.cancel()
-                with self._lock:
-                    self.overloaded += 1
-                raise WireFailure(WireErrorCode.OVERLOADED, "inference did not start in time") from None
-        finally:
+
+        def release(_: object = None) -> None:
             with self._lock:
                 replica.pending -= 1
+
+        try:
+            future = replica.executor.submit(self._run, replica, session_id, req, is_new)
+        except RuntimeError:  # the executor was shut down: the server is stopping
+            release()
+            raise WireFailure(WireErrorCode.NOT_READY, "the model server is shutting down; retry") from None
+        # The slot is free when the work is, not when this request stops waiting for it: a request
+        # given up on while it runs still occupies the replica, so the queue bound stays true.
+        future.add_done_callback(release)
+        try:
+            response, expires_at = future.result(timeout=REQUEST_DEADLINE_S)
+        except FutureTimeout:
+            with self._lock:
+                self.overloaded += 1
+            if future.cancel():
+                raise WireFailure(WireErrorCode.OVERLOADED, "inference did not start in time") from None
+            raise WireFailure(WireErrorCode.OVERLOADED, "inference is taking too long; retry shortly") from None
+        except CancelledError:
+            raise WireFailure(WireErrorCode.NOT_READY, "the model server is shutting down; retry") from None
 
         headers = {"Content-Type": "application/json"}
         if is_new:
@@ -308,7 +321,14 @@ class InferenceEngine:
         predictor = replica.predictor
         s = int(predictor.input_size)
         entry = None if is_new else self.cache.get(session_id)
-        hit = entry is not None and entry.crop_id == req.cropId and entry.replica == replica.index
+        # The side too: the same crop id at another side is another network input (a peer's bug, or
+        # a crafted request), never answered from this one's features.
+        hit = (
+            entry is not None
+            and entry.crop_id == req.cropId
+            and entry.size == req.size
+            and entry.replica == replica.index
+        )
         self.cache.record(hit)
         if not hit:
             if req.crop is None:
@@ -322,7 +342,14 @@ class InferenceEngine:
             feats = _guard_oom(lambda: predictor.encode(small))
             expires_at = entry.expires_at if entry is not None else self.cache.new_expiry()
             entry = SessionEntry(
-                session_id, replica.index, req.cropId, feats, _new_prefix_cache(), expires_at, guide=guide
+                session_id,
+                replica.index,
+                req.cropId,
+                feats,
+                _new_prefix_cache(),
+                expires_at,
+                guide=guide,
+                size=req.size,
             )
             self.cache.put(entry)
         assert entry is not None

@@ -15,6 +15,9 @@ from typing import ClassVar
 
 class QuietThreadingHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog of 5 makes a burst of connections (many Lambda instances
+    # opening theirs at once) wait out a SYN retransmit: a second each.
+    request_queue_size = 128
     # Fast restarts in development (a port in TIME_WAIT is reusable at once); SageMaker starts each
     # container once.
     allow_reuse_address = True

@@ -58,6 +58,7 @@ class SessionEntry:
     nbytes: int = 0
     # The crop's grey levels when it came finer than the network's input: the edge refinement's guide.
     guide: Any = None
+    size: int = 0  # the side the crop came at (the answers' side)
 
     def measure(self) -> int:
         self.nbytes = estimate_nbytes(self.feats) + estimate_nbytes(self.prefix_cache) + estimate_nbytes(self.guide)
