@@ -11,6 +11,10 @@
    or two late, so it polls for up to ``--metrics-wait`` seconds).
 4. Prints one row per instance type, as the AWS post on SageMaker stateful sessions did across g4dn/g5/...
 
+Progress bars show each load run and the wait for CloudWatch. AWS refusing a call (no region or
+credentials, an unknown ``--profile``, AccessDenied on any call) ends the command with one line
+naming the call; the endpoint is restored first where it was switched.
+
 Switching instance types changes the live endpoint out of band, so it is opt-in and undone: the variant is
 deregistered from autoscaling (SageMaker refuses to change an autoscaled variant's instance type), a copy
 of the endpoint config with the other instance type is applied with UpdateEndpoint (minutes per switch,
@@ -29,6 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from fewclick_model.cli_types import non_negative_float, positive_float
+from fewclick_model.preflight import prepare_out_dir
 
 from fewclick.bench.load import (
     LoadResult,
@@ -49,6 +56,27 @@ STATS = ("p50", "p90")
 
 class EndpointBenchmarkError(Exception):
     pass
+
+
+def aws_errors() -> tuple[type[Exception], ...]:
+    """What botocore raises when AWS or the local AWS setup refuses: ClientError (an answer from AWS:
+    AccessDenied, throttling, validation) and BotoCoreError (no region, no credentials, ProfileNotFound,
+    no network). Imported here, not at the top: the benchmark CLI imports this module to build its parser."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    return (BotoCoreError, ClientError)
+
+
+def describe_aws_error(exc: Exception) -> str:
+    """One line for an `aws_errors` exception, with the fix where botocore's own text does not say it."""
+    from botocore.exceptions import NoCredentialsError, NoRegionError
+
+    hint = ""
+    if isinstance(exc, NoRegionError):
+        hint = " (give --region, or set AWS_REGION or the profile's region)"
+    elif isinstance(exc, NoCredentialsError):
+        hint = " (give --profile, or set AWS credentials in the environment)"
+    return f"{exc}{hint}"
 
 
 @dataclass(frozen=True)
@@ -213,6 +241,8 @@ def latency_metrics(
 ) -> dict[str, float | None]:
     """{"ModelLatency_p50": ms, ...} over [start, end): one period spanning the whole run, so each
     percentile is over every invocation of the run. None where CloudWatch has no data (yet)."""
+    from tqdm import tqdm
+
     start = start.replace(second=0, microsecond=0)
     end = end.replace(second=0, microsecond=0) + timedelta(minutes=1)
     period = max(60, math.ceil((end - start).total_seconds() / 60) * 60)
@@ -235,17 +265,30 @@ def latency_metrics(
         for stat in STATS
     ]
     deadline = time.monotonic() + wait_s
-    while True:
-        results = cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=start, EndTime=end)
-        values: dict[str, float | None] = {}
-        for result in results["MetricDataResults"]:
-            metric, _, stat = result["Id"].partition("_")
-            name = next(m for m in METRICS if m.lower() == metric)
-            # Microseconds -> milliseconds.
-            values[f"{name}_{stat}"] = round(result["Values"][0] / 1000.0, 2) if result["Values"] else None
-        if all(v is not None for v in values.values()) or time.monotonic() >= deadline:
-            return values
-        sleep(poll_s)
+    # The bar counts the seconds waited for CloudWatch (its data arrives a minute or two late); it ends
+    # early when every figure is in.
+    bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} s waited{postfix}"
+    with tqdm(total=round(wait_s), desc="CloudWatch metrics", bar_format=bar_format, leave=False) as bar:
+        while True:
+            try:
+                results = cloudwatch.get_metric_data(MetricDataQueries=queries, StartTime=start, EndTime=end)
+            except aws_errors() as exc:
+                raise EndpointBenchmarkError(
+                    f"cannot read {deployment.endpoint_name}'s latency from CloudWatch (GetMetricData): "
+                    f"{describe_aws_error(exc)}"
+                ) from exc
+            values: dict[str, float | None] = {}
+            for result in results["MetricDataResults"]:
+                metric, _, stat = result["Id"].partition("_")
+                name = next(m for m in METRICS if m.lower() == metric)
+                # Microseconds -> milliseconds.
+                values[f"{name}_{stat}"] = round(result["Values"][0] / 1000.0, 2) if result["Values"] else None
+            missing = sum(v is None for v in values.values())
+            bar.set_postfix(missing=missing)
+            if not missing or time.monotonic() >= deadline:
+                return values
+            sleep(poll_s)
+            bar.update(min(round(poll_s), bar.total - bar.n))
 
 
 # --- the benchmark ---
@@ -305,17 +348,20 @@ def format_rows(rows: list[Row]) -> str:
     def f(value: Any) -> str:
         return "-" if value is None else f"{value:.1f}" if isinstance(value, float) else str(value)
 
+    # The client's round trip of the clicks; a run without clicks (--clicks 0, or none answered) shows
+    # its new images instead, and the "of" column says which.
     head = (
-        f"{'instance type':<16} {'users':>5} {'ok/s':>6} | {'click e2e ms p50':>16} {'p90':>7} | "
+        f"{'instance type':<16} {'users':>5} {'answered/s':>10} | {'e2e of':<9} {'e2e ms p50':>10} {'p90':>7} | "
         f"{'ModelLatency ms p50':>19} {'p90':>7} | {'OverheadLatency ms p50':>22} {'p90':>7} | errors"
     )
     lines = [head, "-" * len(head)]
     for row in rows:
         s, m = row.summary, row.metrics
-        click = s["per_type"].get("click") or s["per_type"].get("new image") or {"latency_ms": {}}
+        kind = next((k for k in ("click", "new image") if s["per_type"].get(k, {}).get("ok")), None)
+        latency = s["per_type"][kind]["latency_ms"] if kind else {}
         lines.append(
-            f"{row.instance_type:<16} {s['users']:>5} {f(s['throughput_rps']):>6} | "
-            f"{f(click['latency_ms'].get('p50')):>16} {f(click['latency_ms'].get('p90')):>7} | "
+            f"{row.instance_type:<16} {s['users']:>5} {f(s['throughput_rps']):>10} | {kind or '-':<9} "
+            f"{f(latency.get('p50')):>10} {f(latency.get('p90')):>7} | "
             f"{f(m.get('ModelLatency_p50')):>19} {f(m.get('ModelLatency_p90')):>7} | "
             f"{f(m.get('OverheadLatency_p50')):>22} {f(m.get('OverheadLatency_p90')):>7} | "
             f"{s['errors'] or 'none'}"
@@ -334,13 +380,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="also run on these instance types (switches the live endpoint; restored at the end)",
     )
-    parser.add_argument("--minutes", type=float, default=5.0, help="load per instance type (default: 5)")
+    parser.add_argument(
+        "--minutes", type=positive_float, default=5.0, help="load per instance type, minutes (default: 5)"
+    )
     parser.add_argument("--token", default=None, help="a Cognito ID token for the API")
     parser.add_argument("--username", default=None, help="Cognito user (with --password) instead of --token")
     parser.add_argument("--password", default=None, help="password of --username (SRP: never sent)")
     parser.add_argument("--region", default=None)
     parser.add_argument("--profile", default=None)
-    parser.add_argument("--metrics-wait", type=float, default=300.0, help="seconds to wait for CloudWatch data")
+    parser.add_argument(
+        "--metrics-wait",
+        type=non_negative_float,
+        default=300.0,
+        help="seconds to wait for CloudWatch data (default: 300)",
+    )
     add_load_arguments(parser)
 
 
@@ -349,8 +402,11 @@ def run(args: argparse.Namespace) -> int:
 
     from fewclick.bench.cognito_srp import CognitoAuthError, id_token
 
-    session = boto3.Session(profile_name=args.profile, region_name=args.region)
+    # Before the first AWS call: a switch and a run are minutes (billed) whose results go there.
+    prepare_out_dir(args.out)
     try:
+        # Inside the try: a missing region or an unknown --profile is raised by the session or its clients.
+        session = boto3.Session(profile_name=args.profile, region_name=args.region)
         deployment = read_deployment(session.client("cloudformation"), args.stack)
         token = args.token
         if token is None:
@@ -383,6 +439,10 @@ def run(args: argparse.Namespace) -> int:
         )
     except (EndpointBenchmarkError, CognitoAuthError) as exc:
         print(f"fewclick benchmark endpoint: {exc}", file=sys.stderr)
+        return 2
+    except aws_errors() as exc:
+        # ClientError's text names the operation ("... when calling the DescribeEndpoint operation: ...").
+        print(f"fewclick benchmark endpoint: {describe_aws_error(exc)}", file=sys.stderr)
         return 2
     print(format_rows(rows))
     print(f"per-run JSON and PNG in {args.out}")

@@ -18,20 +18,25 @@ import base64
 import contextlib
 import io
 import json
+import logging
 import os
 import platform
 import sys
 import time
 import uuid
 import warnings
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from fewclick_model import plots
+from fewclick_model.cli_types import device_or_auto, non_negative_int, positive_int
+from fewclick_model.preflight import check_device, prepare_out_dir
 
-from fewclick.bench import plots
+from fewclick.bench.options import scene_side
 from fewclick.bench.synthetic import extreme_points, iou, make_scene, robot_click
 
 REQUEST_TYPES = ("new image", "warm click", "resend image")
@@ -73,22 +78,24 @@ class BenchResult:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sessions", type=int, default=10, help="labeling sessions (one new image each)")
-    parser.add_argument("--clicks", type=int, default=5, help="corrective clicks per session")
-    parser.add_argument("--height", type=int, default=720)
-    parser.add_argument("--width", type=int, default=960)
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda:0")
+    parser.add_argument("--sessions", type=positive_int, default=10, help="labeling sessions (one new image each)")
+    parser.add_argument("--clicks", type=non_negative_int, default=5, help="corrective clicks per session")
+    parser.add_argument("--height", type=scene_side, default=720, help="synthetic image height, px (default: 720)")
+    parser.add_argument("--width", type=scene_side, default=960, help="synthetic image width, px (default: 960)")
+    parser.add_argument(
+        "--device", type=device_or_auto, default="auto", help="auto (a GPU when present), cpu, cuda or cuda:N"
+    )
     parser.add_argument("--weights", default=None, help="weights file (default: the committed ones)")
     parser.add_argument("--crop-format", choices=("png", "jpeg"), default="png")
     parser.add_argument(
         "--torch-threads",
-        type=int,
+        type=non_negative_int,
         default=0,
         help="model server intra-op threads (0: all CPUs; use fewer on a shared machine)",
     )
-    parser.add_argument("--warmup", type=int, default=1, help="untimed sessions first")
+    parser.add_argument("--warmup", type=non_negative_int, default=1, help="untimed sessions first")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=Path("artifacts"))
+    parser.add_argument("--out", type=Path, default=Path("artifacts"), help="where the JSON and PNG go")
 
 
 def _quiet_proxy_env() -> None:
@@ -131,6 +138,28 @@ def _event(body: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def _load_failure_unlogged() -> Iterator[None]:
+    """Leave out the model server's logged traceback of a failed load while it starts.
+
+    A server's log wants it; here `run_benchmark` reports the failure itself, in one line.
+    """
+    log = logging.getLogger("fewclick.model_server")
+
+    def without_traceback(record: logging.LogRecord) -> bool:
+        return record.exc_info is None
+
+    log.addFilter(without_traceback)
+    try:
+        yield
+    finally:
+        log.removeFilter(without_traceback)
+
+
+def _one_line(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
 class _Context:
     function_name = "fewclick-proxy-bench"
     function_version = "$LATEST"
@@ -158,17 +187,23 @@ def run_benchmark(args: argparse.Namespace, progress: bool = True) -> BenchResul
 
     from fewclick.local.sagemaker_runtime import start_runtime_stub
 
-    devices = detect_devices(args.device)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # untrained weights are fine for latency
-        model = start_model_server(
-            "127.0.0.1",
-            0,
-            options=PredictorOptions(weights=args.weights),
-            devices=devices[:1],
-            tune_torch=True,
-            torch_threads=args.torch_threads or None,
-        )
+    devices = detect_devices() if args.device == "auto" else [check_device(args.device)]
+    try:
+        with warnings.catch_warnings(), _load_failure_unlogged():
+            warnings.simplefilter("ignore", RuntimeWarning)  # untrained weights are fine for latency
+            model = start_model_server(
+                "127.0.0.1",
+                0,
+                options=PredictorOptions(weights=args.weights),
+                devices=devices[:1],
+                tune_torch=True,
+                torch_threads=args.torch_threads or None,
+            )
+    except RuntimeError as exc:
+        if exc.__cause__ is None:  # not a load failure (wait_ready chains those): a bug, keep its traceback
+            raise
+        # Bad weights, a device that fails: the user's to fix, so one line (fewclick.cli prints it).
+        raise ValueError(f"the model server could not load the model: {_one_line(exc.__cause__)}") from exc
     runtime = start_runtime_stub(model.url)
     cfg = ProxyConfig(runtime_endpoint_url=runtime.url, crop_format=args.crop_format, max_attempts=1)
     handler.configure(Segmenter(cfg, ImageSource(cfg), EndpointClient(cfg)))
@@ -179,7 +214,7 @@ def run_benchmark(args: argparse.Namespace, progress: bool = True) -> BenchResul
     result = BenchResult(
         environment={
             "device": devices[0],
-            "gpu": torch.cuda.get_device_name(0) if devices[0].startswith("cuda") else None,
+            "gpu": torch.cuda.get_device_name(torch.device(devices[0])) if devices[0].startswith("cuda") else None,
             "cpu": platform.processor() or platform.machine(),
             "cpus": available_cpus(),
             "model_runs_on": model.engine.replicas[0].predictor.describe(),
@@ -269,10 +304,10 @@ def format_table(summary: dict[str, dict[str, float]]) -> str:
 
 
 def plot_histogram(result: BenchResult, path: Path) -> None:
-    fig, axes = plots.subplots(2, figsize=(11, 4), sharey=True)
+    fig, axes = plots.subplots(2, figsize=(11, 4), sharex=True, sharey=True)
+    # One set of bins for both panels: a request's model time and its end-to-end time line up.
+    bins = plots.log_bins([s.e2e_ms for s in result.samples] + [s.model_ms for s in result.samples])
     for ax, attr, title in ((axes[0], "e2e_ms", "end to end (proxy handler)"), (axes[1], "model_ms", "model server")):
-        values = [getattr(s, attr) for s in result.samples]
-        bins = np.geomspace(max(0.1, min(values)), max(values) * 1.05, 30) if values else 10
         plots.log_histograms(
             ax, ((kind, [getattr(s, attr) for s in result.samples if s.kind == kind]) for kind in REQUEST_TYPES), bins
         )
@@ -288,6 +323,7 @@ def plot_histogram(result: BenchResult, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    prepare_out_dir(args.out)  # before the run: an unwritable --out would lose its results
     result = run_benchmark(args)
     summary = result.summary()
     print()
@@ -297,7 +333,6 @@ def run(args: argparse.Namespace) -> int:
         print("mean IoU after each request (0 = extreme points only):", " ".join(f"{v:.3f}" for v in mean_iou))
     env = result.environment
     print(f"environment: {json.dumps(env)}")
-    args.out.mkdir(parents=True, exist_ok=True)
     png = args.out / "latency_hist.png"
     plot_histogram(result, png)
     report = {

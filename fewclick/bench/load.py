@@ -9,10 +9,12 @@ Target: by default it starts the local stack itself (`fewclick serve` as a child
 so the load generator's own CPU and memory stay out of the server's figures); with ``--url`` and
 ``--token`` it drives any deployment of the API (`fewclick benchmark endpoint` uses that).
 
-Reported: throughput, latency p50/p90/p99 per request type, errors by status and code, the session-cache
-hit rate (from the model server's ``GET /stats`` when reachable, and as the client sees it: clicks that
-did not need the image resent), peak RSS of the server processes. Written: a JSON summary (with every
-request) and a PNG (latency histogram per request type, throughput over time, server memory over time).
+Reported (a progress bar while it runs, then a summary in the README's terms): requests answered / sent,
+throughput (answered/s), latency p50/p90/p99 per request type, errors by status and code, timeouts apart
+from connection errors, the session-cache hit rate (from the model server's ``GET /stats`` when reachable,
+and as the client sees it: clicks that did not need the image resent), peak RSS of the server processes.
+Written: a JSON summary (with every request) and a PNG (latency histogram per request type, throughput
+over time, server memory over time). A run in which no request was answered exits 1.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import random
 import secrets
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -42,14 +45,20 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+from fewclick_model import plots
+from fewclick_model.cli_types import non_negative_float, non_negative_int, positive_float, positive_int
+from fewclick_model.preflight import prepare_out_dir
 
-from fewclick.bench import plots
+from fewclick.bench.options import api_url, image_size
 from fewclick.local.serve_process import child_pids, spawn_serve
 
 REQUEST_TYPES = ("new image", "click", "resend image")
 SEGMENT_PATH = "/v1/segment"
 # The UI retries a busy server a few times (honouring Retry-After) before showing a banner.
 MAX_RETRIES = 3
+# Sample.code of a request that got no answer within the client timeout (status 0 too, like a refused
+# connection, but a different finding: the server is there and too slow, not absent).
+TIMEOUT_CODE = "TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ class LoadSettings:
     width: int = 640
     height: int = 480
     images: int = 8  # distinct synthetic images, shared by the labelers
-    timeout_s: float = 60.0  # client-side, per request; a timeout is recorded as status 0
+    timeout_s: float = 60.0  # client-side, per request; a timeout is recorded as status 0, code TIMEOUT
     seed: int = 0
 
 
@@ -69,7 +78,7 @@ class LoadSettings:
 class Sample:
     t: float  # seconds since the run started, when the request was sent
     kind: str  # one of REQUEST_TYPES
-    status: int  # HTTP status; 0 = no answer (timeout, connection error)
+    status: int  # HTTP status; 0 = no answer (code TIMEOUT, or the connection error's name)
     ms: float  # round trip as the client sees it
     model_ms: float | None = None
     code: str | None = None  # the API's error code
@@ -200,7 +209,11 @@ class ApiClient:
                 self.close()
                 if attempt == 1:
                     return 0, {"error": {"code": type(exc).__name__}}, {}
-            except (TimeoutError, OSError, http.client.HTTPException) as exc:
+            except TimeoutError:
+                # Checked before OSError, its base: the server took the connection but not the time.
+                self.close()
+                return 0, {"error": {"code": TIMEOUT_CODE}}, {}
+            except (OSError, http.client.HTTPException) as exc:
                 self.close()
                 return 0, {"error": {"code": type(exc).__name__}}, {}
         return 0, None, {}
@@ -382,7 +395,28 @@ def _stats_delta(before: dict[str, Any] | None, after: dict[str, Any] | None) ->
     return delta
 
 
-def run_load(settings: LoadSettings, target: Target) -> LoadResult:
+def _watch(run: _Run, threads: list[threading.Thread], settings: LoadSettings, progress: bool) -> None:
+    """Wait for the labelers under a progress bar over the run's seconds, with answered / error counts."""
+    from tqdm import tqdm
+
+    # Bounded: the deadline stops new requests; one in flight ends within its timeout.
+    limit = run.start + settings.seconds + settings.timeout_s * (MAX_RETRIES + 2) + 30
+    total = max(1, round(settings.seconds))
+    # No rate in the bar: "1.00s/s" says nothing; the postfix carries the counts that matter.
+    bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} s [{elapsed}<{remaining}{postfix}]"
+    with tqdm(total=total, desc="load", bar_format=bar_format, disable=not progress) as bar:
+        while any(t.is_alive() for t in threads) and time.monotonic() < limit:
+            for thread in threads:
+                thread.join(timeout=0.5 / len(threads))
+            with run.lock:
+                answered = sum(1 for s in run.samples if s.status == 200)
+                errors = len(run.samples) - answered
+            bar.set_postfix(answered=answered, errors=errors, refresh=False)
+            # Past the deadline the bar stays full while the requests in flight finish.
+            bar.update(min(total, round(time.monotonic() - run.start)) - bar.n)
+
+
+def run_load(settings: LoadSettings, target: Target, progress: bool = True) -> LoadResult:
     pool = _image_pool(settings)
     before = _read_stats(target.stats_url)
     run = _Run(settings, target, pool)
@@ -393,9 +427,7 @@ def run_load(settings: LoadSettings, target: Target) -> LoadResult:
         ]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            # Bounded: the deadline stops new requests; one in flight ends within its timeout.
-            thread.join(timeout=settings.seconds + settings.timeout_s * (MAX_RETRIES + 2) + 30)
+        _watch(run, threads, settings, progress)
         duration = time.monotonic() - run.start
     after = _read_stats(target.stats_url)
     return LoadResult(
@@ -442,7 +474,8 @@ def summarize(result: LoadResult) -> dict[str, Any]:
             "latency_ms": _percentiles([s.ms for s in good]),
             "model_ms": _percentiles([s.model_ms for s in good if s.model_ms is not None]),
         }
-    errors = Counter(f"{s.status} {s.code or ''}".strip() for s in samples if s.status != 200)
+    # Requests that got no answer are counted apart below (timeouts, connection errors), not as a status.
+    errors = Counter(f"{s.status} {s.code or ''}".strip() for s in samples if s.status not in (0, 200))
     clicks = [s for s in samples if s.kind == "click"]
     click_ok = sum(1 for s in clicks if s.status == 200)
     click_expired = sum(1 for s in clicks if s.code == "SESSION_EXPIRED")
@@ -458,7 +491,11 @@ def summarize(result: LoadResult) -> dict[str, Any]:
         "throughput_rps": round(len(ok) / result.duration_s, 2) if result.duration_s else 0.0,
         "per_type": per_type,
         "errors": dict(sorted(errors.items())),
-        "timeouts": sum(1 for s in samples if s.status == 0),
+        "timeouts": sum(1 for s in samples if s.status == 0 and s.code == TIMEOUT_CODE),
+        # No answer for another reason (refused, reset, DNS, TLS), by the exception's name.
+        "connection_errors": dict(
+            sorted(Counter(s.code or "?" for s in samples if s.status == 0 and s.code != TIMEOUT_CODE).items())
+        ),
         # Clicks answered from the session cache, as the client sees it (no image resend needed).
         "client_cache_hit_rate": round(click_ok / (click_ok + click_expired), 3) if click_ok + click_expired else None,
         # The model server's own count (new images are misses by construction).
@@ -468,29 +505,49 @@ def summarize(result: LoadResult) -> dict[str, Any]:
     }
 
 
+def _percent(rate: float | None) -> str:
+    return "n/a" if rate is None else f"{rate * 100:.0f} %"
+
+
+def _counts(counter: dict[str, int]) -> str:
+    return ", ".join(f"{n} x {name}" for name, n in counter.items())
+
+
+def _errors_text(summary: dict[str, Any]) -> str:
+    """Like the README's errors column ("5 x 429 THROTTLED"), then the requests that got no answer by cause."""
+    refused = summary.get("connection_errors") or {}
+    return (
+        f"by status {_counts(summary['errors']) or 'none'}; timeouts {summary['timeouts']}; "
+        f"connection errors {sum(refused.values())}" + (f" ({_counts(refused)})" if refused else "")
+    )
+
+
 def format_table(summary: dict[str, Any]) -> str:
+    """The summary in the terms and units of the README's load table."""
+
+    def f(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1f}"
+
     lines = [
-        f"{summary['users']} users, {summary['seconds']} s: {summary['requests']} requests, {summary['ok']} ok, "
-        f"{summary['throughput_rps']} ok/s",
-        f"{'request type':<13} {'requests':>8} {'ok':>6} | {'latency ms p50':>14} {'p90':>8} {'p99':>8} | "
+        f"{summary['users']} labelers, {summary['seconds']} s: answered / sent {summary['ok']} / "
+        f"{summary['requests']}, throughput {summary['throughput_rps']} answered/s",
+        f"{'request type':<13} {'answered / sent':>15} | {'latency ms p50':>14} {'p90':>8} {'p99':>8} | "
         f"{'model ms p50':>12} {'p90':>8}",
     ]
     for kind, row in summary["per_type"].items():
         lat, mod = row["latency_ms"], row["model_ms"]
-
-        def f(v: float | None) -> str:
-            return "-" if v is None else f"{v:.1f}"
-
         lines.append(
-            f"{kind:<13} {row['requests']:>8} {row['ok']:>6} | {f(lat['p50']):>14} {f(lat['p90']):>8} "
+            f"{kind:<13} {row['ok']:>7} / {row['requests']:<5} | {f(lat['p50']):>14} {f(lat['p90']):>8} "
             f"{f(lat['p99']):>8} | {f(mod['p50']):>12} {f(mod['p90']):>8}"
         )
-    lines.append(f"errors by status: {summary['errors'] or 'none'} (timeouts: {summary['timeouts']})")
+    lines.append(f"errors: {_errors_text(summary)}")
     lines.append(
-        f"session cache hit rate: client {summary['client_cache_hit_rate']}, "
-        f"model server {summary['server_cache_hit_rate']}"
+        f"cache hit (client / server): {_percent(summary['client_cache_hit_rate'])} / "
+        f"{_percent(summary['server_cache_hit_rate'])}"
     )
-    lines.append(f"peak RSS MB: {summary['peak_rss_mb'] or 'n/a (remote target)'}")
+    peak = summary["peak_rss_mb"]
+    rss = ", ".join(f"{name} {mb:.0f}" for name, mb in peak.items()) if peak else "n/a (remote target)"
+    lines.append(f"peak RSS MB: {rss}")
     return "\n".join(lines)
 
 
@@ -499,8 +556,7 @@ def plot(result: LoadResult, path: Path) -> None:
     ax = axes[0]
     good = [s for s in result.samples if s.status == 200]
     if good:
-        values = [s.ms for s in good]
-        bins = np.geomspace(max(1.0, min(values)), max(values) * 1.05, 30)
+        bins = plots.log_bins((s.ms for s in good), floor=1.0)
         plots.log_histograms(ax, ((kind, [s.ms for s in good if s.kind == kind]) for kind in REQUEST_TYPES), bins)
     ax.set_xlabel("round trip ms (log scale), answered requests")
     ax.set_ylabel("requests")
@@ -574,24 +630,31 @@ def read_report(path: Path) -> LoadResult:
 
 def add_load_arguments(parser: argparse.ArgumentParser) -> None:
     """Options shared with `fewclick benchmark endpoint` (same load generator)."""
-    parser.add_argument("--users", type=int, default=4, help="simulated labelers (default: 4)")
-    parser.add_argument("--think", type=float, default=1.0, help="mean think time between clicks, s (default: 1)")
-    parser.add_argument("--clicks", type=int, default=5, help="corrective clicks per image (default: 5)")
-    parser.add_argument("--image-size", default="640x480", help="WxH of the synthetic images (default: 640x480)")
-    parser.add_argument("--request-timeout", type=float, default=60.0, help="client timeout per request, s")
+    parser.add_argument("--users", type=positive_int, default=4, help="simulated labelers (default: 4)")
+    parser.add_argument(
+        "--think", type=non_negative_float, default=1.0, help="mean think time between clicks, s (default: 1)"
+    )
+    parser.add_argument("--clicks", type=non_negative_int, default=5, help="corrective clicks per image (default: 5)")
+    parser.add_argument(
+        "--image-size", type=image_size, default=(640, 480), help="WxH of the synthetic images (default: 640x480)"
+    )
+    parser.add_argument(
+        "--request-timeout", type=positive_float, default=60.0, help="client timeout per request, s (default: 60)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("artifacts/load"), help="where the JSON and PNG go")
 
 
 def settings_from_args(args: argparse.Namespace, seconds: float) -> LoadSettings:
-    width, _, height = str(args.image_size).lower().partition("x")
+    """The options as parsed: argparse has range-checked each, so nothing is coerced here."""
+    width, height = args.image_size
     return LoadSettings(
-        users=max(1, args.users),
+        users=args.users,
         seconds=seconds,
-        think_s=max(0.0, args.think),
-        clicks_per_image=max(0, args.clicks),
-        width=int(width),
-        height=int(height),
+        think_s=args.think,
+        clicks_per_image=args.clicks,
+        width=width,
+        height=height,
         timeout_s=args.request_timeout,
         seed=args.seed,
     )
@@ -599,15 +662,22 @@ def settings_from_args(args: argparse.Namespace, seconds: float) -> LoadSettings
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_load_arguments(parser)
-    parser.add_argument("--seconds", type=float, default=60.0, help="length of the run (default: 60)")
-    parser.add_argument("--url", default=None, help="API base URL (default: start the local stack)")
-    parser.add_argument("--token", default=None, help="Bearer token for --url")
-    parser.add_argument("--stats-url", default=None, help="a model server's /stats, for the cache hit rate")
+    parser.add_argument("--seconds", type=positive_float, default=60.0, help="length of the run (default: 60)")
     parser.add_argument(
-        "--torch-threads", type=int, default=0, help="local stack: model server intra-op threads (0: its default)"
+        "--url", type=api_url, default=None, help="API base URL, http(s)://... (default: start the local stack)"
     )
-    parser.add_argument("--rate", type=float, default=None, help="local stack: gateway throttling, requests/s")
-    parser.add_argument("--burst", type=int, default=None, help="local stack: gateway throttling burst")
+    parser.add_argument("--token", default=None, help="Bearer token for --url")
+    parser.add_argument(
+        "--stats-url", type=api_url, default=None, help="a model server's /stats, for the cache hit rate"
+    )
+    parser.add_argument(
+        "--torch-threads",
+        type=non_negative_int,
+        default=0,
+        help="local stack: model server intra-op threads (0: its default)",
+    )
+    parser.add_argument("--rate", type=positive_float, default=None, help="local stack: gateway throttling, requests/s")
+    parser.add_argument("--burst", type=positive_int, default=None, help="local stack: gateway throttling burst")
 
 
 def run_against(
@@ -617,13 +687,21 @@ def run_against(
         return run_load(settings, target)
 
 
+def nothing_answered(summary: dict[str, Any]) -> str | None:
+    """Why the run measured nothing (no request got a 200), or None when some were answered."""
+    if summary["ok"]:
+        return None
+    return f"no request was answered ({summary['requests']} sent: {_errors_text(summary)})"
+
+
 def run(args: argparse.Namespace) -> int:
+    prepare_out_dir(args.out)  # before the run: an unwritable --out would lose its results
     settings = settings_from_args(args, args.seconds)
     if args.url:
 
         @contextlib.contextmanager
         def remote() -> Iterator[Target]:
-            yield Target(args.url.rstrip("/"), args.token, args.stats_url)
+            yield Target(args.url, args.token, args.stats_url)
 
         factory: Callable[[], contextlib.AbstractContextManager[Target]] = remote
     else:
@@ -636,4 +714,8 @@ def run(args: argparse.Namespace) -> int:
     json_path, png_path, summary = write_report(result, args.out, f"load-{settings.users}u")
     print(format_table(summary))
     print(f"wrote {json_path} and {png_path}")
+    failure = nothing_answered(summary)
+    if failure is not None:
+        print(f"fewclick benchmark load: {failure}", file=sys.stderr)
+        return 1
     return 0

@@ -10,9 +10,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+# The smallest side a scene can have: under it the ellipse's random centre and axes have no range
+# to draw from (and an object of a few pixels says nothing about latency).
+MIN_SIDE = 32
+
 
 def make_scene(height: int = 480, width: int = 640, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(H, W, 3) uint8 RGB image and (H, W) bool mask of one ellipse."""
+    if min(height, width) < MIN_SIDE:
+        raise ValueError(f"a synthetic scene needs at least {MIN_SIDE}x{MIN_SIDE} px, got {width}x{height}")
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 255, size=(max(2, height // 32), max(2, width // 32), 3), dtype=np.uint8)
     background = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC).astype(np.float32)

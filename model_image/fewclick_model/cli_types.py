@@ -68,3 +68,27 @@ def non_negative_float(text: str) -> float:
     if value < 0.0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value:g}")
     return value
+
+
+def _device(text: str, *, allow_auto: bool) -> str:
+    value = text.strip().lower()
+    if value == "cpu" or value == "cuda" or (allow_auto and value == "auto"):
+        return value
+    kind, _, index = value.partition(":")
+    if kind == "cuda" and index.isascii() and index.isdigit():
+        return f"cuda:{int(index)}"
+    choices = "auto, cpu, cuda or cuda:N" if allow_auto else "cpu, cuda or cuda:N"
+    # torch's own refusal ("Expected one of cpu, cuda, ipu, xpu, ...") came as a traceback after the
+    # model had started loading, and named devices no FewClick model runs on.
+    raise argparse.ArgumentTypeError(f"expected {choices}, got {text!r}")
+
+
+def device_name(text: str) -> str:
+    """``cpu``, ``cuda`` or ``cuda:N`` by its spelling only; whether the machine has it is checked when
+    the command runs (`preflight.check_device`), which needs torch."""
+    return _device(text, allow_auto=False)
+
+
+def device_or_auto(text: str) -> str:
+    """`device_name`, or ``auto`` (every GPU when there is one, else the CPU)."""
+    return _device(text, allow_auto=True)

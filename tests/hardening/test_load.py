@@ -30,7 +30,7 @@ def test_load_generator_against_the_local_stack(hstack: HardeningStack, tmp_path
     json_path, png_path, summary = write_report(result, tmp_path, "smoke")
 
     assert summary["ok"] >= 2 and summary["throughput_rps"] > 0
-    assert summary["timeouts"] == 0
+    assert summary["timeouts"] == 0 and summary["connection_errors"] == {}
     assert not [status for status in summary["errors"] if status.startswith("5")], summary["errors"]
     assert summary["per_type"]["new image"]["latency_ms"]["p50"] > 0
     # New images are misses by construction; the clicks between them hit the session cache.
@@ -41,7 +41,9 @@ def test_load_generator_against_the_local_stack(hstack: HardeningStack, tmp_path
     report = json.loads(json_path.read_text())
     assert report["summary"] == summary and len(report["samples"]) == summary["requests"]
     assert png_path.stat().st_size > 10_000
-    assert "latency ms p50" in format_table(summary)
+    table = format_table(summary)
+    assert "latency ms p50" in table and f"answered / sent {summary['ok']} / {summary['requests']}" in table
+    assert "peak RSS MB: model server " in table
 
 
 def test_load_is_a_benchmark_kind() -> None:

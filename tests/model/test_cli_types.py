@@ -1,7 +1,15 @@
 import argparse
 
 import pytest
-from fewclick_model.cli_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from fewclick_model.cli_types import (
+    device_name,
+    device_or_auto,
+    fraction,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 
 @pytest.mark.parametrize(
@@ -15,6 +23,12 @@ from fewclick_model.cli_types import fraction, non_negative_float, non_negative_
         (fraction, "0.4", 0.4),
         (positive_float, "1e-4", 1e-4),
         (non_negative_float, "0", 0.0),
+        (device_name, "cpu", "cpu"),
+        (device_name, "cuda", "cuda"),
+        (device_name, "CUDA:1", "cuda:1"),
+        (device_name, "cuda:01", "cuda:1"),
+        (device_or_auto, "auto", "auto"),
+        (device_or_auto, "cuda:0", "cuda:0"),
     ],
 )
 def test_converters_accept_values_in_range(convert, text: str, value: float) -> None:
@@ -35,6 +49,13 @@ def test_converters_accept_values_in_range(convert, text: str, value: float) -> 
         (positive_float, "inf", "finite"),
         (non_negative_float, "-1", "0 or more"),
         (non_negative_float, "x", "expected a number"),
+        (device_name, "bogus", "expected cpu, cuda or cuda:N, got 'bogus'"),
+        (device_name, "auto", "expected cpu, cuda or cuda:N"),
+        (device_name, "cuda:", "cuda:N"),
+        (device_name, "cuda:-1", "cuda:N"),
+        (device_name, "cuda:x", "cuda:N"),
+        (device_name, "mps", "cuda:N"),
+        (device_or_auto, "gpu", "expected auto, cpu, cuda or cuda:N, got 'gpu'"),
     ],
 )
 def test_converters_refuse_values_out_of_range_with_the_reason(convert, text: str, message: str) -> None:

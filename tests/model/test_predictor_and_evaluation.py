@@ -211,7 +211,9 @@ def test_a_boundary_click_on_the_image_frame_is_respected_only_where_the_mask_re
     assert not evaluate.click_respected(Click(39, 0, "boundary"), cut)
 
 
-def test_model_latency_benchmark_times_every_request_type_and_plots(tiny_weights: Path, tmp_path: Path) -> None:
+def test_model_latency_benchmark_times_every_request_type_and_plots(
+    tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import json
 
     from fewclick_model import latency
@@ -219,14 +221,28 @@ def test_model_latency_benchmark_times_every_request_type_and_plots(tiny_weights
     parser = argparse.ArgumentParser()
     latency.add_arguments(parser)  # the CLI's own defaults for every flag not named here
     argv = ["--weights", str(tiny_weights), "--device", "cpu", "--threads", "1", "--no-boundary-refiner"]
-    args = parser.parse_args([*argv, "--repeats", "2", "--out", str(tmp_path)])
+    out = tmp_path / "new" / "folder"  # created before the run
+    args = parser.parse_args([*argv, "--repeats", "3", "--out", str(out)])
     assert args.cuda_graphs  # served; nothing to replay on a CPU
     assert latency.run(args) == 0
-    report = json.loads((tmp_path / "model_latency.json").read_text())
+    report = json.loads((out / "model_latency.json").read_text())
     requests = ["new image", "warm click", "warm boundary click", "new image, large box", "warm click, large box"]
     for request in [*requests, "warm boundary click, large box"]:
         assert 0 < report[request]["p50"] <= report[request]["p99"]
-    assert (tmp_path / "model_latency.png").stat().st_size > 0
+    # Enough to recompute every figure: the raw timings, how many, and of which model.
+    assert report["repeats"] == 3 and report["warmup_rounds"] == latency.WARMUP_ROUNDS
+    assert report["model_version"] and report["torch_threads"] == 1
+    assert set(report["samples_ms"]) == set(latency.REQUESTS)
+    for request, samples in report["samples_ms"].items():
+        assert len(samples) == 3
+        assert report[request]["p90"] == pytest.approx(float(np.percentile(samples, 90)), abs=1e-3)
+    # The CPU's two targets, judged and printed last.
+    cpu_targets = [t.label for t in latency.SPEED_TARGETS if t.device_type == "cpu"]
+    assert [v["target"] for v in report["targets"]] == cpu_targets
+    printed = capsys.readouterr().out
+    for verdict in report["targets"]:
+        assert latency.format_verdict(verdict) in printed
+    assert (out / "model_latency.png").stat().st_size > 0
 
 
 EXTREMES_64 = [

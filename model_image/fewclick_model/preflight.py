@@ -1,0 +1,46 @@
+"""Checks a benchmark or tool runs before its long work, so a bad setting costs seconds, not the run.
+
+A CUDA device asked for on a machine without one used to fail inside the model load (an
+AssertionError from torch, or the model server's load error three tracebacks deep), and an
+unwritable ``--out`` only after the whole run, losing its results. Both raise `ValueError` /
+`OSError` here, which the `fewclick` CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+
+def check_device(device: str) -> str:
+    """``device`` (``cpu``, ``cuda``, ``cuda:N``) when this machine has it; ValueError saying what it has."""
+    if not device.startswith("cuda"):
+        return device
+    import torch
+
+    if not torch.cuda.is_available():
+        raise ValueError(
+            f"--device {device}: no CUDA device here (torch.cuda.is_available() is False, torch "
+            f"{torch.__version__}); use --device cpu"
+        )
+    _, _, index = device.partition(":")
+    count = torch.cuda.device_count()
+    if index and int(index) >= count:
+        raise ValueError(f"--device {device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}")
+    return device
+
+
+def prepare_out_dir(path: Path) -> Path:
+    """Create ``path`` and prove a file can be written there (then removed); OSError naming it if not.
+
+    Permission bits alone do not tell (read-only mounts, quotas, root in a container), so it writes.
+    """
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"--out {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".fewclick-write-test-"):
+            pass
+    except OSError as exc:
+        raise OSError(f"--out {path} is not a writable folder: {exc.strerror or exc}") from exc
+    return path
