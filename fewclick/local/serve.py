@@ -41,6 +41,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from fewclick_model.cli_types import port_number, positive_float, positive_int
+
 from fewclick.local.gateway import (
     DEFAULT_BURST,
     DEFAULT_MAX_BODY_BYTES,
@@ -78,7 +80,9 @@ class ServeError(Exception):
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port of the UI and API (default: 8000; 0 = any)")
+    parser.add_argument(
+        "--port", type=port_number, default=8000, help="port of the UI and API (default: 8000; 0 = any)"
+    )
     parser.add_argument(
         "--images",
         type=Path,
@@ -100,16 +104,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--weights", type=Path, default=None, help="model weights (default: the committed ones)")
     parser.add_argument(
         "--max-body-mb",
-        type=float,
+        type=positive_float,
         default=DEFAULT_MAX_BODY_BYTES / 2**20,
         help="request body limit in MiB, answered with 413 (default: 6, Lambda's payload limit)",
     )
     parser.add_argument(
-        "--rate", type=float, default=DEFAULT_RATE_PER_S, help="throttling: requests per second (default: 20)"
+        "--rate", type=positive_float, default=DEFAULT_RATE_PER_S, help="throttling: requests per second (default: 20)"
     )
-    parser.add_argument("--burst", type=int, default=DEFAULT_BURST, help="throttling: burst size (default: 40)")
     parser.add_argument(
-        "--ready-timeout", type=float, default=60.0, help="seconds to wait for the model server (default: 60)"
+        "--burst", type=positive_int, default=DEFAULT_BURST, help="throttling: burst size (default: 40)"
+    )
+    parser.add_argument(
+        "--ready-timeout", type=positive_float, default=60.0, help="seconds to wait for the model server (default: 60)"
     )
     parser.add_argument(
         "--task-token-key",

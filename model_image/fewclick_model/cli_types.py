@@ -92,3 +92,11 @@ def device_name(text: str) -> str:
 def device_or_auto(text: str) -> str:
     """`device_name`, or ``auto`` (every GPU when there is one, else the CPU)."""
     return _device(text, allow_auto=True)
+
+
+def port_number(text: str) -> int:
+    """A TCP port, 0 (any free one) to 65535."""
+    value = _int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a port, 0 to 65535, got {value}")
+    return value

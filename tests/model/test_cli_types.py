@@ -7,6 +7,7 @@ from fewclick_model.cli_types import (
     fraction,
     non_negative_float,
     non_negative_int,
+    port_number,
     positive_float,
     positive_int,
 )
@@ -29,6 +30,8 @@ from fewclick_model.cli_types import (
         (device_name, "cuda:01", "cuda:1"),
         (device_or_auto, "auto", "auto"),
         (device_or_auto, "cuda:0", "cuda:0"),
+        (port_number, "0", 0),
+        (port_number, "65535", 65535),
     ],
 )
 def test_converters_accept_values_in_range(convert, text: str, value: float) -> None:
@@ -56,6 +59,8 @@ def test_converters_accept_values_in_range(convert, text: str, value: float) -> 
         (device_name, "cuda:x", "cuda:N"),
         (device_name, "mps", "cuda:N"),
         (device_or_auto, "gpu", "expected auto, cpu, cuda or cuda:N, got 'gpu'"),
+        (port_number, "70000", "0 to 65535, got 70000"),
+        (port_number, "-1", "0 to 65535"),
     ],
 )
 def test_converters_refuse_values_out_of_range_with_the_reason(convert, text: str, message: str) -> None:

@@ -278,6 +278,17 @@ def test_no_auth_is_refused_off_loopback(capsys: pytest.CaptureFixture[str], tmp
     assert not serve.is_loopback("0.0.0.0") and not serve.is_loopback("192.168.1.10")
 
 
+@pytest.mark.parametrize(
+    "argv", [("--rate", "0"), ("--burst", "0"), ("--max-body-mb", "-1"), ("--port", "70000"), ("--ready-timeout", "0")]
+)
+def test_serve_refuses_settings_that_cannot_work(argv: tuple[str, str], capsys: pytest.CaptureFixture[str]) -> None:
+    # A zero rate would refuse every request; a zero burst none would pass: said at start, by name.
+    with pytest.raises(SystemExit) as exit_info:
+        _args(*argv)
+    assert exit_info.value.code == 2
+    assert f"argument {argv[0]}" in capsys.readouterr().err
+
+
 def test_no_auth_on_loopback_needs_no_token(tmp_path: Path, fake: FakeProxy) -> None:
     make_known_object(tmp_path / "images" / "a.png")
     options = ServeOptions(port=0, images=tmp_path / "images", out=tmp_path / "labels", no_auth=True)
