@@ -40,7 +40,13 @@ class FolderBucket:
             path = self.store.image(Key).path
         except LabelStoreError:
             raise _not_found("NoSuchKey", f"no image {Key!r} in {self.store.images_dir}") from None
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as exc:  # unreadable now (removed, permissions): what S3 says of a failed read
+            raise ClientError(
+                {"Error": {"Code": "InternalError", "Message": str(exc)}, "ResponseMetadata": {"HTTPStatusCode": 500}},
+                "GetObject",
+            ) from None
         # S3's ETag of a simple upload: a file changed on disk is a new image to the proxy.
         return {"Body": io.BytesIO(data), "ContentLength": len(data), "ETag": f'"{hashlib.md5(data).hexdigest()}"'}
 

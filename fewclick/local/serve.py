@@ -267,17 +267,14 @@ def load_proxy_handler(session_secret: str | None = None, image_bucket: FolderBu
     if str(PROXY_ASSET_DIR) not in sys.path:
         sys.path.insert(0, str(PROXY_ASSET_DIR))
     module = importlib.import_module(PROXY_HANDLER_MODULE)
-    if session_secret is not None:
-        proxy_config = importlib.import_module("fewclick_proxy.config").ProxyConfig
-        env = {**os.environ, "SESSION_TOKEN_SECRET": session_secret}
-        if image_bucket is None:
-            module.configure(config=proxy_config.from_env(env))
-        else:
-            config = proxy_config.from_env({**env, "ALLOWED_BUCKETS": image_bucket.bucket})
-            segment = importlib.import_module("fewclick_proxy.segment")
-            images = importlib.import_module("fewclick_proxy.image_source").ImageSource(config, lambda: image_bucket)
-            endpoint = importlib.import_module("fewclick_proxy.endpoint_client").EndpointClient(config)
-            module.configure(segment.Segmenter(config, images, endpoint))
+    if session_secret is not None or image_bucket is not None:
+        env = dict(os.environ)
+        if session_secret is not None:
+            env["SESSION_TOKEN_SECRET"] = session_secret
+        if image_bucket is not None:
+            env["ALLOWED_BUCKETS"] = image_bucket.bucket
+        config = importlib.import_module("fewclick_proxy.config").ProxyConfig.from_env(env)
+        module.configure(config=config, s3_client_factory=(lambda: image_bucket) if image_bucket else None)
     handler: LambdaHandler = module.lambda_handler
     return handler
 

@@ -154,21 +154,28 @@ async function openImage(index) {
   if (state.objectUrl) URL.revokeObjectURL(state.objectUrl);
   state.objectUrl = URL.createObjectURL(blob);
   let base64 = null;
-  state.shown = index;
-  state.loading = false;
-  await labeler.open({
-    url: state.objectUrl,
-    width: image.width,
-    height: image.height,
-    objects: saved.objects,
-    // By name where the proxy reads the images folder as a bucket (any size, nothing to encode);
-    // else the bytes, encoded once, on the first request that needs them (again only after SESSION_EXPIRED).
-    getApiImage: async () => {
-      if (state.imageBucket && S3_PLAIN_KEY.test(image.name)) return { s3Uri: `s3://${state.imageBucket}/${image.name}` };
-      base64 ||= blobToBase64(blob);
-      return { base64: await base64 };
-    },
-  });
+  try {
+    await labeler.open({
+      url: state.objectUrl,
+      width: image.width,
+      height: image.height,
+      objects: saved.objects,
+      // By name where the proxy reads the images folder as a bucket (any size, nothing to encode);
+      // else the bytes, encoded once, on the first request that needs them (again only after SESSION_EXPIRED).
+      getApiImage: async () => {
+        if (state.imageBucket && S3_PLAIN_KEY.test(image.name)) return { s3Uri: `s3://${state.imageBucket}/${image.name}` };
+        base64 ||= blobToBase64(blob);
+        return { base64: await base64 };
+      },
+    });
+  } finally {
+    if (state.index === index) {
+      // Only now does the labeler hold this image's saved objects (none, if it could not show the
+      // image): until here a save would have written an empty list over them.
+      state.loading = false;
+      state.shown = labeler.image ? index : -1;
+    }
+  }
   document.title = `${image.name} · FewClick`;
   setSaveStatus(saved.saved ? `Saved earlier: ${saved.objects.length} object(s)` : "Not saved yet");
 }
@@ -189,7 +196,7 @@ async function save() {
     const { objects, incomplete, withoutMask, doc } = labeler.exportObjects();
     if (withoutMask) {
       // Never drop an object silently: the labeler must retry or undo first.
-      setSaveStatus(`Not saved: ${withoutMask} object(s) have no mask (server error). Retry or undo.`, "error");
+      setSaveStatus(`Not saved: ${withoutMask} object(s) have no mask (server error): undo the click that failed, or Retry where offered.`, "error");
       return false;
     }
     setSaveStatus("Saving…", "busy");
@@ -222,10 +229,13 @@ async function save() {
 
 async function go(index) {
   if (index < 0 || index >= state.images.length || index === state.index) return;
-  // Moving on saves first, so work is never left behind by a click on "Next".
-  if (labeler.dirty && !(await save())) {
-    renderProgress();
-    return;
+  // Moving on saves first, so work is never left behind by a click on "Next"; again while edits
+  // made during a save that was already travelling are still unsaved.
+  while (labeler.dirty) {
+    if (!(await save())) {
+      renderProgress();
+      return;
+    }
   }
   try {
     await openImage(index);

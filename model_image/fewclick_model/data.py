@@ -97,9 +97,6 @@ def load_instance(image_path: Path, mask_path: Path) -> Instance:
     mask, ignore = read_mask(mask_path)
     if mask.shape != image.shape[:2]:
         raise ValueError(f"{mask_path} is {mask.shape}, its image is {image.shape[:2]}")
-    if not mask.any():
-        # No object: no extreme points to start from, nothing to evaluate or learn.
-        raise ValueError(f"{mask_path} has no object pixels (0 is background, 128 unknown)")
     return Instance(mask_path.stem, image, mask, ignore)
 
 

@@ -284,6 +284,11 @@ def run(args: argparse.Namespace) -> int:
         # Before loading the model or touching --out, which may hold an earlier run's results.
         raise SystemExit(f"no instances of {args.dataset} are left to evaluate after --fold / --holdout-only / --limit")
     instances = [load_instance(i, m) for i, m in pairs]
+    for (_, mask_path), inst in zip(pairs, instances, strict=True):
+        if not inst.mask.any():
+            # No object: no extreme points to start from, nothing to score (training and `pack` skip
+            # such instances; an evaluation that silently did would report on another set).
+            raise ValueError(f"{mask_path} has no object pixels (0 is background, 128 unknown)")
     if args.refiner_weights and not args.boundary_refiner:
         raise SystemExit("--refiner-weights and --no-boundary-refiner contradict each other: give one")
     refiner: bool | Path = args.refiner_weights or args.boundary_refiner

@@ -472,7 +472,8 @@ def run(args: argparse.Namespace) -> int:
         check_init_network(args.init, args.encoder, args.decoder_channels)
     last = args.out / "last.ckpt"
     ckpt = read_resume_checkpoint(last, share, args.encoder, args.decoder_channels) if args.resume else None
-    if ckpt is not None and ckpt["step"] >= args.steps:
+    # With --minutes the step count is re-planned from the measured speed: only --steps alone is a cap.
+    if ckpt is not None and ckpt["step"] >= args.steps and not args.minutes:
         # Nothing to train; exporting again would only rewrite the same weights (or record a wrong step count).
         print(f"already trained to step {ckpt['step']} (--steps {args.steps}): nothing to do, nothing exported")
         return 0
@@ -521,6 +522,10 @@ def run(args: argparse.Namespace) -> int:
     warm_clock: tuple[float, int] | None = None  # (time, step) once start-up is over
     ema_loss, ema_iou = None, None
     started = time.time()
+    if args.minutes and args.steps <= start:
+        # A resume past --steps with a time budget: an initial plan of --steps more, which the
+        # re-plans below fit to the budget.
+        args.steps = start + args.steps
     bar = tqdm(initial=start, total=args.steps, desc="train", unit="step")
     step = start
     # A while loop, not a range: with --minutes the schedule's length changes as it goes.
@@ -569,7 +574,8 @@ def run(args: argparse.Namespace) -> int:
     version = export(args.steps)
     minutes = (time.time() - started) / 60
     print(
-        f"\nsummary: {args.steps - start} steps in {minutes:.1f} min; train IoU (EMA) {ema_iou:.3f}; "
+        f"\nsummary: {args.steps - start} steps in {minutes:.1f} min; train IoU (EMA) "
+        f"{'n/a' if ema_iou is None else f'{ema_iou:.3f}'}; "
         f"weights exported to {export_to} (model version {version})"
     )
     return 0

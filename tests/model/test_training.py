@@ -247,6 +247,10 @@ def test_a_resume_with_nothing_left_to_train_exports_nothing_and_exits_cleanly(
         assert f"already trained to step 2 (--steps {steps}): nothing to do" in capsys.readouterr().out
         assert not (tmp_path / "w.pt").exists()
     assert torch.load(tmp_path / "last.ckpt", weights_only=False)["step"] == 2
+    # With --minutes the length is re-planned from the pace, so --steps is no cap: it trains on.
+    run_train(tiny_root, tmp_path, 1, True, "--minutes", "0.02")
+    assert "nothing to do" not in capsys.readouterr().out
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["step"] > 2
 
 
 def test_resume_and_init_name_the_network_setting_that_differs(tiny_root: Path, tmp_path: Path) -> None:

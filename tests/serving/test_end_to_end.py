@@ -372,21 +372,21 @@ def test_the_stand_in_run_by_fewclick_serve_keeps_no_bodies(stack: Stack) -> Non
     """`fewclick serve` runs the runtime stand-in for hours: it must not keep every request's pixels."""
     import urllib.request
 
-    from fewclick.local.sagemaker_runtime import start_runtime_stub
+    from fewclick.local.serve import ENDPOINT_NAME, RuntimeStandIn
     from fewclick_contract.wire import WirePoint, WireRequest, dump_request, encode_crop
 
-    quiet = start_runtime_stub(stack.model.url, log_size=0)
+    quiet = RuntimeStandIn(stack.model.url)  # exactly what `fewclick serve` starts
     try:
         rgb, _ = make_scene(256, 256, seed=3)
         points = [WirePoint(x=128, y=20), WirePoint(x=20, y=128), WirePoint(x=128, y=236), WirePoint(x=236, y=128)]
         body = dump_request(WireRequest(cropId="quiet-stub-1", size=256, crop=encode_crop(rgb), extremePoints=points))
         req = urllib.request.Request(
-            f"{quiet.url}/endpoints/any/invocations",
+            f"{quiet.url}/endpoints/{ENDPOINT_NAME}/invocations",
             data=body,
             headers={"Content-Type": "application/json", "X-Amzn-SageMaker-Session-Id": NEW_SESSION},
         )
         with urllib.request.urlopen(req, timeout=60) as resp:
             assert resp.status == 200 and b"probabilities" in resp.read()
-        assert quiet.exchanges == []
+        assert quiet._handle.exchanges == []
     finally:
         quiet.stop()

@@ -373,7 +373,55 @@ def test_a_late_answer_for_the_previous_image_lends_no_session_to_the_next(
                          await l.open({ url: window.fewclick.state.objectUrl, width: 320, height: 240,
                                         getApiImage: async () => ({ base64: "" }) }); }"""
     )
-    held[0].continue_()
-    page.wait_for_timeout(300)  # the answer arrives and is dropped
+    with page.expect_response("**/v1/segment"):
+        held[0].continue_()
+    page.wait_for_timeout(200)  # the answer has arrived: let the page's promise chain run
     page.unroute("**/v1/segment")
     assert page.evaluate("() => window.fewclick.labeler.sessionId") is None
+
+
+def test_an_image_that_cannot_be_shown_never_has_its_labels_overwritten(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    """Until the labeler holds an image's saved objects, a save must not write (an empty list) over them."""
+    obj = make_known_object(tmp_path / "images" / "b.png", seed=3)
+    open_labeler(page, stack.url)
+    page.evaluate("() => window.fewclick.go(1)")
+    page.wait_for_function("() => window.fewclick.state.shown === 1 && window.fewclick.labeler.image")
+    first_mask(page, obj)
+    assert page.evaluate("() => window.fewclick.save()") is True
+    assert len(_saved_objects(tmp_path, "b.png")) == 1
+
+    # b.png comes back as bytes no browser can decode: the labeler shows nothing, so nothing is saved.
+    page.evaluate("() => window.fewclick.go(0)")
+    page.wait_for_function("() => window.fewclick.state.shown === 0 && window.fewclick.labeler.image")
+    page.route(
+        "**/local/images/b.png", lambda route: route.fulfill(status=200, content_type="image/png", body=b"not an image")
+    )
+    page.evaluate("() => window.fewclick.go(1).catch(() => {})")
+    page.wait_for_function("() => window.fewclick.state.index === 1 && !window.fewclick.state.loading")
+    assert page.evaluate("() => window.fewclick.state.shown") == -1
+    page.evaluate("() => window.fewclick.save()")
+    assert len(_saved_objects(tmp_path, "b.png")) == 1
+
+
+def test_moving_on_during_a_save_saves_the_edits_made_meanwhile(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    obj = make_known_object(tmp_path / "images" / "a.png")
+    open_labeler(page, stack.url)
+    first_mask(page, obj)
+    held: list[Any] = []
+    page.route(
+        "**/local/labels/a.png",
+        lambda route: held.append(route) if route.request.method == "PUT" and not held else route.continue_(),
+    )
+    page.evaluate("() => { window.__saving = window.fewclick.save(); }")
+    page.wait_for_function("() => document.querySelector('[data-role=save-status]').textContent.startsWith('Saving')")
+    click_image(page, *obj.outside, modifier="Shift")  # an edit while the first PUT travels
+    settle(page)
+    page.evaluate("() => { window.__going = window.fewclick.go(1); }")  # "Next", before that PUT is answered
+    held[0].continue_()
+    page.wait_for_function("() => window.fewclick.state.shown === 1 && window.fewclick.labeler.image")
+    (saved,) = _saved_objects(tmp_path, "a.png")
+    assert [c["type"] for c in saved["fewclick"]["clicks"]] == ["negative"]  # the edit was saved before moving on

@@ -38,3 +38,14 @@ def test_the_folder_answers_get_object_like_s3(tmp_path: Path) -> None:
             bucket.get_object(Bucket=bucket_name, Key=key)
         assert caught.value.response["Error"]["Code"] == code
         assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_a_file_that_cannot_be_read_is_an_s3_error_not_a_crash(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "a.png"), np.full((8, 8, 3), 10, np.uint8))
+    bucket = FolderBucket(LabelStore(images, tmp_path / "out"))
+    (images / "a.png").unlink()  # listed at start, gone now
+    with pytest.raises(ClientError) as caught:
+        bucket.get_object(Bucket=LOCAL_IMAGE_BUCKET, Key="a.png")
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500

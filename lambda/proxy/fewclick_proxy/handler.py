@@ -17,6 +17,7 @@ import json
 import os
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
@@ -72,11 +73,16 @@ app = APIGatewayRestResolver(cors=_cors())
 _segmenter: Segmenter | None = None
 
 
-def configure(segmenter: Segmenter | None = None, config: ProxyConfig | None = None) -> Segmenter:
+def configure(
+    segmenter: Segmenter | None = None,
+    config: ProxyConfig | None = None,
+    s3_client_factory: Callable[[], Any] | None = None,
+) -> Segmenter:
     """Build (or inject) the logic and its data access; clients are reused across invocations.
 
-    Tests and the local stack call this to point the proxy elsewhere; the Lambda runtime
-    builds it lazily from the environment on the first request.
+    Tests and the local stack call this to point the proxy elsewhere (``s3_client_factory``: what
+    reads images by S3 URI; the local stack's reads its images folder); the Lambda runtime builds it
+    lazily from the environment on the first request.
     """
     global _segmenter
     if segmenter is None:
@@ -87,7 +93,7 @@ def configure(segmenter: Segmenter | None = None, config: ProxyConfig | None = N
             # Nothing is cached: a transient read failure heals on the next request.
             logger.error("refusing to serve: no session-token key", extra={"reason": exc.detail})
             raise
-        segmenter = Segmenter(cfg, ImageSource(cfg), EndpointClient(cfg))
+        segmenter = Segmenter(cfg, ImageSource(cfg, s3_client_factory), EndpointClient(cfg))
     _segmenter = segmenter
     return segmenter
 

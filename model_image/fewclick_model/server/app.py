@@ -68,7 +68,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         engine = self.server.engine
         if self.path == "/ping":
-            if engine.ready:
+            if self.server.closing:
+                # Stopping: the platform should route new sessions elsewhere.
+                self._send(503, json.dumps({"status": "stopping"}).encode())
+            elif engine.ready:
                 body = {"status": "ok", "modelVersion": engine.model_version}
                 self._send(200, json.dumps(body).encode())
             else:
@@ -89,7 +92,9 @@ class _Handler(BaseHTTPRequestHandler):
             # Stopping (SIGTERM): in-flight requests are being answered; a new one is told to retry
             # elsewhere, and this connection is not kept.
             self.close_connection = True
-            self._send_error(503, WireErrorCode.NOT_READY, "the model server is shutting down; retry")
+            # OVERLOADED, not NOT_READY ("still loading", which the proxy answers with a 10 s wait): a
+            # retry soon reaches another instance.
+            self._send_error(503, WireErrorCode.OVERLOADED, "the model server is shutting down; retry shortly")
             return
         try:
             self._post()
@@ -127,6 +132,10 @@ class ModelHttpServer(QuietThreadingHTTPServer):
         self._active = 0  # POSTs between admit() and their answer's last byte
         self._idle = threading.Condition()
         super().__init__(address, _Handler)
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
 
     def admit(self) -> bool:
         with self._idle:
@@ -180,15 +189,18 @@ class ModelServerHandle:
         """Drop a session's cache (tests and benchmarks simulate expiry with this)."""
         return self.engine.cache.evict(session_id)
 
-    def stop(self, drain_s: float = DRAIN_TIMEOUT_S) -> None:
+    def stop(self, drain_s: float = DRAIN_TIMEOUT_S) -> bool:
         """Stop gracefully: new requests get a retryable 503, the ones already in (running or queued)
-        are answered, then the listener and the inference threads go."""
-        if not self.server.drain(drain_s):
+        are answered, then the listener and the inference threads go. False when requests were still
+        running after ``drain_s`` (their inference threads may never end: see `cli.run`)."""
+        drained = self.server.drain(drain_s)
+        if not drained:
             LOG.warning("requests still running after %.0f s: stopping anyway", drain_s)
         self.server.shutdown()
         self.server.server_close()
         self.engine.close()
         self.thread.join(timeout=5)
+        return drained
 
 
 def detect_devices(device: str | None = None) -> list[str]:

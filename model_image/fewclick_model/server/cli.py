@@ -10,6 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
+from typing import NoReturn
 
 from ..inference_options import MIRROR_CHOICES, PRECISIONS, PredictorOptions
 from .sessions import DEFAULT_IDLE_TTL_S, DEFAULT_LIFETIME_S, DEFAULT_MAX_BYTES, DEFAULT_MAX_SESSIONS
@@ -189,6 +190,16 @@ def run(args: argparse.Namespace) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    # Signals first: a stop that arrives while torch imports or the model loads is kept, not lost.
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        # SageMaker stops containers with SIGTERM; finish in-flight requests, then exit.
+        LOG.info("signal %d: shutting down", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
     from .app import detect_devices, start_model_server
     from .sessions import SessionCache
 
@@ -212,15 +223,6 @@ def run(args: argparse.Namespace) -> int:
     )
     LOG.info("listening on %s (devices: %s); loading the model", handle.url, ", ".join(devices))
 
-    stop = threading.Event()
-
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        # SageMaker stops containers with SIGTERM; finish in-flight requests, then exit.
-        LOG.info("signal %d: shutting down", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
     # A signal while the model loads stops the wait too: a load that hangs (a stuck device, a
     # weights file on a dead mount) must not keep the container from stopping.
     while handle.loader.is_alive() and not stop.is_set():
@@ -228,7 +230,9 @@ def run(args: argparse.Namespace) -> int:
     if stop.is_set() and not handle.engine.ready:
         LOG.info("stopped while loading")
         handle.stop(drain_s=0)
-        return 0  # a stop that was asked for, not a failure
+        # The load (or its warm-up, on an inference thread the interpreter would join at exit) may be
+        # stuck for good: leave without waiting for it. A stop that was asked for, not a failure.
+        _exit_now(0)
     try:
         handle.wait_ready(timeout=0)
     except (RuntimeError, TimeoutError):
@@ -238,9 +242,19 @@ def run(args: argparse.Namespace) -> int:
     LOG.info("ready: model %s on %s", handle.engine.model_version, handle.url)
     while not stop.wait(1.0):
         pass
-    handle.stop()
+    if not handle.stop():
+        # A request still running after the drain: its inference thread may never end.
+        _exit_now(1)
     LOG.info("stopped")
     return 0
+
+
+def _exit_now(code: int) -> NoReturn:
+    """Exit without joining threads that may hang (a stuck device): logs first, then the process."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -237,7 +237,7 @@ class InferenceEngine:
             future = replica.executor.submit(self._run, replica, session_id, req, is_new)
         except RuntimeError:  # the executor was shut down: the server is stopping
             release()
-            raise WireFailure(WireErrorCode.NOT_READY, "the model server is shutting down; retry") from None
+            raise WireFailure(WireErrorCode.OVERLOADED, "the model server is shutting down; retry shortly") from None
         # The slot is free when the work is, not when this request stops waiting for it: a request
         # given up on while it runs still occupies the replica, so the queue bound stays true.
         future.add_done_callback(release)
@@ -250,7 +250,7 @@ class InferenceEngine:
                 raise WireFailure(WireErrorCode.OVERLOADED, "inference did not start in time") from None
             raise WireFailure(WireErrorCode.OVERLOADED, "inference is taking too long; retry shortly") from None
         except CancelledError:
-            raise WireFailure(WireErrorCode.NOT_READY, "the model server is shutting down; retry") from None
+            raise WireFailure(WireErrorCode.OVERLOADED, "the model server is shutting down; retry shortly") from None
 
         headers = {"Content-Type": "application/json"}
         if is_new:
