@@ -91,6 +91,7 @@ class ApiStack(Stack):
             # WAF metric names are the CloudWatch dimension: two copies of the app in one account
             # (another fewclick:stackPrefix) keep theirs apart.
             metric_prefix=metrics_prefix,
+            ui_origins=ui_origins,
         )
 
         # Wiring (least privilege): this one endpoint, and reads from the configured buckets only.

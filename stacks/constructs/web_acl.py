@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
+
+from fewclick_contract.api import ErrorCode
 
 
 def _visibility(metric_name: str) -> wafv2.CfnWebACL.VisibilityConfigProperty:
@@ -37,6 +40,14 @@ def _managed_rule(
     )
 
 
+# The rate rule counts over 5 minutes; a blocked address is let through again once its rate falls.
+RATE_RETRY_AFTER_S = 60
+THROTTLED_BODY_KEY = "throttled"
+THROTTLED_BODY = json.dumps(
+    {"error": {"code": ErrorCode.THROTTLED.value, "message": "too many requests from this address; retry shortly"}}
+)
+
+
 class ApiWebAcl(Construct):
     """Regional web ACL associated with one API Gateway stage (`resource_arn`)."""
 
@@ -49,10 +60,22 @@ class ApiWebAcl(Construct):
         rate_limit_per_5_minutes: int,
         common_rules_count_only: Sequence[str] = (),
         metric_prefix: str = "FewClick",
+        ui_origins: Sequence[str] = (),
     ) -> None:
         """`common_rules_count_only`: rules of AWSManagedRulesCommonRuleSet that only count
-        (are logged in metrics) instead of blocking, for traffic the API legitimately sends."""
+        (are logged in metrics) instead of blocking, for traffic the API legitimately sends.
+        `ui_origins`: with exactly one, the rate limit's 429 carries it, so that page can read it
+        (with several a static header cannot pick; the page then sees a network error and retries)."""
         super().__init__(scope, construct_id)
+        # A labeler behind a busy NAT who hits the per-IP rate gets "slow down" (429, the contract's
+        # THROTTLED body, Retry-After), which the UI backs off from, not a 403 "access denied".
+        throttled_headers = [
+            wafv2.CfnWebACL.CustomHTTPHeaderProperty(name="Retry-After", value=str(RATE_RETRY_AFTER_S))
+        ]
+        if len(ui_origins) == 1:
+            throttled_headers.append(
+                wafv2.CfnWebACL.CustomHTTPHeaderProperty(name="Access-Control-Allow-Origin", value=ui_origins[0])
+            )
         self.web_acl = wafv2.CfnWebACL(
             self,
             "WebAcl",
@@ -60,6 +83,11 @@ class ApiWebAcl(Construct):
             default_action=wafv2.CfnWebACL.DefaultActionProperty(allow={}),
             description="FewClick API: AWS managed common and known-bad-input rules, per-IP rate limit",
             visibility_config=_visibility(f"{metric_prefix}WebAcl"),
+            custom_response_bodies={
+                THROTTLED_BODY_KEY: wafv2.CfnWebACL.CustomResponseBodyProperty(
+                    content_type="APPLICATION_JSON", content=THROTTLED_BODY
+                )
+            },
             rules=[
                 # Rate limit first: a flood is blocked before the managed rules spend capacity on it.
                 wafv2.CfnWebACL.RuleProperty(
@@ -74,7 +102,15 @@ class ApiWebAcl(Construct):
                             evaluation_window_sec=300,
                         )
                     ),
-                    action=wafv2.CfnWebACL.RuleActionProperty(block={}),
+                    action=wafv2.CfnWebACL.RuleActionProperty(
+                        block=wafv2.CfnWebACL.BlockActionProperty(
+                            custom_response=wafv2.CfnWebACL.CustomResponseProperty(
+                                response_code=429,
+                                custom_response_body_key=THROTTLED_BODY_KEY,
+                                response_headers=throttled_headers,
+                            )
+                        )
+                    ),
                     visibility_config=_visibility(f"{metric_prefix}RateLimitPerIp"),
                 ),
                 _managed_rule("AWSManagedRulesCommonRuleSet", 1, metric_prefix, common_rules_count_only),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from .synth import TEST_CONTEXT, SynthesizedApp
 from .templates import only
 
@@ -13,7 +15,7 @@ def test_rules(default_app: SynthesizedApp) -> None:
     rules = {rule["Name"]: rule for rule in acl["Rules"]}
     assert set(rules) == {"RateLimitPerIp", "AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"}
     rate = rules["RateLimitPerIp"]
-    assert rate["Action"] == {"Block": {}}
+    assert set(rate["Action"]) == {"Block"}  # with a 429 custom response: test below
     assert rate["Statement"]["RateBasedStatement"]["Limit"] == TEST_CONTEXT["fewclick:wafRateLimit"]
     assert rate["Statement"]["RateBasedStatement"]["AggregateKeyType"] == "IP"
     for name in ("AWSManagedRulesCommonRuleSet", "AWSManagedRulesKnownBadInputsRuleSet"):
@@ -51,3 +53,25 @@ def test_metric_names_follow_the_stack_prefix(default_app: SynthesizedApp, varia
     assert all(name.startswith("FewClick") and not name.startswith("FewClickAlt") for name in default)
     assert all(name.startswith("FewClickAlt") for name in variant)
     assert not default & variant
+
+
+def test_the_rate_limit_answers_429_in_the_contracts_shape(
+    default_app: SynthesizedApp, variant_app: SynthesizedApp
+) -> None:
+    """An office behind one NAT that hits the per-IP rate is told to slow down (the UI backs off on
+    429 + Retry-After), not refused as if it had no access (403)."""
+    from fewclick_contract.api import ErrorCode
+
+    for app, origin_header in ((default_app, True), (variant_app, False)):  # one UI origin / several
+        acl = only(app.template_json(app.stacks.api), "AWS::WAFv2::WebACL")["Properties"]
+        rate = next(rule for rule in acl["Rules"] if rule["Name"] == "RateLimitPerIp")
+        custom = rate["Action"]["Block"]["CustomResponse"]
+        assert custom["ResponseCode"] == 429
+        body = acl["CustomResponseBodies"][custom["CustomResponseBodyKey"]]
+        assert body["ContentType"] == "APPLICATION_JSON"
+        assert json.loads(body["Content"])["error"]["code"] == ErrorCode.THROTTLED.value
+        headers = {h["Name"]: h["Value"] for h in custom["ResponseHeaders"]}
+        assert int(headers["Retry-After"]) > 0
+        assert ("Access-Control-Allow-Origin" in headers) is origin_header
+        if origin_header:
+            assert headers["Access-Control-Allow-Origin"] == TEST_CONTEXT["fewclick:uiOrigins"][0]
