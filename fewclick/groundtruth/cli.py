@@ -61,7 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "instead of CloudFormation (with --dry-run: fully offline)",
     )
     create.add_argument("--job-name", default=None, help="default: fewclick-YYYYmmdd-HHMMSS (UTC)")
-    create.add_argument("--label-attribute-name", default=None, help="output manifest key (default: the job name)")
+    create.add_argument(
+        "--label-attribute-name", default=None, help="output manifest key, ending in -ref (default: <job name>-ref)"
+    )
     create.add_argument("--workers-per-object", type=int, default=1, help="workers per image, 1-9 (default: 1)")
     create.add_argument("--task-time-limit", type=int, default=3600, help="seconds per task (default: 3600)")
     create.add_argument(

@@ -19,6 +19,7 @@ from fewclick_contract.task_token import TOKEN_SLACK_S
 from .stack_outputs import JOBS_PREFIX, OUTPUT_PREFIX, LabelingStackOutputs
 
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_LABEL_ATTRIBUTE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}$")
 _WORKTEAM_ARN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:workteam/.+$")
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.+)$")
 
@@ -83,9 +84,11 @@ def build_job_plan(options: JobOptions, outputs: LabelingStackOutputs) -> JobPla
     job_name = options.job_name or default_job_name()
     if not _JOB_NAME.match(job_name):
         raise JobRequestError(f"job name {job_name!r}: 1-63 letters, digits and hyphens, starting with a letter/digit")
-    attribute = options.label_attribute_name or job_name
-    if not _JOB_NAME.match(attribute) or attribute.endswith("-metadata"):
-        raise JobRequestError(f"label attribute name {attribute!r}: letters, digits, hyphens; not ending in -metadata")
+    # Semantic segmentation's output names its label map "<attribute>": "s3://...png" with a name
+    # ending in -ref (CreateLabelingJob's LabelAttributeName), which augmented-manifest training expects.
+    attribute = options.label_attribute_name or f"{job_name}-ref"
+    if not _LABEL_ATTRIBUTE.match(attribute) or not attribute.endswith("-ref"):
+        raise JobRequestError(f"label attribute name {attribute!r}: letters, digits, hyphens, ending in -ref")
 
     manifest_bucket = _bucket_of(options.manifest_uri, "--manifest")
     readable = {outputs.bucket, *outputs.image_buckets}

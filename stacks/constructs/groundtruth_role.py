@@ -89,7 +89,11 @@ class GroundTruthRole(Construct):
                 sid="JobMetrics",
                 actions=["cloudwatch:PutMetricData"],
                 resources=["*"],
-                conditions={"StringLike": {"cloudwatch:namespace": "AWS/SageMaker*"}},
+                # Ground Truth's own job metrics; matching is case-sensitive and the labeling-job
+                # namespace is spelled "AWS/Sagemaker/LabelingJobs", so every spelling is listed.
+                conditions={
+                    "StringLike": {"cloudwatch:namespace": ["AWS/SageMaker*", "AWS/Sagemaker*", "/aws/sagemaker/*"]}
+                },
             )
         )
         bucket_ref = f"<{self._logical_id(labeling_bucket)}.Arn>"

@@ -200,14 +200,28 @@ class SegmentationApi(Construct):
         }
         # A specific response type replaces the defaults entirely, so each one carries the CORS
         # headers too; the body is the contract's error shape, so the UI reads one shape whoever refused.
+        self.gateway_responses: list[apigw.GatewayResponse] = []
         for construct_id, response_type, status, code in GATEWAY_ERRORS:
             extra = {"Retry-After": _quoted("1")} if code is ErrorCode.THROTTLED else {}
-            self.api.add_gateway_response(
+            response = self.api.add_gateway_response(
                 construct_id,
                 type=response_type,
                 status_code=status,
                 response_headers={**headers, **extra},
                 templates={"application/json": _error_template(code)},
+            )
+            self.gateway_responses.append(response)
+
+    def answer_errors_to_any_origin(self) -> None:
+        """API Gateway's own refusals echo the caller's Origin: for a route whose pages come from
+        origins no one can list (Ground Truth's worker pages), which must still read a 401 or a 429.
+        Only these generic error bodies are exposed, and no credential is ever allowed cross-origin."""
+        for response in self.gateway_responses:
+            cfn = response.node.default_child
+            assert isinstance(cfn, apigw.CfnGatewayResponse)
+            cfn.add_property_override(
+                "ResponseParameters.gatewayresponse\\.header\\.Access-Control-Allow-Origin",
+                "method.request.header.Origin",
             )
 
     def _suppress_nag_findings(self) -> None:

@@ -25,8 +25,8 @@ from constructs import Construct
 from stacks.constructs.groundtruth_function import GroundTruthFunction
 
 AUTHORIZER_HANDLER = "task_authorizer.handler.lambda_handler"
-# API Gateway caches the authorizer's answer per token; expiry is therefore enforced to within this
-# long (tokens live hours to days), and a task's clicks rarely wait on the authorizer.
+# API Gateway caches the authorizer's answer per token, so a task's clicks rarely wait on the
+# authorizer; expiry is still exact: the proxy checks the expiry the context carries (task_scope.py).
 RESULTS_CACHE_TTL = Duration.minutes(5)
 
 

@@ -29,11 +29,10 @@ from pycocotools import mask as mask_utils
 
 from fewclick_contract.labelmap import ANSWER_FIELD, ANSWER_FORMAT, class_color, hex_to_rgb
 from fewclick_contract.task_token import TASK_SEGMENT_PATH, derive_key, mint_task_token
+from tests.browser_support import CHROMIUM
 
 from .helpers import IMAGE_BUCKET, JOB_ARN, JOB_NAME, SECRET, gt_environment
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run"]
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is absent (apt-get install chromium)"),
@@ -247,96 +246,93 @@ def _decode(rle: dict[str, Any]) -> np.ndarray:
     return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
 
 
-def test_worker_completes_a_task_end_to_end(stack: dict[str, Any], tmp_path: Path) -> None:
-    from playwright.sync_api import sync_playwright
+def test_worker_completes_a_task_end_to_end(stack: dict[str, Any], tmp_path: Path, browser: Any) -> None:
+    context = browser.new_context(viewport={"width": 1100, "height": 800})
+    try:
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.route(
+            "https://assets.crowd.aws/**",
+            lambda route: route.fulfill(status=200, content_type="application/javascript", body=CROWD_STUB),
+        )
+        page.goto(stack["page"])
+        page.wait_for_function("() => window.fewclickTask && window.fewclickTask.labeler.image")
 
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        try:
-            page = browser.new_page(viewport={"width": 1100, "height": 800})
-            page.set_default_timeout(20_000)
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.route(
-                "https://assets.crowd.aws/**",
-                lambda route: route.fulfill(status=200, content_type="application/javascript", body=CROWD_STUB),
-            )
-            page.goto(stack["page"])
-            page.wait_for_function("() => window.fewclickTask && window.fewclickTask.labeler.image")
+        def click(x: int, y: int) -> None:
+            point = page.evaluate("([x, y]) => window.fewclickTask.labeler.imageToClient(x, y)", [x, y])
+            page.mouse.click(point["x"], point["y"])
 
-            def click(x: int, y: int) -> None:
-                point = page.evaluate("([x, y]) => window.fewclickTask.labeler.imageToClient(x, y)", [x, y])
-                page.mouse.click(point["x"], point["y"])
-
-            def wait_settled(objects: int) -> None:
-                page.wait_for_function(
-                    "(n) => { const e = window.fewclickTask.labeler.exportObjects();"
-                    " return e.objects.length === n && !e.incomplete && !e.withoutMask; }",
-                    arg=objects,
-                )
-
-            for x, y in PERSON:
-                click(x, y)
-            wait_settled(1)
-            click(70, 40)  # a corrective (positive) click
+        def wait_settled(objects: int) -> None:
             page.wait_for_function(
-                "() => { const e = window.fewclickTask.labeler.exportObjects();"
-                " return e.objects.length === 1 && e.objects[0].clicks.length === 1 && !e.withoutMask; }"
+                "(n) => { const e = window.fewclickTask.labeler.exportObjects();"
+                " return e.objects.length === n && !e.incomplete && !e.withoutMask; }",
+                arg=objects,
             )
-            page.evaluate("() => { window.fewclickTask.labeler.newObject('car'); }")
-            for x, y in CAR[:2]:
-                click(x, y)
-            # Submitting with an unfinished object is refused (crowd-form's onsubmit, preventDefault).
-            page.click("crowd-form button[data-crowd-submit]")
-            assert page.evaluate("() => window.__crowdSubmissions.length") == 0
-            assert page.locator("#fc-status").get_attribute("data-kind") == "error"
-            for x, y in CAR[2:]:
-                click(x, y)
-            wait_settled(2)
-            masks = page.evaluate("() => window.fewclickTask.labeler.exportObjects().objects.map(o => o.mask)")
-            page.click("crowd-form button[data-crowd-submit]")
-            page.wait_for_function("() => window.__crowdSubmissions.length === 1")
-            submission = page.evaluate("() => window.__crowdSubmissions[0]")
-            page.screenshot(path=str(tmp_path / "task.png"))
 
-            # A click the model fails on: the status says the object has no mask (not "ready to submit").
-            stack["endpoint"].failing = True
-            click(60, 50)
-            page.wait_for_function("() => document.querySelector('#fc-status').textContent.includes('no mask')")
-            assert page.locator("#fc-status").get_attribute("data-kind") == "error"
-            stack["endpoint"].failing = False
-            page.keyboard.press("Control+z")
-            page.wait_for_function("() => document.querySelector('#fc-status').textContent.includes('ready to submit')")
+        for x, y in PERSON:
+            click(x, y)
+        wait_settled(1)
+        click(70, 40)  # a corrective (positive) click
+        page.wait_for_function(
+            "() => { const e = window.fewclickTask.labeler.exportObjects();"
+            " return e.objects.length === 1 && e.objects[0].clicks.length === 1 && !e.withoutMask; }"
+        )
+        page.evaluate("() => { window.fewclickTask.labeler.newObject('car'); }")
+        for x, y in CAR[:2]:
+            click(x, y)
+        # Submitting with an unfinished object is refused (crowd-form's onsubmit, preventDefault).
+        page.click("crowd-form button[data-crowd-submit]")
+        assert page.evaluate("() => window.__crowdSubmissions.length") == 0
+        assert page.locator("#fc-status").get_attribute("data-kind") == "error"
+        for x, y in CAR[2:]:
+            click(x, y)
+        wait_settled(2)
+        masks = page.evaluate("() => window.fewclickTask.labeler.exportObjects().objects.map(o => o.mask)")
+        page.click("crowd-form button[data-crowd-submit]")
+        page.wait_for_function("() => window.__crowdSubmissions.length === 1")
+        submission = page.evaluate("() => window.__crowdSubmissions[0]")
+        page.screenshot(path=str(tmp_path / "task.png"))
 
-            # The same page (same origin as a worker) cannot use the token beyond its task.
-            statuses = page.evaluate(
-                """async ([api, path, token, other, expired, labelerRoute, own]) => {
-                    const body = (uri) => JSON.stringify({image: {s3Uri: uri},
-                      extremePoints: [{x: 1, y: 5}, {x: 9, y: 5}, {x: 5, y: 1}, {x: 5, y: 9}]});
-                    const call = async (url, auth, uri) => (await fetch(url, {method: "POST",
-                      headers: {"Content-Type": "application/json", Authorization: `Bearer ${auth}`},
-                      body: body(uri)})).status;
-                    return {
-                      own: await call(api + path, token, own),
-                      otherImage: await call(api + path, token, other),
-                      tampered: await call(api + path, token.slice(0, -2) + "xx", other),
-                      expired: await call(api + path, expired, other),
-                      labelerRoute: await call(api + labelerRoute, token, other),
-                    };
-                }""",
-                [
-                    stack["api"].rstrip("/"),
-                    TASK_SEGMENT_PATH,
-                    stack["task_input"]["token"],
-                    OTHER_URI,
-                    mint_task_token(stack["key"], image_uri=OTHER_URI, ttl_s=60, now=time.time() - 120)[0],
-                    "/v1/segment",
-                    IMAGE_URI,
-                ],
-            )
-            assert errors == []
-        finally:
-            browser.close()
+        # A click the model fails on: the status says the object has no mask (not "ready to submit").
+        stack["endpoint"].failing = True
+        click(60, 50)
+        page.wait_for_function("() => document.querySelector('#fc-status').textContent.includes('no mask')")
+        assert page.locator("#fc-status").get_attribute("data-kind") == "error"
+        stack["endpoint"].failing = False
+        page.keyboard.press("Control+z")
+        page.wait_for_function("() => document.querySelector('#fc-status').textContent.includes('ready to submit')")
+
+        # The same page (same origin as a worker) cannot use the token beyond its task.
+        statuses = page.evaluate(
+            """async ([api, path, token, other, expired, labelerRoute, own]) => {
+                const body = (uri) => JSON.stringify({image: {s3Uri: uri},
+                  extremePoints: [{x: 1, y: 5}, {x: 9, y: 5}, {x: 5, y: 1}, {x: 5, y: 9}]});
+                const call = async (url, auth, uri) => (await fetch(url, {method: "POST",
+                  headers: {"Content-Type": "application/json", Authorization: `Bearer ${auth}`},
+                  body: body(uri)})).status;
+                return {
+                  own: await call(api + path, token, own),
+                  otherImage: await call(api + path, token, other),
+                  tampered: await call(api + path, token.slice(0, -2) + "xx", other),
+                  expired: await call(api + path, expired, other),
+                  labelerRoute: await call(api + labelerRoute, token, other),
+                };
+            }""",
+            [
+                stack["api"].rstrip("/"),
+                TASK_SEGMENT_PATH,
+                stack["task_input"]["token"],
+                OTHER_URI,
+                mint_task_token(stack["key"], image_uri=OTHER_URI, ttl_s=60, now=time.time() - 120)[0],
+                "/v1/segment",
+                IMAGE_URI,
+            ],
+        )
+        assert errors == []
+    finally:
+        context.close()
 
     # Every refusal is readable cross-origin (CORS on errors too) and has the right status.
     assert statuses == {"own": 200, "otherImage": 403, "tampered": 401, "expired": 401, "labelerRoute": 403}

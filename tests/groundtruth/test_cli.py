@@ -88,6 +88,8 @@ def plan(**changes: Any) -> Any:
 
 def test_request_is_valid_for_the_sagemaker_service_model() -> None:
     request = plan(workers_per_object=3, max_concurrent_tasks=100, max_objects=500).request
+    # Semantic segmentation output: the label map's URI under a name ending in -ref.
+    assert request["LabelAttributeName"] == request["LabelingJobName"] + "-ref"
     shape = sagemaker_input_shape()
     validate_parameters(request, shape)  # raises ParamValidationError on any type/required/min problem
     assert check_constraints(request, shape) == []
@@ -127,6 +129,7 @@ def test_label_category_file_is_the_documented_format() -> None:
         ({"job_name": "bad_name!"}, "job name"),
         ({"workteam_arn": "arn:aws:iam::111122223333:role/x"}, "workteam"),
         ({"max_objects": 0}, "--max-objects must be at least 1"),
+        ({"label_attribute_name": "street-labels"}, "ending in -ref"),
         ({"title": "  "}, "--title must not be empty"),
         ({"description": ""}, "--description must not be empty"),
         ({"title": "t" * 129}, "129 characters"),

@@ -127,7 +127,9 @@ def test_documented_event_three_workers_and_one_from_s3(s3: Any, context: Any) -
         assert set(item) == {"datasetObjectId", "consolidatedAnnotation"}
         content = item["consolidatedAnnotation"]["content"]
         assert set(content) == {attribute, f"{attribute}-metadata"}
-        assert content[attribute]["label-ref"].startswith(f"s3://{LABELING_BUCKET}/{out_prefix}/fewclick-masks/")
+        # The semantic segmentation format: the label map's URI itself, under a name ending in -ref.
+        assert attribute.endswith("-ref")
+        assert content[attribute].startswith(f"s3://{LABELING_BUCKET}/{out_prefix}/fewclick-masks/")
         meta = content[f"{attribute}-metadata"]
         assert meta["type"] == "groundtruth/semantic-segmentation"
         assert meta["human-annotated"] == "yes"
@@ -207,6 +209,16 @@ def test_answers_a_worker_shaped_by_hand_are_left_out_not_the_batch(s3: Any, con
     result = consolidate_entry(entry, event, read_text=lambda uri: "")
     assert result.workers == ["w-good"]
     assert {w for w, _ in result.rejected} == {"w-string-colour", "w-huge", "w-data", "?"}
+    # An answer whose S3 object is gone (or not ours) costs that worker only.
+    from botocore.exceptions import ClientError
+
+    def gone(uri: str) -> str:
+        raise ClientError({"Error": {"Code": "NoSuchKey", "Message": "gone"}}, "GetObject")
+
+    missing = {"workerId": "w-gone", "annotationData": {"s3Uri": "s3://labeling/output/x/worker-response/gone.json"}}
+    result = consolidate_entry({**entry, "annotations": [entry["annotations"][0], missing]}, event, read_text=gone)
+    assert result.workers == ["w-good"] and [w for w, _ in result.rejected] == ["w-gone"]
+
     # An entry that is not a data object is one data object refused (the handler logs it and goes on).
     from consolidation.logic import AnswerError
 

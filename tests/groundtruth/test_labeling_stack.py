@@ -188,7 +188,9 @@ def test_ground_truth_role_is_least_privilege(templates: dict[str, dict[str, Any
     invoke = statements["InvokeFewClickLambdas"]["Resource"]
     assert len(invoke) == 2 and all("Fn::GetAtt" in r for r in invoke)
     assert "output/*" in json.dumps(statements["WriteOutput"]["Resource"])
-    assert statements["JobMetrics"]["Condition"] == {"StringLike": {"cloudwatch:namespace": "AWS/SageMaker*"}}
+    # Case-sensitive matching: the labeling-job namespace's own spelling ("AWS/Sagemaker/LabelingJobs") too.
+    namespaces = statements["JobMetrics"]["Condition"]["StringLike"]["cloudwatch:namespace"]
+    assert {"AWS/SageMaker*", "AWS/Sagemaker*"} <= set(namespaces)
 
 
 def test_outputs_are_what_the_job_launcher_reads(templates: dict[str, dict[str, Any]]) -> None:
@@ -345,3 +347,17 @@ def test_labeling_config_is_typed_and_validated() -> None:
 def test_bad_labeling_config_names_the_key(context: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(key)):
         config_from_context(context)
+
+
+def test_api_gateways_own_refusals_reach_the_worker_page(synthesized: Any) -> None:
+    """A worker page's origin is Ground Truth's: with labeling on, API Gateway's 401 (an expired task
+    token), 429 and 5XX echo the caller's Origin, or the page would only see a network error."""
+    template = synthesized.template_json(synthesized.stacks.api)
+    responses = [
+        r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::ApiGateway::GatewayResponse"
+    ]
+    assert responses
+    for response in responses:
+        params = response["ResponseParameters"]
+        assert params["gatewayresponse.header.Access-Control-Allow-Origin"] == "method.request.header.Origin"
+        assert not any("\\" in key for key in params)  # the override addressed the real key

@@ -119,9 +119,9 @@ def test_documented_request_gets_documented_response(handler: Any, key: bytes, c
         _configure(handler, stubs)
         response = handler.lambda_handler(event, context)
 
-    # {"taskInput": <json object>, "isHumanAnnotationRequired": "true"} (the docs' response shape)
+    # {"taskInput": <json object>, "isHumanAnnotationRequired": true} (the docs' response shape: a boolean)
     assert set(response) == {"taskInput", "isHumanAnnotationRequired"}
-    assert response["isHumanAnnotationRequired"] == "true"
+    assert response["isHumanAnnotationRequired"] is True
     task_input = response["taskInput"]
     assert set(task_input) == {"taskObject", "token", "labels"}
     assert task_input["taskObject"] == event["dataObject"]["source-ref"]
@@ -178,7 +178,7 @@ def test_objects_that_cannot_be_segmented_are_not_sent_to_workers(
         stubs.expect_secret()
         _configure(handler, stubs)
         response = handler.lambda_handler(event, context)
-    assert response["isHumanAnnotationRequired"] == "false"
+    assert response["isHumanAnnotationRequired"] is False
     assert "token" not in response["taskInput"]
 
 

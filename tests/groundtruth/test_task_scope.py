@@ -43,6 +43,16 @@ def test_routes_and_context_decide_the_scope() -> None:
             task_image(event(TASK_SEGMENT_PATH, authorizer))
         assert raised.value.status == 401
 
+    # The authorizer's Allow is cached for minutes per token: its verified expiry (text, as API
+    # Gateway passes context values) is checked again here, to the second.
+    import time
+
+    future, past = str(int(time.time()) + 60), str(int(time.time()) - 1)
+    assert task_image(event(TASK_SEGMENT_PATH, {"taskImage": IMAGE_A, "taskExpiresAt": future})) == IMAGE_A
+    with pytest.raises(ApiError, match="expired") as raised:
+        task_image(event(TASK_SEGMENT_PATH, {"taskImage": IMAGE_A, "taskExpiresAt": past}))
+    assert raised.value.status == 401
+
 
 def test_own_image_and_own_session_pass() -> None:
     from fewclick_proxy.task_scope import enforce_task_scope

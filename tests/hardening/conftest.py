@@ -3,6 +3,7 @@ re-pointed at before every test that uses it, and a fake S3 behind the proxy's a
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,9 +41,11 @@ def _leave_the_proxy_as_found() -> Iterator[None]:
         module._segmenter = segmenter
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def hardening_env() -> Iterator[None]:
-    """Every hardening test, alone or in any order, runs with local credentials and one torch thread."""
+    """Every hardening test, alone or in any order, runs with local credentials and one torch thread.
+    Package scope: undone (and the stack below stopped) when the hardening tests end, so no later test
+    area runs with this environment or beside this stack."""
     with pytest.MonkeyPatch.context() as mp:
         # One intra-op thread: on a shared 2-core machine torch's default (one per core) spins OpenMP workers
         # against the other load and a first request can take a minute (see README.md, "Latency").
@@ -56,7 +59,7 @@ def hardening_env() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def fake_s3() -> Iterator[FakeS3]:
     s3 = FakeS3()
     rgb, _ = scene()
@@ -66,7 +69,7 @@ def fake_s3() -> Iterator[FakeS3]:
     s3.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def session_stack(
     hardening_env: None, fake_s3: FakeS3, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[HardeningStack]:
@@ -79,6 +82,11 @@ def session_stack(
         yield stack
     finally:
         stack.stop()
+        # The proxy singleton pointed at this stack's runtime, now stopped: the next test area builds
+        # its own instead of inheriting it.
+        handler = sys.modules.get("fewclick_proxy.handler")
+        if handler is not None:
+            handler._segmenter = None
 
 
 @pytest.fixture

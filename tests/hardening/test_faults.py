@@ -196,10 +196,10 @@ def test_an_attempt_waits_only_for_what_is_left_of_the_request_budget() -> None:
         client = EndpointClient(config)
         started = time.perf_counter()
         with pytest.raises(ApiError) as caught:
-            client.invoke(request, None, deadline=started + 2.8)  # 2.3 s after connecting: a 2 s client
+            client.invoke(request, None, deadline=started + 3.3)  # ~2.8 s after connecting: a 2 s client
         elapsed = time.perf_counter() - started
         assert caught.value.code.value == "ENDPOINT_UNAVAILABLE" and "did not answer in time" in caught.value.message
-        assert 1.9 <= elapsed < 4.0 and len(accepted) == 1  # 2 s waited (+ building that client)
+        assert 1.9 <= elapsed < 4.5 and len(accepted) == 1  # 2 s waited (+ building that client)
         with pytest.raises(ApiError) as caught:
             client.invoke(request, None, deadline=time.perf_counter() + 1.2)
         assert "ran out of time" in caught.value.message and caught.value.retry_after

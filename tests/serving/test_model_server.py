@@ -388,6 +388,13 @@ def test_on_a_gpu_the_served_model_answers_from_cuda_graphs_captured_on_its_infe
     np.testing.assert_allclose(clicked, eager.refine_edges(after, guide), atol=1 / 255 + 1e-4)
 
 
+def _wait_until(condition: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.01)
+
+
 def test_a_stop_answers_the_requests_already_in_and_refuses_new_ones() -> None:
     """SIGTERM (a scale-in, a redeploy): the running and the queued request both get their answer;
     one arriving during the stop gets a retryable 503, never a 500 or a dropped connection."""
@@ -404,12 +411,11 @@ def test_a_stop_answers_the_requests_already_in_and_refuses_new_ones() -> None:
     first = threading.Thread(target=call, args=("running1",))
     second = threading.Thread(target=call, args=("queued01",))
     first.start()
-    time.sleep(0.1)
     second.start()
-    time.sleep(0.1)
+    _wait_until(lambda: handle.engine.replicas[0].pending == 2)  # one running, one queued
     stopping = threading.Thread(target=handle.stop)
     stopping.start()
-    time.sleep(0.1)
+    _wait_until(lambda: handle.server.closing)
     late = Client(handle.url).invoke(_request(crop_id="crop-late0001"), wire.NEW_SESSION)
     # OVERLOADED (retry shortly, elsewhere), not NOT_READY (the proxy waits 10 s for a loading model).
     assert late[0] == 503 and late[1]["error"]["code"] == "OVERLOADED"
@@ -430,8 +436,7 @@ def test_a_request_given_up_on_while_it_runs_keeps_its_queue_slot(monkeypatch: p
         # It started, so it is "taking too long", not "did not start"; and it still holds its slot.
         assert status == 503 and "taking too long" in body["error"]["message"]
         assert handle.engine.replicas[0].pending == 1
-        time.sleep(1.2)
-        assert handle.engine.replicas[0].pending == 0
+        _wait_until(lambda: handle.engine.replicas[0].pending == 0)  # freed when the work ends
     finally:
         handle.stop()
 

@@ -22,19 +22,8 @@ from fewclick.local.serve_process import child_pids, spawn_serve
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO_ROOT / "test-artifacts" / "ui"
-CHROMIUM = Path("/usr/bin/chromium")
-# Headless, and nothing that reaches out to the network on its own (CI has no internet).
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
+# The browser itself is the session-wide `browser` fixture (tests/conftest.py).
+from tests.browser_support import CHROMIUM, CHROMIUM_ARGS  # noqa: E402,F401 (re-exported for tests/ui)
 
 # pycocotools 2.0.11 calls np.array(copy=False) on numpy 2: a DeprecationWarning per decoded mask, not ours.
 PYCOCOTOOLS_NUMPY2 = pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept:DeprecationWarning")
@@ -187,16 +176,6 @@ def serve_factory() -> Iterator[Any]:
 
 
 # --- the browser ---
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 @pytest.fixture

@@ -364,6 +364,13 @@ def test_a_late_answer_for_the_previous_image_lends_no_session_to_the_next(
     open_labeler(page, stack.url)
     held: list[Any] = []
     page.route("**/v1/segment", lambda route: held.append(route))
+    # A flag raised once the page has handled the answer (its promise settled): the assertion below
+    # is a negative one, so it must not run before there was anything to get wrong.
+    page.evaluate(
+        """() => { const client = window.fewclick.labeler.client; const segment = client.segment.bind(client);
+                   client.segment = async (request) => {
+                     try { return await segment(request); } finally { window.__answered = true; } }; }"""
+    )
     for x, y in obj.extreme_points:
         click_image(page, x, y)
     page.wait_for_function("() => window.fewclick.labeler.inflight !== null")
@@ -373,9 +380,9 @@ def test_a_late_answer_for_the_previous_image_lends_no_session_to_the_next(
                          await l.open({ url: window.fewclick.state.objectUrl, width: 320, height: 240,
                                         getApiImage: async () => ({ base64: "" }) }); }"""
     )
-    with page.expect_response("**/v1/segment"):
-        held[0].continue_()
-    page.wait_for_timeout(200)  # the answer has arrived: let the page's promise chain run
+    held[0].continue_()
+    page.wait_for_function("() => window.__answered === true")
+    page.evaluate("() => new Promise((resolve) => setTimeout(resolve, 0))")  # the continuation after it
     page.unroute("**/v1/segment")
     assert page.evaluate("() => window.fewclick.labeler.sessionId") is None
 

@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from botocore.exceptions import ClientError
 from gt_common.s3io import S3UriError, parse_s3_uri
 
 from fewclick_contract.labelmap import (
@@ -174,10 +175,15 @@ def consolidate_entry(
         if not isinstance(data, dict):
             rejected.append((worker, "annotationData is not an object"))
             continue
+        # The docs spell it s3Uri; the recipe sample reads s3uri: accept both.
+        uri = data.get("s3Uri") or data.get("s3uri")
         try:
-            # The docs spell it s3Uri; the recipe sample reads s3uri: accept both.
-            uri = data.get("s3Uri") or data.get("s3uri")
             content = read_text(uri) if uri and data.get("content") is None else data.get("content")
+        except (ClientError, S3UriError) as exc:
+            # This worker's answer is gone or not ours to read: it alone is left out, not the batch.
+            rejected.append((worker, f"the answer at {uri} cannot be read ({exc})"))
+            continue
+        try:
             parsed.append((worker, parse_answer(content)))
         except AnswerError as exc:
             rejected.append((worker, str(exc)))
@@ -235,14 +241,16 @@ def mask_uri(event: ConsolidationEvent, labeling_bucket: str, dataset_object_id:
 def output_item(
     result: Consolidated, event: ConsolidationEvent, label_ref: str, now: datetime | None = None
 ) -> dict[str, Any]:
-    """One element of the consolidation response (semantic segmentation output format)."""
+    """One element of the consolidation response, in the semantic segmentation output format: the
+    label map's URI as a plain string under the label attribute (whose name ends in ``-ref``, as
+    augmented-manifest training and adjustment jobs expect), its colour map in ``<attribute>-metadata``."""
     created = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%S.%f")
     attribute = event.label_attribute_name
     return {
         "datasetObjectId": result.dataset_object_id,
         "consolidatedAnnotation": {
             "content": {
-                attribute: {"label-ref": label_ref},
+                attribute: label_ref,
                 f"{attribute}-metadata": {
                     "internal-color-map": internal_color_map(result.labels, result.confidence),
                     "type": SEMANTIC_SEGMENTATION_TYPE,

@@ -4,7 +4,7 @@ Request and response shapes are Ground Truth's, from "Pre-annotation Lambda" in
 https://docs.aws.amazon.com/sagemaker/latest/dg/sms-custom-templates-step3-lambda-requirements.html::
 
     in:  {"version": "2018-10-16", "labelingJobArn": "...", "dataObject": {"source-ref": "s3://..."}}
-    out: {"taskInput": {...}, "isHumanAnnotationRequired": "true" | "false"}
+    out: {"taskInput": {...}, "isHumanAnnotationRequired": true | false}  (a JSON boolean, as documented)
 
 ``taskInput`` becomes ``task.input`` in the Liquid template: ``taskObject`` (the image, shown through
 ``grant_read_access``), ``token`` (the task token, scoped to that image) and ``labels``.
@@ -69,12 +69,12 @@ def build_response(
     """(Ground Truth response, fields for the log). The token is never in the log fields."""
     found = image_uri_of(event.get("dataObject"), image_buckets)
     if isinstance(found, Skip):
-        response = {"taskInput": {"labels": list(job.labels)}, "isHumanAnnotationRequired": "false"}
+        response = {"taskInput": {"labels": list(job.labels)}, "isHumanAnnotationRequired": False}
         return response, {"skipped": found.reason}
     ttl = token_ttl(job, max_ttl_s)
     token, claims = mint_task_token(key, image_uri=found, ttl_s=ttl, job=job.name, now=now)
     response = {
         "taskInput": {"taskObject": found, "token": token, "labels": list(job.labels)},
-        "isHumanAnnotationRequired": "true",
+        "isHumanAnnotationRequired": True,
     }
     return response, {"tokenId": claims.jti, "expiresAt": claims.exp, "ttlSeconds": ttl, "image": found}

@@ -13,11 +13,18 @@ before segmenting and `with_task_cors` on the way out.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
 from fewclick_contract.api import ApiError, ErrorCode, S3Image, SegmentRequest
-from fewclick_contract.task_token import CONTEXT_IMAGE, TASK_SEGMENT_PATH, TaskTokenScopeError, check_scope
+from fewclick_contract.task_token import (
+    CONTEXT_EXPIRES,
+    CONTEXT_IMAGE,
+    TASK_SEGMENT_PATH,
+    TaskTokenScopeError,
+    check_scope,
+)
 
 from .session_token import InvalidToken, decode_token
 
@@ -36,6 +43,15 @@ def task_image(event: Mapping[str, Any]) -> str | None:
         return None
     if not isinstance(image, str) or not image:
         raise ApiError(ErrorCode.UNAUTHORIZED, "this route needs a Ground Truth task token")
+    # API Gateway caches the authorizer's Allow for minutes per token: the expiry it verified travels
+    # in the context (as text), so a token that ran out meanwhile is refused here, to the second.
+    expires = authorizer.get(CONTEXT_EXPIRES) if isinstance(authorizer, Mapping) else None
+    try:
+        expired = expires is not None and float(expires) <= time.time()
+    except (TypeError, ValueError):
+        expired = False  # not ours to judge: the authorizer verified the token
+    if expired:
+        raise ApiError(ErrorCode.UNAUTHORIZED, "the task token has expired; reopen the task")
     return image
 
 
