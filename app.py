@@ -114,6 +114,7 @@ def build_app(app: cdk.App, *, nag: bool = True) -> FewClickStacks:
         log_level=config.log_level,
         api_name=f"{prefix}-segmentation",
         metrics_prefix=prefix,
+        task_route=config.labeling,
     )
     monitoring = MonitoringStack(
         app,

@@ -44,6 +44,7 @@ class ApiStack(Stack):
         log_level: str,
         api_name: str,
         metrics_prefix: str = "FewClick",
+        task_route: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -75,6 +76,9 @@ class ApiStack(Stack):
             throttle_rate_limit=throttle_rate_limit,
             throttle_burst_limit=throttle_burst_limit,
             api_name=api_name,
+            # The Ground Truth task route (added by stacks/labeling_stack.py) serves pages on Amazon's
+            # origins: API Gateway's own refusals must reach them too.
+            errors_to_any_origin=task_route,
             # One source of truth for the routes: the UI-facing contract.
             segment_path=SEGMENT_PATH,
             openapi_path=OPENAPI_PATH,

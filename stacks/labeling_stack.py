@@ -69,8 +69,6 @@ def add_task_route(
         log_level=log_level,
     )
     rest = api.api.api
-    # A worker's expired token (401) or a throttled click (429) must be readable by the task page.
-    api.api.answer_errors_to_any_origin()
     parent_path, _, leaf = TASK_SEGMENT_PATH.rpartition("/")
     base_path, _, group = parent_path.rpartition("/")
     task = rest.root.resource_for_path(base_path).add_resource(

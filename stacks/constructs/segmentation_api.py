@@ -98,6 +98,7 @@ class SegmentationApi(Construct):
         throttle_rate_limit: float,
         throttle_burst_limit: int,
         api_name: str,
+        errors_to_any_origin: bool = False,
         segment_path: str = "/v1/segment",
         openapi_path: str = "/v1/openapi.json",
         request_schema: apigw.JsonSchema = SEGMENT_REQUEST_SCHEMA,
@@ -161,7 +162,7 @@ class SegmentationApi(Construct):
         )
         self.openapi_method = self.add_method(self.api.root.resource_for_path(openapi_path), "GET", integration)
 
-        self._add_cors_gateway_responses(ui_origins)
+        self._add_cors_gateway_responses(ui_origins, errors_to_any_origin)
         self._suppress_nag_findings()
 
     def add_method(
@@ -185,13 +186,16 @@ class SegmentationApi(Construct):
             request_models=dict(request_models) if request_models else None,
         )
 
-    def _add_cors_gateway_responses(self, ui_origins: Sequence[str]) -> None:
+    def _add_cors_gateway_responses(self, ui_origins: Sequence[str], any_origin: bool) -> None:
         # Errors produced by API Gateway itself (401 from the authorizer, 403 from WAF, 429
         # from throttling, 400 from the validator, 5XX) never reach the Lambda, so they need
         # the CORS headers here or the browser hides the status from the UI. With one origin
-        # the header is that literal; with several it echoes the caller's Origin, which only
-        # exposes these generic error bodies (no credentials are allowed cross-origin).
-        allow_origin = _quoted(ui_origins[0]) if len(ui_origins) == 1 else "method.request.header.Origin"
+        # the header is that literal; with several, or with pages whose origins no one can list
+        # (``any_origin``: Ground Truth's worker pages, which must still read a 401 or a 429), it
+        # echoes the caller's Origin, which only exposes these generic error bodies (no credentials
+        # are allowed cross-origin).
+        one = len(ui_origins) == 1 and not any_origin
+        allow_origin = _quoted(ui_origins[0]) if one else "method.request.header.Origin"
         headers = {
             "Access-Control-Allow-Origin": allow_origin,
             "Access-Control-Allow-Headers": _quoted(",".join(CORS_ALLOW_HEADERS)),
@@ -200,28 +204,14 @@ class SegmentationApi(Construct):
         }
         # A specific response type replaces the defaults entirely, so each one carries the CORS
         # headers too; the body is the contract's error shape, so the UI reads one shape whoever refused.
-        self.gateway_responses: list[apigw.GatewayResponse] = []
         for construct_id, response_type, status, code in GATEWAY_ERRORS:
             extra = {"Retry-After": _quoted("1")} if code is ErrorCode.THROTTLED else {}
-            response = self.api.add_gateway_response(
+            self.api.add_gateway_response(
                 construct_id,
                 type=response_type,
                 status_code=status,
                 response_headers={**headers, **extra},
                 templates={"application/json": _error_template(code)},
-            )
-            self.gateway_responses.append(response)
-
-    def answer_errors_to_any_origin(self) -> None:
-        """API Gateway's own refusals echo the caller's Origin: for a route whose pages come from
-        origins no one can list (Ground Truth's worker pages), which must still read a 401 or a 429.
-        Only these generic error bodies are exposed, and no credential is ever allowed cross-origin."""
-        for response in self.gateway_responses:
-            cfn = response.node.default_child
-            assert isinstance(cfn, apigw.CfnGatewayResponse)
-            cfn.add_property_override(
-                "ResponseParameters.gatewayresponse\\.header\\.Access-Control-Allow-Origin",
-                "method.request.header.Origin",
             )
 
     def _suppress_nag_findings(self) -> None:
