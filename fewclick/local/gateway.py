@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from fewclick_model.server.http_server import content_length
+
 from fewclick_contract.task_token import (
     TASK_SEGMENT_PATH,
     TaskTokenError,
@@ -412,11 +414,9 @@ class Gateway:
 
 
 def _content_length(value: str | None) -> int | None:
-    """The header's byte count; 0 when absent, None when it is not plain ASCII digits."""
-    if not value:
-        return 0
-    value = value.strip()
-    return int(value) if value.isascii() and value.isdigit() else None
+    """The header's byte count (`content_length`, the model server's reading); 0 when absent: unlike
+    SageMaker's container contract, a body-less GET or preflight here carries none."""
+    return 0 if not value else content_length(value)
 
 
 class _RequestHandler(BaseHTTPRequestHandler):

@@ -27,7 +27,7 @@ from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES, SESSION_HEADER, 
 
 from ..inference_options import PredictorOptions
 from .engine import DEFAULT_MAX_PENDING, ClickFactory, InferenceEngine, PredictorFactory
-from .http_server import QuietThreadingHTTPServer
+from .http_server import QuietThreadingHTTPServer, content_length
 from .sessions import SessionCache
 
 # How long a stop waits for requests already in: a click takes milliseconds, a 100-click replay
@@ -106,13 +106,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self._send_error(404, WireErrorCode.BAD_REQUEST, f"no route POST {self.path[:100]}")
             return
-        length_text = self.headers.get("Content-Length")
-        # isdigit() alone also passes digits like "²" that int() refuses.
-        if length_text is None or not (length_text.isascii() and length_text.isdigit()):
+        length = content_length(self.headers.get("Content-Length"))
+        if length is None:
             self.close_connection = True
             self._send_error(411, WireErrorCode.BAD_REQUEST, "Content-Length required")
             return
-        length = int(length_text)
         if length > MAX_BODY_BYTES:
             # Not reading the body means the connection cannot be reused.
             self.close_connection = True

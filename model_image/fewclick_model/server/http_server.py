@@ -13,6 +13,16 @@ from http.server import ThreadingHTTPServer
 from typing import ClassVar
 
 
+def content_length(value: str | None) -> int | None:
+    """A Content-Length header's byte count; None when absent or not plain ASCII digits (a negative
+    length would read to the end of the stream, past any body limit; ``str.isdigit`` alone also
+    passes digits such as "²" that ``int`` refuses)."""
+    if value is None:
+        return None
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
 class QuietThreadingHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     # socketserver's default backlog of 5 makes a burst of connections (many Lambda instances
