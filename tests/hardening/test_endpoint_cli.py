@@ -14,7 +14,7 @@ from botocore.stub import Stubber
 from fewclick.bench import endpoint
 from fewclick.bench.endpoint import EndpointBenchmarkError, Row, format_rows, latency_metrics
 from fewclick.bench.load import LoadResult, LoadSettings, Sample, summarize
-from fewclick.cli import build_parser
+from tests.cli_support import argparse_refusal
 
 from .test_endpoint_benchmark import (
     CLIENT_ID,
@@ -53,10 +53,7 @@ def test_endpoint_options_out_of_range_are_refused_by_argparse(
     option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["benchmark", "endpoint", "--stack", "FewClick", option, value]
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser(argv).parse_args(argv)
-    assert exit_info.value.code == 2
-    assert f"argument {option}: {message}" in capsys.readouterr().err
+    assert f"argument {option}: {message}" in argparse_refusal(argv, capsys)
 
 
 # --- the table ---

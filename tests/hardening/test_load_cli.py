@@ -18,7 +18,8 @@ import pytest
 
 from fewclick.bench import load
 from fewclick.bench.load import LoadResult, LoadSettings, Sample, format_table, summarize
-from fewclick.cli import TRACEBACK_ENV, build_parser, main
+from fewclick.cli import TRACEBACK_ENV, main
+from tests.cli_support import argparse_refusal
 
 from .support import free_port
 
@@ -58,10 +59,7 @@ def test_load_options_out_of_range_are_refused_by_argparse(
     option: str, value: str, message: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = ["benchmark", "load", option, value]
-    with pytest.raises(SystemExit) as exit_info:
-        build_parser(argv).parse_args(argv)
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.splitlines()[-1]
+    err = argparse_refusal(argv, capsys).splitlines()[-1]
     assert err.startswith(f"fewclick benchmark load: error: argument {option}: ") and message in err
 
 

@@ -291,22 +291,29 @@ def test_a_save_never_writes_one_images_objects_under_another(
     assert not (tmp_path / "labels" / "label_maps" / "b.png").exists()
 
 
-def test_edits_made_while_a_save_travels_stay_unsaved(
-    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
-) -> None:
+def _edit_while_the_first_save_travels(page: Any, stack: LocalStack, tmp_path: Path) -> Any:
+    """a.png's first mask, a save whose PUT is held (returned, to be let go), and a negative click
+    made while it travels; later saves pass."""
     obj = make_known_object(tmp_path / "images" / "a.png")
     open_labeler(page, stack.url)
     first_mask(page, obj)
     held: list[Any] = []
     page.route(
         "**/local/labels/a.png",
-        lambda route: held.append(route) if route.request.method == "PUT" else route.continue_(),
+        lambda route: held.append(route) if route.request.method == "PUT" and not held else route.continue_(),
     )
     page.evaluate("() => { window.__saving = window.fewclick.save(); }")
     page.wait_for_function("() => document.querySelector('[data-role=save-status]').textContent.startsWith('Saving')")
-    click_image(page, *obj.outside, modifier="Shift")  # an edit while the PUT is on its way
+    click_image(page, *obj.outside, modifier="Shift")
     settle(page)
-    held[0].continue_()
+    return held[0]
+
+
+def test_edits_made_while_a_save_travels_stay_unsaved(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    held_save = _edit_while_the_first_save_travels(page, stack, tmp_path)
+    held_save.continue_()
     assert page.evaluate("() => window.__saving") is True
     # Stored: the 4 extreme points only; the negative click is still an unsaved change.
     assert [a["fewclick"]["clicks"] for a in _saved_objects(tmp_path, "a.png")] == [[]]
@@ -415,20 +422,9 @@ def test_an_image_that_cannot_be_shown_never_has_its_labels_overwritten(
 def test_moving_on_during_a_save_saves_the_edits_made_meanwhile(
     stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
 ) -> None:
-    obj = make_known_object(tmp_path / "images" / "a.png")
-    open_labeler(page, stack.url)
-    first_mask(page, obj)
-    held: list[Any] = []
-    page.route(
-        "**/local/labels/a.png",
-        lambda route: held.append(route) if route.request.method == "PUT" and not held else route.continue_(),
-    )
-    page.evaluate("() => { window.__saving = window.fewclick.save(); }")
-    page.wait_for_function("() => document.querySelector('[data-role=save-status]').textContent.startsWith('Saving')")
-    click_image(page, *obj.outside, modifier="Shift")  # an edit while the first PUT travels
-    settle(page)
+    held_save = _edit_while_the_first_save_travels(page, stack, tmp_path)
     page.evaluate("() => { window.__going = window.fewclick.go(1); }")  # "Next", before that PUT is answered
-    held[0].continue_()
+    held_save.continue_()
     page.wait_for_function("() => window.fewclick.state.shown === 1 && window.fewclick.labeler.image")
     (saved,) = _saved_objects(tmp_path, "a.png")
     assert [c["type"] for c in saved["fewclick"]["clicks"]] == ["negative"]  # the edit was saved before moving on
