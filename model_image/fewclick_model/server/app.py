@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler
 from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES, SESSION_HEADER, WireError, WireErrorCode
 
 from ..inference_options import PredictorOptions
-from .engine import DEFAULT_MAX_PENDING, ClickFactory, InferenceEngine, PredictorFactory
+from .engine import DEFAULT_MAX_PENDING, ClickFactory, InferenceEngine, PredictorFactory, shutting_down
 from .http_server import QuietThreadingHTTPServer, content_length
 from .sessions import SessionCache
 
@@ -92,9 +92,8 @@ class _Handler(BaseHTTPRequestHandler):
             # Stopping (SIGTERM): in-flight requests are being answered; a new one is told to retry
             # elsewhere, and this connection is not kept.
             self.close_connection = True
-            # OVERLOADED, not NOT_READY ("still loading", which the proxy answers with a 10 s wait): a
-            # retry soon reaches another instance.
-            self._send_error(503, WireErrorCode.OVERLOADED, "the model server is shutting down; retry shortly")
+            refusal = shutting_down()
+            self._send_error(503, refusal.code, refusal.message)
             return
         try:
             self._post()

@@ -91,6 +91,12 @@ class WireFailure(Exception):
         self.message = message
 
 
+def shutting_down() -> WireFailure:
+    """The answer while the server stops: OVERLOADED, not NOT_READY ("still loading", which the proxy
+    answers with a 10 s wait): a retry soon reaches another instance."""
+    return WireFailure(WireErrorCode.OVERLOADED, "the model server is shutting down; retry shortly")
+
+
 @dataclass
 class InvokeResult:
     status: int
@@ -237,7 +243,7 @@ class InferenceEngine:
             future = replica.executor.submit(self._run, replica, session_id, req, is_new)
         except RuntimeError:  # the executor was shut down: the server is stopping
             release()
-            raise WireFailure(WireErrorCode.OVERLOADED, "the model server is shutting down; retry shortly") from None
+            raise shutting_down() from None
         # The slot is free when the work is, not when this request stops waiting for it: a request
         # given up on while it runs still occupies the replica, so the queue bound stays true.
         future.add_done_callback(release)
@@ -250,7 +256,7 @@ class InferenceEngine:
                 raise WireFailure(WireErrorCode.OVERLOADED, "inference did not start in time") from None
             raise WireFailure(WireErrorCode.OVERLOADED, "inference is taking too long; retry shortly") from None
         except CancelledError:
-            raise WireFailure(WireErrorCode.OVERLOADED, "the model server is shutting down; retry shortly") from None
+            raise shutting_down() from None
 
         headers = {"Content-Type": "application/json"}
         if is_new:
