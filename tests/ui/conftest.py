@@ -219,6 +219,21 @@ def settle(page: Any) -> None:
     )
 
 
+def held_route(page: Any, held: list[Any], timeout_s: float = 10.0) -> Any:
+    """The first route a `page.route` handler appended to `held`.
+
+    The page has sent the request once its own state says so, but Playwright hands the route to
+    Python only while Python waits on the browser: reading `held` straight after another call
+    raced with that hand-over (CI failed on it once), so this waits on the browser until it came.
+    """
+    deadline = time.monotonic() + timeout_s
+    while not held:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no request reached the held route within {timeout_s} s")
+        page.wait_for_timeout(10)
+    return held[0]
+
+
 def open_labeler(page: Any, url: str) -> None:
     page.goto(url)
     page.wait_for_function("() => window.fewclick && window.fewclick.labeler.image")

@@ -18,7 +18,7 @@ from pycocotools import mask as mask_utils
 
 from fewclick.local.serve import LocalStack, ServeOptions
 
-from .conftest import KnownObject, click_image, make_known_object, open_labeler, screenshot, settle
+from .conftest import KnownObject, click_image, held_route, make_known_object, open_labeler, screenshot, settle
 from .fake_proxy import FakeProxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
@@ -282,7 +282,7 @@ def test_a_save_never_writes_one_images_objects_under_another(
 
     # The load fails: the navigation goes back to a.png, which the labeler still shows, and a save
     # after an edit writes to a.png, never b.png.
-    held[0].abort()
+    held_route(page, held).abort()
     page.wait_for_function("() => !window.fewclick.state.loading && window.fewclick.state.index === 0")
     click_image(page, *obj.outside, modifier="Shift")
     settle(page)
@@ -306,7 +306,7 @@ def _edit_while_the_first_save_travels(page: Any, stack: LocalStack, tmp_path: P
     page.wait_for_function("() => document.querySelector('[data-role=save-status]').textContent.startsWith('Saving')")
     click_image(page, *obj.outside, modifier="Shift")
     settle(page)
-    return held[0]
+    return held_route(page, held)
 
 
 def test_edits_made_while_a_save_travels_stay_unsaved(
@@ -381,13 +381,14 @@ def test_a_late_answer_for_the_previous_image_lends_no_session_to_the_next(
     for x, y in obj.extreme_points:
         click_image(page, x, y)
     page.wait_for_function("() => window.fewclick.labeler.inflight !== null")
+    request = held_route(page, held)
     # Another image opens in the labeler while that request is still out.
     page.evaluate(
         """async () => { const l = window.fewclick.labeler;
                          await l.open({ url: window.fewclick.state.objectUrl, width: 320, height: 240,
                                         getApiImage: async () => ({ base64: "" }) }); }"""
     )
-    held[0].continue_()
+    request.continue_()
     page.wait_for_function("() => window.__answered === true")
     page.evaluate("() => new Promise((resolve) => setTimeout(resolve, 0))")  # the continuation after it
     page.unroute("**/v1/segment")
