@@ -34,7 +34,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from fewclick_model.server.http_server import QuietThreadingHTTPServer
+from fewclick_model.server.http_server import QuietThreadingHTTPServer, content_length
 
 from fewclick_contract.wire import (
     CLOSED_SESSION_HEADER,
@@ -117,7 +117,14 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         state = self.server.state
         match = _INVOKE_PATH.match(urlsplit(self.path).path)
-        length = int(self.headers.get("Content-Length") or 0)
+        header = self.headers.get("Content-Length")
+        # Absent: an empty body, as botocore never omits it for a body it sends. Malformed or
+        # negative: refused, as a bare int() raised (a 500 and a traceback) or read past the limit.
+        length = 0 if header is None else content_length(header)
+        if length is None:
+            self.close_connection = True
+            self._aws_error(400, "ValidationError", f"Content-Length must be a byte count, not {header!r}")
+            return
         if match is None:
             self.close_connection = True
             self._aws_error(404, "UnknownOperationException", "unknown operation")

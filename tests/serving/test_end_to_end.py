@@ -390,3 +390,30 @@ def test_the_stand_in_run_by_fewclick_serve_keeps_no_bodies(stack: Stack) -> Non
         assert quiet._handle.exchanges == []
     finally:
         quiet.stop()
+
+
+@pytest.mark.parametrize("header", ["-1", "abc", "1e3", "²"])
+def test_the_stand_in_refuses_a_content_length_that_is_no_byte_count(stack: Stack, header: str) -> None:
+    """A bad header is a 400 ValidationError; it was a bare int() (500 and a traceback), and a
+    negative count read the stream to its end past the payload limit. The stand-in serves on."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    url = urlsplit(stack.runtime.url)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    try:
+        conn.putrequest("POST", f"/endpoints/{ENDPOINT}/invocations")
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", header)
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = json.loads(resp.read())
+    finally:
+        conn.close()
+    assert resp.status == 400
+    assert resp.getheader("x-amzn-ErrorType", "").startswith("ValidationError:")
+    assert "Content-Length" in body["message"]
+    # The next caller is served as usual (here: told its empty request is no model input).
+    client = stack.runtime.client()
+    with pytest.raises(client.exceptions.ModelError):
+        client.invoke_endpoint(EndpointName=ENDPOINT, Body=b"{}", ContentType="application/json")
