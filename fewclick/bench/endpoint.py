@@ -123,6 +123,11 @@ def _slug(instance_type: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "-", instance_type.removeprefix("ml.")).strip("-")
 
 
+# The states an endpoint leaves on its own; any other (InService, Failed, OutOfService, ...) is where a
+# change ended.
+ENDPOINT_CHANGING_STATES = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
+
+
 @dataclass
 class EndpointSwitcher:
     """Puts the endpoint on another instance type, and everything back at the end (see the module doc)."""
@@ -140,6 +145,7 @@ class EndpointSwitcher:
     _policies: list[dict[str, Any]] = field(default_factory=list)
     _created: list[str] = field(default_factory=list)
     _deregistered: bool = False
+    sleep: Callable[[float], None] = time.sleep
 
     @property
     def resource_id(self) -> str:
@@ -169,10 +175,40 @@ class EndpointSwitcher:
             ServiceNamespace="sagemaker", ResourceId=self.resource_id, ScalableDimension=SCALABLE_DIMENSION
         )["ScalingPolicies"]
 
-    def _wait(self) -> None:
-        self.sagemaker.get_waiter("endpoint_in_service").wait(
-            EndpointName=self.deployment.endpoint_name,
-            WaiterConfig={"Delay": self.waiter_delay_s, "MaxAttempts": self.waiter_max_attempts},
+    def _settle(self, what: str) -> dict[str, Any]:
+        """Poll the endpoint until no change is under way, with a bar of the time waited (a GPU
+        instance takes ~10 minutes to come up); its description then."""
+        from tqdm import tqdm
+
+        name = self.deployment.endpoint_name
+        limit_s = self.waiter_delay_s * self.waiter_max_attempts
+        bar_format = "{l_bar}{bar}| {n_fmt}/{total_fmt} s waited{postfix}"
+        with tqdm(total=limit_s, desc=what, bar_format=bar_format, leave=False) as bar:
+            for attempt in range(self.waiter_max_attempts + 1):
+                endpoint: dict[str, Any] = self.sagemaker.describe_endpoint(EndpointName=name)
+                status = str(endpoint["EndpointStatus"])
+                bar.set_postfix(status=status)
+                if status not in ENDPOINT_CHANGING_STATES:
+                    return endpoint
+                if attempt < self.waiter_max_attempts:
+                    self.sleep(self.waiter_delay_s)
+                    bar.update(min(self.waiter_delay_s, bar.total - bar.n))
+        raise EndpointBenchmarkError(f"{what}: endpoint {name} still {status} after {limit_s} s")
+
+    def _wait(self, config: str, what: str) -> None:
+        """Wait until the endpoint serves ``config``.
+
+        boto3's ``endpoint_in_service`` waiter printed nothing for those minutes, and it also succeeds
+        when a failed update left the endpoint InService on its previous config: the benchmark would
+        then have measured the old instance type under the new one's name.
+        """
+        endpoint = self._settle(what)
+        if endpoint["EndpointStatus"] == "InService" and endpoint["EndpointConfigName"] == config:
+            return
+        reason = endpoint.get("FailureReason") or "SageMaker gave no reason"
+        raise EndpointBenchmarkError(
+            f"{what} failed: endpoint {self.deployment.endpoint_name} is {endpoint['EndpointStatus']} on config "
+            f"{endpoint['EndpointConfigName']} (wanted {config}): {reason}"
         )
 
     def switch(self, instance_type: str, stamp: str) -> None:
@@ -191,15 +227,19 @@ class EndpointSwitcher:
         self.sagemaker.create_endpoint_config(EndpointConfigName=name, ProductionVariants=variants, **self._extra)
         self._created.append(name)
         self.sagemaker.update_endpoint(EndpointName=self.deployment.endpoint_name, EndpointConfigName=name)
-        self._wait()
+        self._wait(name, f"switching to {instance_type}")
 
     def restore(self) -> None:
         if not self._created:
             return
-        self.sagemaker.update_endpoint(
-            EndpointName=self.deployment.endpoint_name, EndpointConfigName=self.original_config
-        )
-        self._wait()
+        # A switch stopped mid-way (Ctrl-C while waiting) is still under way, and SageMaker refuses an
+        # update then; one that failed has left the endpoint on its original config already.
+        endpoint = self._settle("waiting for the endpoint's last change")
+        if endpoint["EndpointConfigName"] != self.original_config:
+            self.sagemaker.update_endpoint(
+                EndpointName=self.deployment.endpoint_name, EndpointConfigName=self.original_config
+            )
+            self._wait(self.original_config, f"restoring {self.original_type}")
         if self._scaling is not None:
             self.autoscaling.register_scalable_target(
                 ServiceNamespace="sagemaker",
@@ -320,7 +360,7 @@ def benchmark(
     on_result: Callable[[str, LoadResult], None] | None = None,
     waiter_delay_s: int = 30,
 ) -> list[Row]:
-    switcher = EndpointSwitcher(sagemaker, autoscaling, deployment, waiter_delay_s=waiter_delay_s)
+    switcher = EndpointSwitcher(sagemaker, autoscaling, deployment, waiter_delay_s=waiter_delay_s, sleep=sleep)
     current = switcher.read()
     plan = [current] + [t for t in instance_types if t != current]
     rows: list[Row] = []

@@ -24,6 +24,7 @@ from fewclick.bench.endpoint import (
     SCALABLE_DIMENSION,
     Deployment,
     EndpointBenchmarkError,
+    Row,
     benchmark,
     format_rows,
     latency_metrics,
@@ -350,7 +351,16 @@ def _stub_read(sm: Stubber) -> None:
     )
 
 
-def _stub_switch_and_restore(sm: Stubber, aas: Stubber, bench_config: str, run_fails: bool = False) -> None:
+def _stub_switch_and_restore(
+    sm: Stubber,
+    aas: Stubber,
+    bench_config: str,
+    switch_states: tuple[str, ...] = (),
+    switch_fails: bool = False,
+    interrupted: bool = False,
+) -> None:
+    """The switch to g5 and its undoing; ``switch_states``: what DescribeEndpoint says before the switch
+    ends (each a poll); ``interrupted``: the switch's wait was stopped, and restore's own polls see it end."""
     target = {"ServiceNamespace": "sagemaker", "ResourceId": RESOURCE_ID, "ScalableDimension": SCALABLE_DIMENSION}
     aas.add_response(
         "describe_scalable_targets",
@@ -367,12 +377,23 @@ def _stub_switch_and_restore(sm: Stubber, aas: Stubber, bench_config: str, run_f
     sm.add_response(
         "update_endpoint", {"EndpointArn": ENDPOINT_ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": bench_config}
     )
-    sm.add_response("describe_endpoint", _endpoint("InService", bench_config), {"EndpointName": ENDPOINT})
-    # Restore: the original config, autoscaling as it was, the temporary config deleted.
-    sm.add_response(
-        "update_endpoint", {"EndpointArn": ENDPOINT_ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": CONFIG}
-    )
-    sm.add_response("describe_endpoint", _endpoint("InService", CONFIG), {"EndpointName": ENDPOINT})
+    for status in switch_states:
+        sm.add_response("describe_endpoint", _endpoint(status, bench_config), {"EndpointName": ENDPOINT})
+    if switch_fails:
+        # SageMaker could not bring the new instances up: the endpoint serves its old config again.
+        failed = {**_endpoint("InService", CONFIG), "FailureReason": "ml.g5.xlarge: insufficient capacity"}
+        sm.add_response("describe_endpoint", failed, {"EndpointName": ENDPOINT})
+        sm.add_response("describe_endpoint", failed, {"EndpointName": ENDPOINT})  # restore finds it there
+    else:
+        sm.add_response("describe_endpoint", _endpoint("InService", bench_config), {"EndpointName": ENDPOINT})
+        # Restore: the original config, autoscaling as it was, the temporary config deleted.
+        if not interrupted:
+            sm.add_response("describe_endpoint", _endpoint("InService", bench_config), {"EndpointName": ENDPOINT})
+        sm.add_response(
+            "update_endpoint", {"EndpointArn": ENDPOINT_ARN}, {"EndpointName": ENDPOINT, "EndpointConfigName": CONFIG}
+        )
+        sm.add_response("describe_endpoint", _endpoint("Updating", CONFIG), {"EndpointName": ENDPOINT})
+        sm.add_response("describe_endpoint", _endpoint("InService", CONFIG), {"EndpointName": ENDPOINT})
     aas.add_response(
         "register_scalable_target",
         {},
@@ -475,3 +496,83 @@ def test_current_instance_type_only_touches_nothing() -> None:
         for stub in (sm_stub, aas_stub, cw_stub):
             stub.assert_no_pending_responses()
     assert [row.instance_type for row in rows] == ["ml.g4dn.xlarge"]
+
+
+def _run_switch(sm: Any, aas: Any, cw: Any, sleep: Any) -> list[Row]:
+    return benchmark(
+        deployment=DEPLOYMENT,
+        token="id.token",
+        instance_types=["ml.g5.xlarge"],
+        settings=LoadSettings(users=1, seconds=1.0),
+        sagemaker=sm,
+        autoscaling=aas,
+        cloudwatch=cw,
+        load_runner=fake_load,
+        now=Clock(),
+        sleep=sleep,
+        waiter_delay_s=30,
+    )
+
+
+def test_the_switch_shows_its_wait_and_polls_until_the_new_config_serves(capsys: pytest.CaptureFixture[str]) -> None:
+    sm, aas, cw = client("sagemaker"), client("application-autoscaling"), client("cloudwatch")
+    slept: list[float] = []
+    with Stubber(sm) as sm_stub, Stubber(aas) as aas_stub, Stubber(cw) as cw_stub:
+        _stub_read(sm_stub)
+        _stub_metrics(cw_stub)
+        _stub_switch_and_restore(sm_stub, aas_stub, f"{CONFIG}-bench-g5-xlarge-20260701090603", ("Updating",) * 3)
+        _stub_metrics(cw_stub)
+        rows = _run_switch(sm, aas, cw, slept.append)
+        for stub in (sm_stub, aas_stub, cw_stub):
+            stub.assert_no_pending_responses()
+    assert [row.instance_type for row in rows] == ["ml.g4dn.xlarge", "ml.g5.xlarge"]
+    # Three polls found it Updating on the way there, one on the way back; each waited the delay.
+    assert slept == [30, 30, 30, 30]
+    err = capsys.readouterr().err
+    assert "switching to ml.g5.xlarge" in err and "status=Updating" in err and "s waited" in err
+    assert "restoring ml.g4dn.xlarge" in err
+
+
+def test_a_switch_sagemaker_rolled_back_is_an_error_not_a_row_for_the_old_type() -> None:
+    """boto3's waiter passed once the endpoint was InService again, on its old config: the benchmark
+    then reported the old instance type's latency under the new one's name."""
+    sm, aas, cw = client("sagemaker"), client("application-autoscaling"), client("cloudwatch")
+    with Stubber(sm) as sm_stub, Stubber(aas) as aas_stub, Stubber(cw) as cw_stub:
+        _stub_read(sm_stub)
+        _stub_metrics(cw_stub)
+        # No UpdateEndpoint back: the endpoint is on its config already; autoscaling and the
+        # temporary config are still put right.
+        _stub_switch_and_restore(
+            sm_stub, aas_stub, f"{CONFIG}-bench-g5-xlarge-20260701090603", ("Updating",), switch_fails=True
+        )
+        with pytest.raises(EndpointBenchmarkError) as raised:
+            _run_switch(sm, aas, cw, lambda s: None)
+        for stub in (sm_stub, aas_stub, cw_stub):
+            stub.assert_no_pending_responses()
+    message = str(raised.value)
+    assert "switching to ml.g5.xlarge failed" in message and "insufficient capacity" in message
+    assert f"on config {CONFIG} (wanted {CONFIG}-bench-g5-xlarge-20260701090603)" in message
+
+
+def test_ctrl_c_during_the_switch_waits_for_it_to_end_before_restoring() -> None:
+    """SageMaker refuses UpdateEndpoint while an update is under way: restoring at once failed and left
+    autoscaling off."""
+    sm, aas, cw = client("sagemaker"), client("application-autoscaling"), client("cloudwatch")
+    bench_config = f"{CONFIG}-bench-g5-xlarge-20260701090603"
+    calls = {"n": 0}
+
+    def interrupted_once(seconds: float) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt
+
+    with Stubber(sm) as sm_stub, Stubber(aas) as aas_stub, Stubber(cw) as cw_stub:
+        _stub_read(sm_stub)
+        _stub_metrics(cw_stub)
+        # The switch's first poll (Updating), then Ctrl-C; restore polls the same update to its end
+        # (Updating, InService on the bench config) before it updates back.
+        _stub_switch_and_restore(sm_stub, aas_stub, bench_config, ("Updating", "Updating"), interrupted=True)
+        with pytest.raises(KeyboardInterrupt):
+            _run_switch(sm, aas, cw, interrupted_once)
+        for stub in (sm_stub, aas_stub, cw_stub):
+            stub.assert_no_pending_responses()
