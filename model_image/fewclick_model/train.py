@@ -112,9 +112,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--holdout-share",
         type=float,
-        default=DEFAULT_HOLDOUT_SHARE,
+        default=None,
         help="share of instances never trained on, chosen by a hash of the name and recorded in the weights "
-        "(`evaluate --holdout-only` reads it); with --init, at most the initial weights' share",
+        f"(`evaluate --holdout-only` reads it; default {DEFAULT_HOLDOUT_SHARE}); with --init, at most the "
+        "initial weights' share, and that share by default",
     )
     parser.add_argument(
         "--boundary-share", type=fraction, default=0.4, help="share of simulated corrective clicks on the boundary"
@@ -397,13 +398,18 @@ def validate(
     return list(ious / max(1, len(instances)))
 
 
-def check_holdout_share(share: float, init: Path | None) -> float:
-    """``share`` if it keeps the held-out instances unseen, else a SystemExit that says why.
+def check_holdout_share(share: float | None, init: Path | None) -> float:
+    """``share`` if it keeps the held-out instances unseen, else a SystemExit that says why; None
+    (not given): the initial weights' share when fine-tuning, else the default.
 
     Fine-tuning cannot hold out more than the initial weights did: the extra instances were
     trained on already, and figures on them would flatter the run. A smaller share is fine (the
-    split is nested, see `is_holdout`), it just measures on fewer instances.
+    split is nested, see `is_holdout`), it just measures on fewer instances; but only when asked
+    for: a fine-tune of weights that held out 15 % used to fall back to the 5 % default unless told,
+    and silently trained on the rest of their held-out instances.
     """
+    if share is None:
+        share = holdout_share_of(weights_meta(init)) if init is not None else DEFAULT_HOLDOUT_SHARE
     if not 0.0 <= share <= MAX_HOLDOUT_SHARE:
         raise SystemExit(f"--holdout-share must be between 0 and {MAX_HOLDOUT_SHARE}, got {share}")
     if init is not None:

@@ -85,8 +85,14 @@ def test_the_holdout_share_is_recorded_and_kept_by_resumes_evaluation_and_fine_t
     assert weights_holdout_share(tmp_path / "w.pt") == 0.3
     with pytest.raises(SystemExit, match="resume with the same share"):
         run_train(tiny_root, tmp_path, 2, True, "--holdout-share", "0.1")
-    # Fine-tuning may hold out less (the split is nested) but never more than its start did.
+    # Fine-tuning may hold out less (the split is nested) but never more than its start did; unless
+    # told otherwise it holds out what its start did (the 5 % default trained on the rest of them).
     assert train.check_holdout_share(0.1, tmp_path / "w.pt") == 0.1
+    assert train.check_holdout_share(None, tmp_path / "w.pt") == 0.3
+    assert train.check_holdout_share(None, None) == 0.05
+    fine_tune = tmp_path / "fine-tune"
+    run_train(tiny_root, fine_tune, 1, False, "--init", str(tmp_path / "w.pt"))
+    assert weights_meta(fine_tune / "w.pt")["holdout_share"] == 0.3
     with pytest.raises(SystemExit, match="Train from ImageNet"):
         train.check_holdout_share(0.4, tmp_path / "w.pt")
     with pytest.raises(SystemExit, match=r"between 0 and 0\.5"):

@@ -1,0 +1,87 @@
+"""scripts/device_train.sh, the GPU stages of training a session with a lent GPU runs in one call:
+here on the CPU, on a tiny synthetic set, with this interpreter standing in for the GPU machine's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from fewclick_model.checkpoints import export_weights, weights_meta
+from fewclick_model.network import FewClickNet
+
+from .synthetic import write_folder
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _tiny_weights(path: Path, holdout_share: float) -> Path:
+    torch.manual_seed(0)
+    export_weights(
+        FewClickNet(pretrained=True, decoder_channels=16).eval(), path, 64, 16, {"holdout_share": holdout_share}
+    )
+    return path
+
+
+def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(REPO / "scripts" / "device_train.sh")],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_the_gpu_training_script_trains_both_stages_and_measures_both_networks_on_held_out_instances(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "packed"
+    write_folder(data / "coco_mval", 6, seed=1)  # held out at 30 %: obj00, obj02, obj04; at 20 %: obj02
+    write_folder(data / "davis", 4, seed=2)  # at 30 %: obj00, obj02; at 20 %: obj02
+    out = tmp_path / "out"
+    done = _run(
+        {
+            "PYTHON": sys.executable,
+            "DATA": str(data),
+            "INIT": str(_tiny_weights(tmp_path / "base.pt", 0.3)),
+            "SERVED": str(_tiny_weights(tmp_path / "served.pt", 0.2)),
+            "OUT": str(out),
+            "WHEELS": str(tmp_path / "no-wheels"),
+            "STAGE3_MIN": "0.05",
+            "STAGE4_MIN": "0.05",
+            "TRAIN_ARGS": "--size 64 --decoder-channels 16 --batch 2 --workers 0 --sim-threads 1",
+            "EVAL_ARGS": "--input-size 64 --max-clicks 1",
+        }
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for section in ("== stage 3:", "== stage 4:", "== candidate on davis's", "== served on coco_mval's"):
+        assert section in done.stdout
+    assert "step/s" not in done.stdout  # the bars stay in the logs
+    assert "summary:" in (out / "stage4.log").read_text()
+    # Both stages hold out what the CPU stage held out, unasked (the 5 % default would have trained
+    # on the rest of its held-out instances).
+    assert weights_meta(out / "stage3.pt")["holdout_share"] == 0.3
+    assert weights_meta(out / "weights.pt")["holdout_share"] == 0.3
+    assert not (out / "stage3").exists() and not (out / "stage4").exists()
+    held = {
+        ("candidate", "coco_mval"): 3,
+        ("candidate", "davis"): 2,
+        ("served", "coco_mval"): 1,
+        ("served", "davis"): 1,
+    }
+    for (name, dataset), count in held.items():
+        folder = out / "eval" / name / dataset
+        summaries = json.loads((folder / "summary.json").read_text())
+        assert [s["kind"] for s in summaries] == ["region", "boundary"]
+        rows = (folder / "per_instance.csv").read_text().splitlines()[1:]
+        assert len(rows) == 2 * count  # one row per instance and click kind
+
+
+def test_the_gpu_training_script_names_what_is_missing_before_the_machine_does_anything(tmp_path: Path) -> None:
+    done = _run({"PYTHON": sys.executable, "DATA": str(tmp_path / "packed"), "INIT": str(tmp_path / "base.pt")})
+    assert done.returncode == 2
+    assert f"{tmp_path / 'base.pt'} is missing" in done.stderr
