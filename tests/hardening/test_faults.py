@@ -341,13 +341,18 @@ def test_labels_survive_kill_9_during_saves(tmp_path: Path) -> None:
             p["objects"][0]["mask"]["counts"] == label_payload(width, height, band)["objects"][0]["mask"]["counts"]
             for p in sent[name]
         )
+
     # The model server did not outlive its parent (PR_SET_PDEATHSIG), and a restart cleans up. It
     # gets SIGTERM at once but may still be importing torch: on a loaded machine (a training run, and
     # this suite's own torch threads after the model tests) that took over 20 s once.
+    # A zombie has exited (whether anything reaps it is the container's init's business).
+    def running() -> dict[int, str]:
+        return {pid: state for pid in model_pids if (state := _state(pid)) != "gone" and "zombie" not in state}
+
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in model_pids):
+    while time.monotonic() < deadline and running():
         time.sleep(0.2)
-    assert not any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in model_pids)
+    assert not running(), {pid: _cmdline(pid) for pid in running()}
     from fewclick.local.labels import LabelStore
 
     store = LabelStore(images, out)
@@ -359,6 +364,13 @@ def label_payload_map(width: int, height: int, band: int) -> np.ndarray:
     expected = np.zeros((height, width), np.uint8)
     expected[:, :band] = 1
     return expected
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return "gone"
 
 
 def _state(pid: int) -> str:
