@@ -3,14 +3,13 @@
 # then the candidate and the served weights measured on the same held-out instances.
 #
 # Why one prepared script: a task is lent a GPU for 15 minutes in all, machine start included, and
-# one command may run 10. The CPU stage (from ImageNet, `--holdout-share 0.15`, ~100 min on 2 cores)
-# runs here beforehand and travels as INIT; so does the training data, packed (the machine receives
-# at most 64 MiB a call):
-#   .venv/bin/python -m fewclick_model.pack ../shared/datasets packed           # ~45 MB, once
-#   .venv/bin/fewclick train --holdout-share 0.15 --minutes 100 --out runs/base15 --export runs/base15.pt
-# and the wheels the GPU machine's python3 lacks (.whl/, see scripts/device_latency.sh).
-# Then one call of the device tool: command "INIT=runs/base15.pt bash scripts/device_train.sh",
-# carry ["packed", ".whl", "runs/base15.pt"], timeout_s 600.
+# one command may run 10. The CPU stages (from ImageNet, 15 % held out; ~2 h on 2 cores) ran
+# beforehand: INIT defaults to their committed weights (model_image/checkpoints/README.md). The
+# training data travels packed (the machine receives at most 64 MiB a call; packed/ is ~45 MB and
+# git-ignored), with the wheels the GPU machine's python3 lacks (.whl/, see scripts/device_latency.sh):
+#   .venv/bin/python -m fewclick_model.pack ../shared/datasets packed           # once
+# Then one call of the device tool: command "bash scripts/device_train.sh", carry ["packed", ".whl"],
+# timeout_s 600.
 #
 # $OUT receives: stage3.pt and weights.pt (the candidate, fp16, ~6 MB), each stage's log, and
 # eval/{candidate,served}/<set>/ (table, per-instance CSV, plot): the candidate on its own held-out
@@ -25,13 +24,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-INIT=${INIT:?"INIT: the weights of the CPU stage (trained from ImageNet with the hold-out share wanted)"}
+INIT=${INIT:-model_image/checkpoints/lite0-cpu-holdout15.pt}
 DATA=${DATA:-packed}
 OUT=${OUT:-artifacts/device-train}
 WHEELS=${WHEELS:-.whl}
 SERVED=${SERVED:-model_image/fewclick_model/weights/fewclick-lite0.pt}
 # Stage 3 and 4 trained for 7.5 and 2.7 minutes; shortened so that training and both evaluations
-# fit one 10-minute call (the data load and the evaluations take ~1.5 minutes on an H200).
+# fit one 10-minute call (the data loads and the four evaluations: ~1.5 minutes on an H200, estimated).
 STAGE3_MIN=${STAGE3_MIN:-5.0}
 STAGE4_MIN=${STAGE4_MIN:-1.75}
 TRAIN_ARGS=${TRAIN_ARGS:-"--batch 32 --workers 6 --sim-threads 6"}
@@ -72,10 +71,10 @@ PY
     # No --holdout-share: a fine-tune holds out what INIT held out.
     echo "== stage 3: ${STAGE3_MIN} min, 50 % boundary clicks, from $INIT =="
     fewclick_module train --data "$DATA" --init "$INIT" --minutes "$STAGE3_MIN" --lr 3e-4 --boundary-share 0.5 \
-        --seed 11 $TRAIN_ARGS --out "$OUT/stage3" --export "$OUT/stage3.pt" 2>&1 | tee "$OUT/stage3.log" | quiet "step/s\|s/step"
+        --seed 11 $TRAIN_ARGS --out "$OUT/stage3" --export "$OUT/stage3.pt" 2>&1 | tee "$OUT/stage3.log" | quiet "step/s\|s/step\|img/s\|s/img"
     echo "== stage 4: ${STAGE4_MIN} min, 70 % boundary clicks =="
     fewclick_module train --data "$DATA" --init "$OUT/stage3.pt" --minutes "$STAGE4_MIN" --lr 1.5e-4 --boundary-share 0.7 \
-        --seed 12 $TRAIN_ARGS --out "$OUT/stage4" --export "$OUT/weights.pt" 2>&1 | tee "$OUT/stage4.log" | quiet "step/s\|s/step"
+        --seed 12 $TRAIN_ARGS --out "$OUT/stage4" --export "$OUT/weights.pt" 2>&1 | tee "$OUT/stage4.log" | quiet "step/s\|s/step\|img/s\|s/img"
     for name in candidate served; do
         weights=$OUT/weights.pt
         [ "$name" = served ] && weights=$SERVED
