@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from fewclick_model.checkpoints import export_weights
-from fewclick_model.network import FewClickNet
+
+from .synthetic import export_tiny_weights
 
 
 @pytest.fixture(scope="session")
@@ -14,5 +14,5 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     past the ImageNet encoder: fast to load, and its answers move with every click."""
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), path, 64, 16, {})
+    export_tiny_weights(path)
     return path

@@ -1,4 +1,5 @@
-"""Synthetic benchmark folders: textured backgrounds with one ellipse each, known exactly."""
+"""Synthetic benchmark folders (textured backgrounds with one ellipse each, known exactly) and the
+network at its smallest, for the model library's tests."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from fewclick_model.checkpoints import export_weights
+from fewclick_model.network import FewClickNet
 
 
 def make_instance(rng: np.random.Generator, h: int = 120, w: int = 160) -> tuple[np.ndarray, np.ndarray]:
@@ -32,3 +35,10 @@ def write_folder(root: Path, count: int, seed: int = 0, ignore_band: bool = Fals
         cv2.imwrite(str(root / "images" / f"obj{i:02d}.jpg"), cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
         cv2.imwrite(str(root / "masks" / f"obj{i:02d}.png"), mask)
     return root
+
+
+def export_tiny_weights(path: Path, info: dict[str, object] | None = None) -> str:
+    """The network at its smallest (64 px input, 16 decoder channels), untrained past the ImageNet
+    encoder, exported to ``path`` with ``info`` recorded (e.g. a hold-out share); its model version.
+    Seed torch first where the decoder's initial weights matter."""
+    return export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), path, 64, 16, dict(info or {}))

@@ -17,10 +17,10 @@ from fewclick_model.boundary_refiner import (
     value_at,
     window_inputs,
 )
-from fewclick_model.checkpoints import export_weights
 from fewclick_model.encoding import CropClick
-from fewclick_model.network import FewClickNet
 from fewclick_model.predictor import load_crop_predictor
+
+from .synthetic import export_tiny_weights
 
 EXTREMES = [
     CropClick(32, 5, "boundary"),
@@ -34,7 +34,7 @@ EXTREMES = [
 def weights(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("w") / "tiny.pt"
-    version = export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), path, 64, 16, {})
+    version = export_tiny_weights(path)
     return path, version
 
 

@@ -10,19 +10,16 @@ import sys
 from pathlib import Path
 
 import torch
-from fewclick_model.checkpoints import export_weights, weights_meta
-from fewclick_model.network import FewClickNet
+from fewclick_model.checkpoints import weights_meta
 
-from .synthetic import write_folder
+from .synthetic import export_tiny_weights, write_folder
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def _tiny_weights(path: Path, holdout_share: float) -> Path:
     torch.manual_seed(0)
-    export_weights(
-        FewClickNet(pretrained=True, decoder_channels=16).eval(), path, 64, 16, {"holdout_share": holdout_share}
-    )
+    export_tiny_weights(path, {"holdout_share": holdout_share})
     return path
 
 

@@ -12,12 +12,10 @@ from fewclick_model.boundary_refiner import (
     BoundaryRefiner,
     load_refiner,
 )
-from fewclick_model.checkpoints import export_weights
 from fewclick_model.data import fold_of, is_holdout, list_instances, load_instance
-from fewclick_model.network import FewClickNet
 from fewclick_model.predictor import load_crop_predictor
 
-from .synthetic import write_folder
+from .synthetic import export_tiny_weights, write_folder
 
 
 @pytest.fixture(scope="module")
@@ -27,7 +25,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     write_folder(root / "davis", 3, seed=2)
     torch.manual_seed(0)
     weights = root / "tiny.pt"
-    export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), weights, 64, 16, {})
+    export_tiny_weights(weights)
     return root, weights
 
 
@@ -233,7 +231,7 @@ def test_held_out_instances_without_windows_skip_the_scoring(
 ) -> None:
     root, _ = tiny
     weights = tmp_path / "half.pt"  # holds out half the instances, so the tiny set has some
-    export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), weights, 64, 16, {"holdout_share": 0.5})
+    export_tiny_weights(weights, {"holdout_share": 0.5})
     pairs = [pair for f in ("coco_mval", "davis") for pair in list_instances(root / f)]
     held = [load_instance(*pair).mask for pair in pairs if is_holdout(pair[1].stem, 0.5)]
     assert 0 < len(held) < len(pairs)
