@@ -412,6 +412,35 @@ def _stub_switch_and_restore(
     sm.add_response("delete_endpoint_config", {}, {"EndpointConfigName": bench_config})
 
 
+ONE_USER_ONE_SECOND = LoadSettings(users=1, seconds=1.0)
+
+
+def _run(
+    sm: Any,
+    aas: Any,
+    cw: Any,
+    instance_types: list[str],
+    *,
+    settings: LoadSettings = ONE_USER_ONE_SECOND,
+    load_runner: Any = fake_load,
+    sleep: Any = lambda seconds: None,
+) -> list[Row]:
+    """The benchmark against the stubbed clients, with a waiter delay of 30 s (what `sleep` sees)."""
+    return benchmark(
+        deployment=DEPLOYMENT,
+        token="id.token",
+        instance_types=instance_types,
+        settings=settings,
+        sagemaker=sm,
+        autoscaling=aas,
+        cloudwatch=cw,
+        load_runner=load_runner,
+        now=Clock(),
+        sleep=sleep,
+        waiter_delay_s=30,
+    )
+
+
 def test_benchmark_per_instance_type_and_restore() -> None:
     sm, aas, cw = client("sagemaker"), client("application-autoscaling"), client("cloudwatch")
     bench_config = f"{CONFIG}-bench-g5-xlarge-20260701090603"
@@ -421,19 +450,7 @@ def test_benchmark_per_instance_type_and_restore() -> None:
         _stub_metrics(cw_stub)  # the current type (g4dn) first
         _stub_switch_and_restore(sm_stub, aas_stub, bench_config)
         _stub_metrics(cw_stub)
-        rows = benchmark(
-            deployment=DEPLOYMENT,
-            token="id.token",
-            instance_types=["ml.g4dn.xlarge", "ml.g5.xlarge"],
-            settings=settings,
-            sagemaker=sm,
-            autoscaling=aas,
-            cloudwatch=cw,
-            load_runner=fake_load,
-            now=Clock(),
-            sleep=lambda s: None,
-            waiter_delay_s=1,
-        )
+        rows = _run(sm, aas, cw, ["ml.g4dn.xlarge", "ml.g5.xlarge"], settings=settings)
         for stub in (sm_stub, aas_stub, cw_stub):
             stub.assert_no_pending_responses()
     assert [row.instance_type for row in rows] == ["ml.g4dn.xlarge", "ml.g5.xlarge"]
@@ -459,19 +476,7 @@ def test_a_failed_run_still_restores_the_endpoint() -> None:
         _stub_metrics(cw_stub)
         _stub_switch_and_restore(sm_stub, aas_stub, bench_config)
         with pytest.raises(KeyboardInterrupt):
-            benchmark(
-                deployment=DEPLOYMENT,
-                token="id.token",
-                instance_types=["ml.g5.xlarge"],
-                settings=LoadSettings(users=1, seconds=1.0),
-                sagemaker=sm,
-                autoscaling=aas,
-                cloudwatch=cw,
-                load_runner=failing_on_g5,
-                now=Clock(),
-                sleep=lambda s: None,
-                waiter_delay_s=1,
-            )
+            _run(sm, aas, cw, ["ml.g5.xlarge"], load_runner=failing_on_g5)
         for stub in (sm_stub, aas_stub, cw_stub):
             stub.assert_no_pending_responses()
 
@@ -481,37 +486,10 @@ def test_current_instance_type_only_touches_nothing() -> None:
     with Stubber(sm) as sm_stub, Stubber(aas) as aas_stub, Stubber(cw) as cw_stub:
         _stub_read(sm_stub)
         _stub_metrics(cw_stub)
-        rows = benchmark(
-            deployment=DEPLOYMENT,
-            token="id.token",
-            instance_types=[],
-            settings=LoadSettings(users=1, seconds=1.0),
-            sagemaker=sm,
-            autoscaling=aas,
-            cloudwatch=cw,
-            load_runner=fake_load,
-            now=Clock(),
-            sleep=lambda s: None,
-        )
+        rows = _run(sm, aas, cw, [])
         for stub in (sm_stub, aas_stub, cw_stub):
             stub.assert_no_pending_responses()
     assert [row.instance_type for row in rows] == ["ml.g4dn.xlarge"]
-
-
-def _run_switch(sm: Any, aas: Any, cw: Any, sleep: Any) -> list[Row]:
-    return benchmark(
-        deployment=DEPLOYMENT,
-        token="id.token",
-        instance_types=["ml.g5.xlarge"],
-        settings=LoadSettings(users=1, seconds=1.0),
-        sagemaker=sm,
-        autoscaling=aas,
-        cloudwatch=cw,
-        load_runner=fake_load,
-        now=Clock(),
-        sleep=sleep,
-        waiter_delay_s=30,
-    )
 
 
 def test_the_switch_shows_its_wait_and_polls_until_the_new_config_serves(capsys: pytest.CaptureFixture[str]) -> None:
@@ -522,7 +500,7 @@ def test_the_switch_shows_its_wait_and_polls_until_the_new_config_serves(capsys:
         _stub_metrics(cw_stub)
         _stub_switch_and_restore(sm_stub, aas_stub, f"{CONFIG}-bench-g5-xlarge-20260701090603", ("Updating",) * 3)
         _stub_metrics(cw_stub)
-        rows = _run_switch(sm, aas, cw, slept.append)
+        rows = _run(sm, aas, cw, ["ml.g5.xlarge"], sleep=slept.append)
         for stub in (sm_stub, aas_stub, cw_stub):
             stub.assert_no_pending_responses()
     assert [row.instance_type for row in rows] == ["ml.g4dn.xlarge", "ml.g5.xlarge"]
@@ -546,7 +524,7 @@ def test_a_switch_sagemaker_rolled_back_is_an_error_not_a_row_for_the_old_type()
             sm_stub, aas_stub, f"{CONFIG}-bench-g5-xlarge-20260701090603", ("Updating",), switch_fails=True
         )
         with pytest.raises(EndpointBenchmarkError) as raised:
-            _run_switch(sm, aas, cw, lambda s: None)
+            _run(sm, aas, cw, ["ml.g5.xlarge"])
         for stub in (sm_stub, aas_stub, cw_stub):
             stub.assert_no_pending_responses()
     message = str(raised.value)
@@ -573,6 +551,6 @@ def test_ctrl_c_during_the_switch_waits_for_it_to_end_before_restoring() -> None
         # (Updating, InService on the bench config) before it updates back.
         _stub_switch_and_restore(sm_stub, aas_stub, bench_config, ("Updating", "Updating"), interrupted=True)
         with pytest.raises(KeyboardInterrupt):
-            _run_switch(sm, aas, cw, interrupted_once)
+            _run(sm, aas, cw, ["ml.g5.xlarge"], sleep=interrupted_once)
         for stub in (sm_stub, aas_stub, cw_stub):
             stub.assert_no_pending_responses()
