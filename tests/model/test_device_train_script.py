@@ -3,7 +3,6 @@ here on the CPU, on a tiny synthetic set, with this interpreter standing in for 
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -33,29 +32,26 @@ def _run(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_the_gpu_training_script_trains_both_stages_and_measures_both_networks_on_held_out_instances(
-    tmp_path: Path,
-) -> None:
+def test_the_gpu_training_script_trains_both_stages_into_files_the_device_tool_returns(tmp_path: Path) -> None:
     data = tmp_path / "packed"
-    write_folder(data / "coco_mval", 6, seed=1)  # held out at 30 %: obj00, obj02, obj04; at 20 %: obj02
-    write_folder(data / "davis", 4, seed=2)  # at 30 %: obj00, obj02; at 20 %: obj02
-    out = tmp_path / "out"
+    write_folder(data / "coco_mval", 6, seed=1)
+    write_folder(data / "davis", 4, seed=2)
+    out, work = tmp_path / "out", tmp_path / "work"
     done = _run(
         {
             "PYTHON": sys.executable,
             "DATA": str(data),
             "INIT": str(_tiny_weights(tmp_path / "base.pt", 0.3)),
-            "SERVED": str(_tiny_weights(tmp_path / "served.pt", 0.2)),
             "OUT": str(out),
+            "WORK": str(work),
             "WHEELS": str(tmp_path / "no-wheels"),
             "STAGE3_MIN": "0.05",
             "STAGE4_MIN": "0.05",
             "TRAIN_ARGS": "--size 64 --decoder-channels 16 --batch 2 --workers 0 --sim-threads 1",
-            "EVAL_ARGS": "--input-size 64 --max-clicks 1",
         }
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    for section in ("== stage 3:", "== stage 4:", "== candidate on davis's", "== served on coco_mval's"):
+    for section in ("== stage 3:", "== stage 4:", "device_train.sh: done"):
         assert section in done.stdout
     assert "step/s" not in done.stdout  # the bars stay in the logs
     assert "summary:" in (out / "stage4.log").read_text()
@@ -63,19 +59,9 @@ def test_the_gpu_training_script_trains_both_stages_and_measures_both_networks_o
     # on the rest of its held-out instances).
     assert weights_meta(out / "stage3.pt")["holdout_share"] == 0.3
     assert weights_meta(out / "weights.pt")["holdout_share"] == 0.3
-    assert not (out / "stage3").exists() and not (out / "stage4").exists()
-    held = {
-        ("candidate", "coco_mval"): 3,
-        ("candidate", "davis"): 2,
-        ("served", "coco_mval"): 1,
-        ("served", "davis"): 1,
-    }
-    for (name, dataset), count in held.items():
-        folder = out / "eval" / name / dataset
-        summaries = json.loads((folder / "summary.json").read_text())
-        assert [s["kind"] for s in summaries] == ["region", "boundary"]
-        rows = (folder / "per_instance.csv").read_text().splitlines()[1:]
-        assert len(rows) == 2 * count  # one row per instance and click kind
+    # The device tool returns at most 8 files, at most 2 folders down: the checkpoints stay in WORK.
+    assert sorted(p.name for p in out.iterdir()) == ["stage3.log", "stage3.pt", "stage4.log", "weights.pt"]
+    assert (work / "stage4" / "last.ckpt").exists()
 
 
 def test_the_gpu_training_script_names_what_is_missing_before_the_machine_does_anything(tmp_path: Path) -> None:
