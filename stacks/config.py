@@ -137,13 +137,13 @@ class FewClickConfig(BaseModel):
         pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$",
         description="Prefix of the CloudFormation stack names.",
     )
-    account: str | None = Field(
+    account: Annotated[str | None, OptionalString] = Field(
         None,
         alias="account",
         pattern=r"^[0-9]{12}$",
         description="Target account; unset = environment-agnostic stacks.",
     )
-    region: str | None = Field(
+    region: Annotated[str | None, OptionalString] = Field(
         None,
         alias="region",
         pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$",

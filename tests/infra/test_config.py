@@ -35,6 +35,15 @@ def test_defaults() -> None:
     assert config.account is None and config.region is None
 
 
+@pytest.mark.parametrize("unset", ["", "null", " NULL "])
+def test_account_and_region_are_unset_from_the_command_line_like_every_optional_key(unset: str) -> None:
+    """`-c fewclick:account=null` clears an account that cdk.json sets (the README's rule for optional keys)."""
+    config = config_from_context({"fewclick:account": unset, "fewclick:region": unset})
+    assert config.account is None and config.region is None
+    config = config_from_context({"fewclick:account": "123456789012", "fewclick:region": "eu-west-1"})
+    assert (config.account, config.region) == ("123456789012", "eu-west-1")
+
+
 def test_latency_threshold_is_converted_to_microseconds() -> None:
     config = config_from_context({"fewclick:latencyAlarmP90Ms": 250})
     assert config.latency_alarm_p90_microseconds == 250_000

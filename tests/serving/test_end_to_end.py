@@ -275,6 +275,23 @@ def test_points_outside_image_and_bad_json(proxy: Proxy) -> None:
     assert proxy.stack.runtime.exchanges == []
 
 
+@pytest.mark.parametrize("where", ["extremePoints", "clicks"])
+@pytest.mark.parametrize("huge", [10**309, -(10**309)], ids=["past-max", "past-min"])
+def test_a_coordinate_past_float_range_is_outside_the_image_not_a_server_error(
+    proxy: Proxy, where: str, huge: int
+) -> None:
+    """JSON integers are unbounded: one past float64's range is still just a point outside the image."""
+    rgb, _ = make_scene(100, 120, seed=1)
+    pts = [{"x": 10, "y": 10}, {"x": 50, "y": 50}, {"x": 100, "y": 20}, {"x": 30, "y": 90}]
+    clicks = [{"x": 20, "y": 20, "type": "positive"}]
+    (pts if where == "extremePoints" else clicks)[0]["x"] = huge
+    raw = json.dumps({"image": {"base64": png_base64(rgb)}, "extremePoints": pts, "clicks": clicks})
+    status, err, _ = call(proxy.handler, "POST", SEGMENT, raw_body=raw)
+    assert (status, err["error"]["code"]) == (400, "POINT_OUTSIDE_IMAGE"), err
+    assert err["error"]["message"].startswith(f"{where}[0] (") and "120x100" in err["error"]["message"]
+    assert proxy.stack.runtime.exchanges == []
+
+
 def test_endpoint_down_is_503_with_retry_after(proxy: Proxy, stack: Stack) -> None:
     from fewclick_proxy.config import ProxyConfig
     from fewclick_proxy.endpoint_client import EndpointClient

@@ -204,3 +204,57 @@ def test_config_dataclass_keeps_the_key_out_of_repr() -> None:
     # The resolved config is logged nowhere today; make sure a future debug log would not leak the key.
     cfg = dataclasses.replace(ProxyConfig(), session_secret=SECRET.encode())
     assert SECRET not in repr(cfg)
+
+
+# --- the cold-start read is bounded --------------------------------------------------------------
+
+
+def test_a_stalled_secrets_manager_costs_the_cold_start_two_short_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The production client (`default_secrets_client`) against a loopback Secrets Manager that never
+    answers: two attempts, each cut by the read timeout, well inside the request's budget, then a
+    retryable 503. (Its earlier `max_attempts: 3` meant four 7-second attempts, past API Gateway's 29 s.)"""
+    import socket
+    import threading
+    import time
+
+    from fewclick_proxy.endpoint_client import REQUEST_BUDGET_S
+    from fewclick_proxy.session_secret import default_secrets_client
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept_and_stall() -> None:
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(conn)  # read nothing, answer nothing
+
+    thread = threading.Thread(target=accept_and_stall, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    for name, value in {
+        "AWS_ENDPOINT_URL_SECRETS_MANAGER": f"http://127.0.0.1:{port}",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+    }.items():
+        monkeypatch.setenv(name, value)
+    try:
+        started = time.monotonic()
+        with pytest.raises(SessionSecretUnavailable) as raised:
+            fetch_secret_string(SECRET_ARN, default_secrets_client)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join()
+        for conn in accepted:
+            conn.close()
+        listener.close()
+    assert len(accepted) == 2
+    assert elapsed < 11 < REQUEST_BUDGET_S
+    assert raised.value.status == 503 and raised.value.retry_after == 5
+    assert "unreachable (ReadTimeoutError)" in raised.value.detail

@@ -99,9 +99,11 @@ class Segmenter:
             assert token is not None  # the schema requires image or sessionId
             height, width, image_id = token.h, token.w, token.img
 
+        # Checked as Python ints first: JSON integers are unbounded, and one past float64's range
+        # would make the conversion below raise (a 500) instead of answering what is wrong.
+        _check_inside(req, width, height)
         extreme = np.array([(p.x, p.y) for p in req.extremePoints], dtype=np.float64)
         clicks = np.array([(c.x, c.y) for c in req.clicks], dtype=np.float64).reshape(-1, 2)
-        _check_inside(req, width, height)
         box = crop_box_for_clicks(extreme, clicks if len(clicks) else None)
         # A box larger than the network's input travels at a finer side, for edge refinement.
         size = crop_side_for(box, self.config.input_size)

@@ -41,10 +41,13 @@ def default_secrets_client() -> Any:
     import boto3
     from botocore.config import Config
 
-    # Short timeouts: this runs inside the first request of a cold start, which API Gateway cuts at 29 s.
+    # This runs inside the first request of a cold start, whose budget (REQUEST_BUDGET_S, inside API
+    # Gateway's 29 s) also pays for the model call: two attempts of at most 2 + 3 s and one backoff of
+    # at most 1 s end within 11 s, then the caller gets 503 with Retry-After rather than the gateway's
+    # 504. (`max_attempts` would count retries only: 3 meant four attempts, ~28 s.)
     return boto3.client(
         "secretsmanager",
-        config=Config(connect_timeout=2, read_timeout=5, retries={"max_attempts": 3, "mode": "standard"}),
+        config=Config(connect_timeout=2, read_timeout=3, retries={"total_max_attempts": 2, "mode": "standard"}),
     )
 
 
