@@ -444,6 +444,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def do_PUT(self) -> None:
         self._dispatch("PUT")
 
+    def do_HEAD(self) -> None:
+        # The UI's pages answer HEAD as GET without the body (`_send`); no API route takes it.
+        path = urlsplit(self.path).path
+        if path.startswith(API_PREFIX) or path.startswith(LOCAL_PREFIX):
+            self._refuse_method()
+        else:
+            self._dispatch("GET")
+
     def _refuse_method(self) -> None:
         self._send(method_not_allowed(self.command, urlsplit(self.path).path), drain=True)
 
@@ -461,10 +469,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
         query = parse_qs(split.query, keep_blank_values=True)
         try:
             if not (path.startswith(API_PREFIX) or path.startswith(LOCAL_PREFIX)):
-                if method != "GET":
-                    self._send(method_not_allowed(method, path), drain=True)
-                    return
-                self._send(gateway.static(path))
+                page = gateway.static(path)
+                if method != "GET" and page.status != 404:  # nothing there is a 404 for every method
+                    page = method_not_allowed(method, path)
+                self._send(page, drain=method != "GET")
                 return
             authorizer: dict[str, Any] | None = None
             if path == TASK_SEGMENT_PATH:
@@ -477,6 +485,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 # API Gateway needs the size up front too; a body we cannot size cannot be limited.
                 self._send(HttpResponse.error(411, "VALIDATION_ERROR", "send a Content-Length"), close=True)
+                return
+            declared = set(self.headers.get_all("Content-Length") or [])
+            if len(declared) > 1:
+                # Two sizes for one body (RFC 9112, 6.3): either reading could be the attacker's framing.
+                self._send(
+                    HttpResponse.error(400, "VALIDATION_ERROR", "conflicting Content-Length headers"), close=True
+                )
                 return
             length = _content_length(self.headers.get("Content-Length"))
             if length is None:
@@ -493,7 +508,9 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 if throttled is not None:
                     self._send(throttled, drain=True)
                     return
-            body = self.rfile.read(length) if length else b""
+            body = self._read_body(length)
+            if body is None:
+                return
             if path.startswith(API_PREFIX):
                 response = gateway.invoke(
                     method, path, self.headers.items(), query, body, self.client_address[0], authorizer=authorizer
@@ -508,6 +525,36 @@ class _RequestHandler(BaseHTTPRequestHandler):
             LOG.error("gateway error:\n%s", traceback.format_exc())
             response = HttpResponse.error(500, "INTERNAL_ERROR", "the local gateway failed; see the server log")
         self._send(response)
+
+    def _read_body(self, length: int) -> bytes | None:
+        """The declared ``length`` bytes, or None once a refusal is sent: a client that stops short
+        of its Content-Length gets 400 (it closed) or 408 (it went quiet for `timeout` seconds), and
+        the connection closes, since what follows on it can no longer be framed."""
+        if not length:
+            return b""
+        try:
+            body = self.rfile.read(length)
+        except TimeoutError:
+            message = f"the body stopped before its Content-Length ({length} bytes) for {self.timeout} s"
+            self._send(HttpResponse.error(408, "VALIDATION_ERROR", message), close=True)
+            return None
+        if len(body) < length:
+            message = f"the body ended after {len(body)} of its Content-Length's {length} bytes"
+            self._send(HttpResponse.error(400, "VALIDATION_ERROR", message), close=True)
+            return None
+        return body
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a garbage request line 400, a URL too long 414, header lines
+        too long or too many 431) in the API's JSON error shape instead of its HTML page."""
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        # An unparsed request line leaves http.server's HTTP/0.9 default, which sends the body bare,
+        # without a status line: answer in the protocol this server speaks.
+        self.request_version = self.protocol_version
+        self._send(HttpResponse.error(code, "VALIDATION_ERROR", message or phrase), close=True)
 
     def _send(self, response: HttpResponse, *, close: bool = False, drain: bool = False) -> None:
         if drain:

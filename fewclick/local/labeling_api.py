@@ -20,6 +20,14 @@ from fewclick.local.gateway import HttpResponse
 from fewclick.local.labels import LabelStore, LabelStoreError
 
 
+class _MethodNotAllowed(LabelStoreError):
+    """405, with the method the route takes (the Allow header HTTP requires beside a 405)."""
+
+    def __init__(self, allowed: str) -> None:
+        super().__init__(405, "METHOD_NOT_ALLOWED", f"this route takes {allowed}")
+        self.allowed = allowed
+
+
 class LocalLabelApi:
     def __init__(self, store: LabelStore, *, auth_required: bool, image_bucket: str | None = None) -> None:
         self.store = store
@@ -31,6 +39,8 @@ class LocalLabelApi:
     def handle(self, method: str, path: str, query: Mapping[str, list[str]], body: bytes) -> HttpResponse:
         try:
             return self._route(method, path, body)
+        except _MethodNotAllowed as exc:
+            return HttpResponse.error(exc.status, exc.code, exc.message, {"Allow": exc.allowed})
         except LabelStoreError as exc:
             return HttpResponse.error(exc.status, exc.code, exc.message)
 
@@ -50,9 +60,9 @@ class LocalLabelApi:
             data, content_type = self.store.image_bytes(name)
             return HttpResponse(200, data, {"Content-Type": content_type, "Cache-Control": "no-store"})
         if resource == "labels" and name:
+            self._only(method, "GET", "PUT")
             if method == "GET":
                 return HttpResponse.json(200, self.store.load(name))
-            self._only(method, "PUT")
             try:
                 payload = json.loads(body or b"null")
             except ValueError as exc:
@@ -61,9 +71,9 @@ class LocalLabelApi:
         raise LabelStoreError(404, "NOT_FOUND", f"no local route {method} {path}")
 
     @staticmethod
-    def _only(method: str, allowed: str) -> None:
-        if method != allowed:
-            raise LabelStoreError(405, "METHOD_NOT_ALLOWED", f"this route takes {allowed}")
+    def _only(method: str, *allowed: str) -> None:
+        if method not in allowed:
+            raise _MethodNotAllowed(", ".join(allowed))
 
     def config(self) -> dict[str, Any]:
         return {

@@ -386,25 +386,43 @@ class LabelStore:
                     "BAD_LABELS",
                     f"object {index + 1}: point ({point.x}, {point.y}) is outside the image",
                 )
+        pixels = entry.height * entry.width
         try:
             # pycocotools decodes garbage without complaint, so the runs are checked to cover the mask.
-            if rle_counts_total(obj.mask.counts) != entry.height * entry.width:
-                raise ValueError("runs do not add up to the mask size")
+            if rle_counts_total(obj.mask.counts, pixels) != pixels:
+                raise ValueError(f"the runs do not add up to the mask's {pixels} pixels")
+        except ValueError as exc:
+            raise LabelStoreError(
+                400, "BAD_LABELS", f"object {index + 1}: mask counts are not COCO RLE: {exc}"
+            ) from exc
+        try:
             binary = mask_utils.decode({"size": [entry.height, entry.width], "counts": obj.mask.counts})
         except Exception as exc:  # pycocotools raises bare exceptions on malformed counts
             raise LabelStoreError(400, "BAD_LABELS", f"object {index + 1}: mask counts are not COCO RLE") from exc
         return binary.astype(bool)
 
 
-def rle_counts_total(counts: str) -> int:
-    """Sum of the run lengths in a COCO compressed counts string (pycocotools' rleFrString)."""
-    runs: list[int] = []
+# 7 characters of 5 bits hold any 32-bit run (pycocotools stores runs as uint32).
+MAX_RUN_CHARACTERS = 7
+
+
+def rle_counts_total(counts: str, limit: int) -> int:
+    """Sum of the run lengths in a COCO compressed counts string (pycocotools' rleFrString).
+
+    ValueError as soon as the sum passes ``limit`` (the mask's pixel count) or a run takes more than
+    `MAX_RUN_CHARACTERS`: without both, a 6 MB string of continuation characters built one number
+    of millions of bits, seconds to minutes of a core per request, before being refused anyway.
+    """
+    total, count = 0, 0
+    two_back, one_back = 0, 0  # a run from the fourth on is stored as its difference to the run two back
     p = 0
     while p < len(counts):
         x, k, more = 0, 0, True
         while more:
             if p >= len(counts):
                 raise ValueError("truncated RLE counts")
+            if k == MAX_RUN_CHARACTERS:
+                raise ValueError(f"an RLE run longer than {MAX_RUN_CHARACTERS} characters")
             c = ord(counts[p]) - 48
             if not 0 <= c < 64:
                 raise ValueError("character outside the RLE alphabet")
@@ -414,12 +432,16 @@ def rle_counts_total(counts: str) -> int:
             k += 1
             if not more and c & 0x10:
                 x |= -1 << (5 * k)
-        if len(runs) > 2:
-            x += runs[-2]
+        if count > 2:
+            x += two_back
         if x < 0:
             raise ValueError("negative run length")
-        runs.append(x)
-    return sum(runs)
+        total += x
+        if total > limit:
+            raise ValueError(f"the runs cover more than the mask's {limit} pixels")
+        two_back, one_back = one_back, x
+        count += 1
+    return total
 
 
 def _label_map(masks: Sequence[np.ndarray], height: int, width: int) -> np.ndarray:

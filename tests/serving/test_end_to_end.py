@@ -292,6 +292,25 @@ def test_a_coordinate_past_float_range_is_outside_the_image_not_a_server_error(
     assert proxy.stack.runtime.exchanges == []
 
 
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        ({"base64": "abc"}, "image.base64: String should have at least 8 characters"),
+        ({"s3Uri": "nope"}, "image.s3Uri: String should match pattern"),
+        ({"base64": "abc", "s3Uri": "s3://b/k.png"}, "image: give either base64 or s3Uri, not both"),
+        ({}, "image: must be an object with base64 (the image's bytes) or s3Uri"),
+        ("AAAA", "image: must be an object with base64 (the image's bytes) or s3Uri"),
+    ],
+)
+def test_a_bad_image_is_reported_against_the_shape_the_caller_sent(proxy: Proxy, image: object, message: str) -> None:
+    """Not against the other branch of the union (it said "image.S3Image.s3Uri: Field required" for a
+    base64 string that was only too short)."""
+    status, err, _ = proxy.segment({"image": image, "extremePoints": [{"x": 1, "y": 1}] * 4})
+    assert (status, err["error"]["code"]) == (400, "VALIDATION_ERROR")
+    assert err["error"]["message"].startswith(message), err
+    assert "S3Image" not in err["error"]["message"] and "Base64Image" not in err["error"]["message"]
+
+
 def test_endpoint_down_is_503_with_retry_after(proxy: Proxy, stack: Stack) -> None:
     from fewclick_proxy.config import ProxyConfig
     from fewclick_proxy.endpoint_client import EndpointClient

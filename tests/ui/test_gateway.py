@@ -374,3 +374,96 @@ def test_proxy_is_configured_with_the_runs_session_key() -> None:
         assert module.get_segmenter().config.session_secret == b"s" * 64
     finally:
         module._segmenter = previous
+
+
+# --- requests http.server itself would have answered in HTML, or framed wrongly ---
+
+
+def _raw(stack: LocalStack, data: bytes, *, timeout: float = 10) -> bytes:
+    """Send ``data`` as is and read until the gateway closes the connection."""
+    sock = socket.create_connection(("127.0.0.1", stack.port), timeout=timeout)
+    try:
+        sock.sendall(data)
+        reply = b""
+        while chunk := sock.recv(4096):
+            reply += chunk
+        return reply
+    finally:
+        sock.close()
+
+
+def _json_error(reply: bytes) -> dict[str, str]:
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert b"content-type: application/json" in head.lower(), reply
+    return json.loads(body)["error"]
+
+
+def _post_head(length: bytes) -> bytes:
+    return b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + TOKEN.encode() + length + b"\r\n\r\n"
+
+
+def test_a_body_shorter_than_its_content_length_is_refused_and_the_connection_closed(
+    stack: LocalStack, fake: FakeProxy
+) -> None:
+    sock = socket.create_connection(("127.0.0.1", stack.port), timeout=10)
+    sock.sendall(_post_head(b"\r\nContent-Length: 100") + b'{"image":')
+    sock.shutdown(socket.SHUT_WR)  # the client is done sending, 91 bytes short
+    reply = b""
+    while chunk := sock.recv(4096):
+        reply += chunk
+    sock.close()
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert _json_error(reply)["message"] == "the body ended after 9 of its Content-Length's 100 bytes"
+    assert fake.requests == []
+    assert request(stack, "GET", "/v1/openapi.json")[0] == 200  # the server is fine
+
+
+def test_a_body_that_stalls_gets_408_instead_of_a_500(
+    tmp_path: Path, fake: FakeProxy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fewclick.local import gateway
+
+    monkeypatch.setattr(gateway._RequestHandler, "timeout", 1)  # 30 s when served
+    with _stack(tmp_path, fake) as stack:
+        reply = _raw(stack, _post_head(b"\r\nContent-Length: 100") + b'{"image":')
+        assert reply.startswith(b"HTTP/1.1 408") and b"connection: close" in reply.lower()
+        assert "stopped before its Content-Length (100 bytes) for 1 s" in _json_error(reply)["message"]
+        assert fake.requests == []
+        assert request(stack, "GET", "/v1/openapi.json")[0] == 200
+
+
+def test_two_different_content_lengths_are_refused(stack: LocalStack, fake: FakeProxy) -> None:
+    reply = _raw(stack, _post_head(b"\r\nContent-Length: 2\r\nContent-Length: 5") + b"{}{}{")
+    assert reply.startswith(b"HTTP/1.1 400")
+    assert _json_error(reply)["message"] == "conflicting Content-Length headers"
+    assert fake.requests == []
+
+
+@pytest.mark.parametrize(
+    ("data", "status"),
+    [
+        (b"GET / HTTP/1.1 extra\r\n\r\n", 400),  # a request line of four words
+        (b"GET /" + b"a" * 70_000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\nX-Long: " + b"a" * 70_000 + b"\r\n\r\n", 431),
+        (b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(120)) + b"\r\n", 431),
+    ],
+    ids=["bad-request-line", "url-too-long", "header-too-long", "too-many-headers"],
+)
+def test_http_servers_own_refusals_use_the_apis_json_errors(stack: LocalStack, data: bytes, status: int) -> None:
+    reply = _raw(stack, data)
+    assert reply.startswith(b"HTTP/1.1 %d" % status), reply[:200]
+    assert _json_error(reply)["code"] == "VALIDATION_ERROR"
+    assert request(stack, "GET", "/v1/openapi.json")[0] == 200
+
+
+def test_methods_on_pages_and_on_the_local_api(stack: LocalStack) -> None:
+    status, headers, data = request(stack, "HEAD", "/")
+    assert status == 200 and int(headers["content-length"]) > 0 and data == b""
+    # A path with nothing behind it is a 404 for every method, not "use GET".
+    status, _, data = request(stack, "POST", "/v2/segment", "{}")
+    assert status == 404 and json.loads(data)["error"]["code"] == "NOT_FOUND"
+    assert request(stack, "POST", "/index.html", "{}")[0] == 405
+    status, headers, data = request(stack, "DELETE", "/local/labels/a.png")
+    assert status == 405 and headers["allow"] == "GET, PUT"
+    status, headers, _ = request(stack, "POST", "/local/images")
+    assert status == 405 and headers["allow"] == "GET"

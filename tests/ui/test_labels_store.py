@@ -15,7 +15,7 @@ import pytest
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
-from fewclick.local.labels import TMP_PREFIX, LabelStore, LabelStoreError, atomic_write_bytes
+from fewclick.local.labels import TMP_PREFIX, LabelStore, LabelStoreError, atomic_write_bytes, rle_counts_total
 
 from .conftest import REPO_ROOT, extreme_points
 
@@ -129,6 +129,34 @@ def test_masks_and_points_must_fit_the_image(images: Path, tmp_path: Path) -> No
     with pytest.raises(LabelStoreError) as info:
         store.save("../a.png", {"objects": []})
     assert info.value.status == 404
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_rle_check_adds_up_pycocotools_runs(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mask = rng.random((70, 90)) < rng.uniform(0.05, 0.95)  # many runs, both ways, some long
+    mask[:, :40] = seed % 2 == 0
+    assert rle_counts_total(rle(mask)["counts"], 70 * 90) == 70 * 90
+
+
+def test_the_rle_check_stops_at_the_first_run_no_mask_can_hold() -> None:
+    """A long run of continuation characters (each "o" says "more follows") is refused at its 8th
+    character, and runs are refused once they pass the mask's size, so a 6 MB body of either is
+    refused after reading only that much of it."""
+    with pytest.raises(ValueError, match="longer than 7 characters"):
+        rle_counts_total("o" * 1_000_000 + "0", 100 * 100)
+    with pytest.raises(ValueError, match="more than the mask's 10000 pixels"):
+        rle_counts_total("1" * 1_000_000, 100 * 100)  # every run 1 pixel long, a million of them
+
+
+def test_saving_a_mask_of_endless_continuation_characters_is_a_clear_400(images: Path, tmp_path: Path) -> None:
+    store = LabelStore(images, tmp_path / "out")
+    garbage = saved_object(box(40, 60, 1, 5, 1, 5))
+    garbage["mask"]["counts"] = "o" * 1_000_000 + "0"
+    with pytest.raises(LabelStoreError, match="COCO RLE") as info:
+        store.save("a.png", {"objects": [garbage]})
+    assert info.value.status == 400
+    assert not (tmp_path / "out" / "annotations.json").exists()
 
 
 def test_unreadable_annotations_stop_the_start_instead_of_being_overwritten(images: Path, tmp_path: Path) -> None:

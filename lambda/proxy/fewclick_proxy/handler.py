@@ -138,10 +138,38 @@ def _parse_request(raw_body: str | None) -> SegmentRequest:
                     ErrorCode.TOO_MANY_CLICKS,
                     f"at most {MAX_CLICKS} corrective clicks per request; start a new object instead",
                 ) from None
+        errors = _errors_of_the_image_shape_sent(errors, payload)
         first = errors[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ApiError(ErrorCode.VALIDATION_ERROR, f"{where}: {first['msg']}{more}") from None
+
+
+# The `image` union's branches, by the key that says which one a caller meant.
+_IMAGE_SHAPES = {"base64": "Base64Image", "s3Uri": "S3Image"}
+
+
+def _errors_of_the_image_shape_sent(errors: list[Any], payload: Any) -> list[Any]:
+    """pydantic reports a bad `image` against every branch of its union, the one the caller did not
+    mean first ("image.S3Image.s3Uri: Field required" for a short base64 string). Keep the errors
+    of the branch named by the key sent, without the branch name, or say which keys are expected."""
+    image = payload.get("image") if isinstance(payload, dict) else None
+    branch_errors = [
+        e for e in errors if len(e["loc"]) > 1 and e["loc"][0] == "image" and e["loc"][1] in _IMAGE_SHAPES.values()
+    ]
+    if not branch_errors:
+        return errors
+    others = [e for e in errors if e not in branch_errors]
+    sent = [key for key in _IMAGE_SHAPES if isinstance(image, dict) and key in image]
+    if len(sent) == 1:
+        meant = [{**e, "loc": ("image", *e["loc"][2:])} for e in branch_errors if e["loc"][1] == _IMAGE_SHAPES[sent[0]]]
+        return meant + others
+    msg = (
+        "give either base64 or s3Uri, not both"
+        if sent
+        else "must be an object with base64 (the image's bytes) or s3Uri"
+    )
+    return [{"loc": ("image",), "msg": msg}, *others]
 
 
 @app.post(SEGMENT_PATH)

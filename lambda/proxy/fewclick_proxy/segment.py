@@ -112,7 +112,7 @@ class Segmenter:
         send_crop = token is None or token.crop != cid
         if send_crop and image is None:
             # The crop grew past what the endpoint holds; only S3 images can be re-read.
-            image = self._reload(token, "the new click moved the crop", height, width, deadline)
+            image = self._reload(token, "the new points moved the crop", height, width, deadline)
             image_id = image.image_id
             cid = crop_id(image_id, box, size)
 
