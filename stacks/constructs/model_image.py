@@ -46,6 +46,16 @@ IMAGE_CONTEXT_EXCLUDES: tuple[str, ...] = (
 _TRIGGER_CODE = Path(__file__).resolve().parent / "image_build_trigger"
 
 
+# CloudFormation waits at most an hour for a custom resource (ServiceTimeout's maximum), so the
+# build and the provider's polling after it must end inside that: a longer build would surface as a
+# CloudFormation timeout, not as the build's own failure and log.
+CUSTOM_RESOURCE_LIMIT = Duration.minutes(60)
+PROVIDER_MARGIN = Duration.minutes(10)  # queueing, the last status poll, the provider's own calls
+DEFAULT_BUILD_TIMEOUT = Duration.minutes(
+    45
+)  # pulling a CUDA base image and installing torch: not measured here (no AWS)
+
+
 class ModelImage(Protocol):
     """What the endpoint needs from either image source."""
 
@@ -95,7 +105,13 @@ class CodeBuildModelImage(Construct):
         log_retention: logs.RetentionDays = logs.RetentionDays.ONE_MONTH,
     ) -> None:
         super().__init__(scope, construct_id)
-        build_timeout = build_timeout or Duration.minutes(60)
+        build_timeout = build_timeout or DEFAULT_BUILD_TIMEOUT
+        if build_timeout.to_minutes() + PROVIDER_MARGIN.to_minutes() > CUSTOM_RESOURCE_LIMIT.to_minutes():
+            raise ValueError(
+                f"build_timeout {build_timeout.to_minutes()} min: with the provider's "
+                f"{PROVIDER_MARGIN.to_minutes()} min margin it must fit CloudFormation's "
+                f"{CUSTOM_RESOURCE_LIMIT.to_minutes()} min wait for a custom resource"
+            )
 
         self.source = s3_assets.Asset(
             self,
@@ -232,7 +248,7 @@ class CodeBuildModelImage(Construct):
             on_event_handler=start,
             is_complete_handler=check,
             query_interval=Duration.seconds(30),
-            total_timeout=build_timeout.plus(Duration.minutes(10)),
+            total_timeout=build_timeout.plus(PROVIDER_MARGIN),
             log_group=provider_logs,
             disable_waiter_state_machine_logging=False,
             waiter_state_machine_log_options=cr.LogOptions(
@@ -244,6 +260,7 @@ class CodeBuildModelImage(Construct):
             "BuildRun",
             service_token=self.provider.service_token,
             resource_type="Custom::FewClickImageBuild",
+            service_timeout=CUSTOM_RESOURCE_LIMIT,
             properties={
                 "ProjectName": self.project.project_name,
                 "RepositoryName": self.ecr_repository.repository_name,

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from aws_cdk.assertions import Match
+
+from stacks.constructs.model_image import PROVIDER_MARGIN, CodeBuildModelImage
 
 from .synth import SynthesizedApp
 from .templates import only, resources
@@ -107,3 +110,27 @@ def test_cdk_build_context_matches_the_dockerfiles_ignore_file() -> None:
         return
     patterns = [line.strip() for line in ignore_file.read_text().splitlines()]
     assert [p for p in patterns if p and not p.startswith("#")] == list(IMAGE_CONTEXT_EXCLUDES)
+
+
+def test_codebuild_mode_build_ends_inside_cloudformations_wait(variant_app: SynthesizedApp) -> None:
+    """CloudFormation waits at most an hour for a custom resource: the build (and the provider's
+    polling after it) must end inside that, so a slow build fails as itself, with its log."""
+    template = variant_app.template_json(variant_app.stacks.model)
+    project = only(template, "AWS::CodeBuild::Project")
+    build = next(iter(resources(template, "Custom::FewClickImageBuild").values()))
+    assert int(build["Properties"]["ServiceTimeout"]) == 3600
+    assert project["Properties"]["TimeoutInMinutes"] + PROVIDER_MARGIN.to_minutes() <= 60
+
+
+def test_a_build_timeout_past_cloudformations_wait_is_refused_at_synth() -> None:
+    from aws_cdk import App, Duration, Stack
+
+    stack = Stack(App(), "Probe")
+    with pytest.raises(ValueError, match="must fit CloudFormation's 60 min wait"):
+        CodeBuildModelImage(
+            stack,
+            "Image",
+            context_dir=Path(__file__).resolve().parents[2],
+            dockerfile="model_image/Dockerfile",
+            build_timeout=Duration.minutes(55),
+        )
