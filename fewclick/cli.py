@@ -76,6 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    except SystemExit as exc:
+        # `raise SystemExit("why")` in a subcommand is a refusal too: Python would print the bare text
+        # and exit 1; bad input exits 2 here, with the same "error:" line as everything else.
+        if not isinstance(exc.code, str):
+            raise
+        print(f"fewclick {args.command}: error: {exc.code}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"fewclick {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -42,6 +42,8 @@ if compgen -G "$WHEELS/*.whl" >/dev/null; then
 fi
 export PYTHONPATH="$PWD:$PWD/model_image${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
+# A fresh run each call: `fewclick train` refuses to start over a run left in its --out.
+rm -rf "$WORK/stage3" "$WORK/stage4"
 mkdir -p "$OUT" "$WORK"
 if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true; fi
 

@@ -46,6 +46,27 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+# The encoder halves the input five times; a side it cannot halve evenly fails in the decoder's
+# first skip connection, after the data has loaded (train) or the model has (evaluate).
+NETWORK_STRIDE = 32
+
+
+def network_side(text: str) -> int:
+    """A network input side: a positive multiple of `NETWORK_STRIDE`."""
+    value = positive_int(text)
+    if value % NETWORK_STRIDE:
+        raise argparse.ArgumentTypeError(f"must be a multiple of {NETWORK_STRIDE}, got {value}")
+    return value
+
+
+def seed(text: str) -> int:
+    """A random seed numpy accepts (0 to 2**32 - 1)."""
+    value = non_negative_int(text)
+    if value >= 2**32:
+        raise argparse.ArgumentTypeError(f"must be below 2**32, got {value}")
+    return value
+
+
 def fraction(text: str) -> float:
     """A share between 0 and 1, both included."""
     value = _finite(text)

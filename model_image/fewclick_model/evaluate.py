@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .cli_types import non_negative_int, positive_int
+from .cli_types import network_side, non_negative_int, seed
 from .data import (
     FOLDS,
     Instance,
@@ -31,6 +31,7 @@ from .data import (
     load_instance,
 )
 from .inference_options import MIRROR_CHOICES, PRECISIONS
+from .preflight import prepare_out_dir
 from .simulator import Click, boundary_of, extreme_points, next_click
 
 MAX_CLICKS = 20
@@ -188,7 +189,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clicks", nargs="+", choices=["region", "boundary"], default=["region", "boundary"])
     parser.add_argument("--weights", type=Path, default=None, help="model weights (default: the committed ones)")
     parser.add_argument(
-        "--input-size", type=positive_int, default=None, help="network side, a multiple of 32 (default: the weights')"
+        "--input-size", type=network_side, default=None, help="network side, a multiple of 32 (default: the weights')"
     )
     parser.add_argument("--baseline", choices=["grabcut"], default=None, help="also run a classical baseline")
     parser.add_argument(
@@ -250,7 +251,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=non_negative_int, default=0, help="only the first N instances (0: all)")
     parser.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument(
-        "--seed", type=int, default=0, help="fixes every tie-break; the protocol itself is deterministic"
+        "--seed", type=seed, default=0, help="fixes every tie-break; the protocol itself is deterministic"
     )
     parser.add_argument("--out", type=Path, default=Path("artifacts/eval"))
 
@@ -310,9 +311,52 @@ def run(args: argparse.Namespace) -> int:
     if args.baseline == "grabcut":
         methods.append(("opencv grabcut", GrabCutPredictor(), args.baseline_clicks))
 
-    args.out.mkdir(parents=True, exist_ok=True)
+    prepare_out_dir(args.out)
     summaries: list[Summary] = []
-    csv_path = args.out / "per_instance.csv"
+    # The three results are written under temporary names and renamed together at the end: an
+    # interrupted run used to leave a half CSV beside the previous run's summary and plot.
+    results = {name: args.out / name for name in ("per_instance.csv", "summary.json", "miou_per_click.png")}
+    partial = {name: args.out / f".partial-{name}" for name in results}
+    csv_path = results["per_instance.csv"]
+    try:
+        _evaluate_into(partial["per_instance.csv"], methods, instances, args, summaries)
+    except BaseException:
+        partial["per_instance.csv"].unlink(missing_ok=True)
+        raise
+    name = args.dataset.resolve().name
+    caps = ", ".join(f"{method}: {clicks}" for method, _, clicks in methods)
+    print(
+        f"\n{name}: {len(instances)} instances; click 0 = the 4 extreme points; NoC capped at the clicks run ({caps})"
+    )
+    print(TABLE_HEADER)
+    for s in summaries:
+        print(s.row())
+    for s in summaries:
+        print(
+            f"{s.method} / {s.kind}: mean IoU never drops after a click: {s.never_drops}; "
+            f"first request {s.first_ms_p50:.0f} ms p50; click {s.click_ms_p50:.0f} ms p50, {s.click_ms_p90:.0f} ms p90"
+        )
+    try:
+        plot(summaries, partial["miou_per_click.png"], f"{name}: mIoU per click")
+        partial["summary.json"].write_text(json.dumps([s.__dict__ for s in summaries], indent=2))
+        for key, path in partial.items():
+            path.replace(results[key])
+    finally:
+        for path in partial.values():
+            path.unlink(missing_ok=True)
+    print(f"per-instance CSV: {csv_path}\nplot: {results['miou_per_click.png']}")
+    return 0
+
+
+def _evaluate_into(
+    csv_path: Path,
+    methods: list[tuple[str, Predictor, int]],
+    instances: list[Instance],
+    args: argparse.Namespace,
+    summaries: list[Summary],
+) -> None:
+    """Every method on every instance and click kind: a row per instance into ``csv_path``, a
+    summary per method and kind appended to ``summaries``."""
     with open(csv_path, "w", newline="") as f:
         writer = csv.writer(f)
         # One column per click of the method that runs the most (the baseline may run more or fewer).
@@ -328,21 +372,3 @@ def run(args: argparse.Namespace) -> int:
                     results.append(r)
                     writer.writerow([method, kind, r.name, r.noc(0.85), r.noc(0.90), *[f"{v:.4f}" for v in r.ious]])
                 summaries.append(summarise(method, kind, results))
-
-    name = args.dataset.resolve().name
-    caps = ", ".join(f"{method}: {clicks}" for method, _, clicks in methods)
-    print(
-        f"\n{name}: {len(instances)} instances; click 0 = the 4 extreme points; NoC capped at the clicks run ({caps})"
-    )
-    print(TABLE_HEADER)
-    for s in summaries:
-        print(s.row())
-    for s in summaries:
-        print(
-            f"{s.method} / {s.kind}: mean IoU never drops after a click: {s.never_drops}; "
-            f"first request {s.first_ms_p50:.0f} ms p50; click {s.click_ms_p50:.0f} ms p50, {s.click_ms_p90:.0f} ms p90"
-        )
-    plot(summaries, args.out / "miou_per_click.png", f"{name}: mIoU per click")
-    (args.out / "summary.json").write_text(json.dumps([s.__dict__ for s in summaries], indent=2))
-    print(f"per-instance CSV: {csv_path}\nplot: {args.out / 'miou_per_click.png'}")
-    return 0

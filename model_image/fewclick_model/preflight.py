@@ -44,3 +44,18 @@ def prepare_out_dir(path: Path) -> Path:
     except OSError as exc:
         raise OSError(f"--out {path} is not a writable folder: {exc.strerror or exc}") from exc
     return path
+
+
+def prepare_out_file(path: Path, option: str) -> Path:
+    """Prove ``path`` can be written (its folder made, a file written there and removed) without
+    touching ``path`` itself; OSError naming ``option`` if not. For outputs written only at the end
+    of a long run (exported weights), where a bad path used to be found after all the work."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; name a file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".fewclick-write-test-"):
+            pass
+    except OSError as exc:
+        raise OSError(f"{option} {path}: its folder is not writable: {exc.strerror or exc}") from exc
+    return path

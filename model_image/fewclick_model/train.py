@@ -42,7 +42,15 @@ from .checkpoints import (
     state_dict_mismatch,
     weights_meta,
 )
-from .cli_types import fraction, non_negative_float, non_negative_int, positive_float, positive_int
+from .cli_types import (
+    fraction,
+    network_side,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    seed,
+)
 from .data import (
     DEFAULT_HOLDOUT_SHARE,
     Instance,
@@ -57,6 +65,7 @@ from .data import (
 from .encoding import CropClick, encode_guidance
 from .losses import segmentation_loss
 from .network import FewClickNet
+from .preflight import prepare_out_dir, prepare_out_file
 from .simulator import region_click, sample_training_click
 
 TRAIN_DATASETS = ("coco_mval", "davis")
@@ -90,19 +99,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"this names it (model_image/fewclick_model/weights/{DEFAULT_WEIGHTS.name})",
     )
     parser.add_argument("--encoder", default="efficientnet-lite0")
-    parser.add_argument("--size", type=positive_int, default=256, help="network input side in pixels")
+    parser.add_argument(
+        "--size", type=network_side, default=256, help="network input side in pixels (a multiple of 32)"
+    )
     parser.add_argument("--decoder-channels", type=positive_int, default=64)
     parser.add_argument("--steps", type=positive_int, default=6000, help="train until this step (a resume counts on)")
     parser.add_argument(
         "--minutes",
         type=non_negative_float,
         default=0.0,
-        help="fit the run into this wall time instead: --steps is re-estimated from the measured speed",
+        help="fit the run into this wall time instead: --steps is re-estimated from the measured speed "
+        "(at least the ~100 steps that speed is measured over)",
     )
     parser.add_argument("--batch", type=positive_int, default=8)
     parser.add_argument("--lr", type=positive_float, default=4e-4)
     parser.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: all cores)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--checkpoint-every", type=positive_int, default=100)
     parser.add_argument("--validate-every", type=positive_int, default=500)
     parser.add_argument(
@@ -111,7 +123,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", type=Path, default=None, help="start from these exported weights (fine-tuning)")
     parser.add_argument(
         "--holdout-share",
-        type=float,
+        type=fraction,
         default=None,
         help="share of instances never trained on, chosen by a hash of the name and recorded in the weights "
         f"(`evaluate --holdout-only` reads it; default {DEFAULT_HOLDOUT_SHARE}); with --init, at most the "
@@ -173,7 +185,15 @@ def load_training_instances(root: Path, datasets: list[str], limit: int = 0) -> 
     pairs = [pair for name in datasets for pair in list_instances(root / name)]
     if limit:
         pairs = pairs[:limit]
-    return [load_instance(img, mask) for img, mask in tqdm(pairs, desc="loading", unit="img", leave=False)]
+    instances = []
+    for img, mask in tqdm(pairs, desc="loading", unit="img", leave=False):
+        instance = load_instance(img, mask)
+        if not instance.mask.any():
+            # No object, no extreme points: refused here, by name, as `evaluate` does, rather than as
+            # "empty mask has no extreme points" from deep inside a sampler or a collecting refiner.
+            raise ValueError(f"{mask} has no object pixels (0 is background, 128 unknown)")
+        instances.append(instance)
+    return instances
 
 
 @dataclass
@@ -430,7 +450,38 @@ def check_init_network(init: Path, encoder: str, decoder_channels: int) -> None:
 CHECKPOINT_EXPECTED = "a training checkpoint of `fewclick train` (OUT/last.ckpt)"
 
 
-def read_resume_checkpoint(path: Path, share: float, encoder: str, decoder_channels: int) -> dict[str, Any] | None:
+def trim_log(log_path: Path, start: int) -> None:
+    """Drops the log's records past ``start``: a run stopped between checkpoints logged steps its
+    resume takes again, and the log would hold those steps twice (from 0: the whole log)."""
+    if not log_path.exists():
+        return
+    kept = [
+        line for line in log_path.read_text().splitlines() if line.strip() and json.loads(line).get("step", 0) <= start
+    ]
+    tmp = log_path.with_suffix(".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept))
+    tmp.replace(log_path)
+
+
+def check_out_and_export(out: Path, last: Path, export_to: Path, resume: bool) -> None:
+    """Refuses, before any work, a run that would overwrite another run's checkpoint or its own."""
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file, not a folder")
+    if last.exists() and not resume:
+        # The default --out is the same for every run: without this, a forgotten --resume
+        # restarted at step 0 over hours of training.
+        raise ValueError(
+            f"--out {out} holds a training run ({last.name}): pass --resume to continue it, or another --out"
+        )
+    if export_to.is_dir():
+        raise IsADirectoryError(f"--export {export_to} is a folder; name a file")
+    if export_to.resolve() == last.resolve():
+        raise ValueError(f"--export {export_to} is the run's own checkpoint: name another file")
+
+
+def read_resume_checkpoint(
+    path: Path, share: float, encoder: str, decoder_channels: int, size: int | None = None
+) -> dict[str, Any] | None:
     """The checkpoint ``--resume`` continues from, or None (said so) where ``path`` holds none.
 
     Refuses one made with another hold-out share or another network: the first would train on
@@ -446,6 +497,11 @@ def read_resume_checkpoint(path: Path, share: float, encoder: str, decoder_chann
     if abs(was - share) > 1e-9:
         raise SystemExit(f"{path} trained with {was:.0%} held out, not {share:.0%}: resume with the same share")
     require_same_network(ckpt, path, encoder, decoder_channels)
+    trained_at = ckpt.get("size")  # recorded since resumes at another --size were refused
+    if size is not None and trained_at is not None and trained_at != size:
+        raise ValueError(
+            f"{path} was trained with --size {trained_at}, this run asks for {size}: pass --size {trained_at}"
+        )
     return ckpt
 
 
@@ -472,18 +528,22 @@ def run(args: argparse.Namespace) -> int:
     rng = np.random.default_rng(args.seed)
     torch.manual_seed(args.seed)
 
-    # Everything that can refuse the run does so before the data loads (and before OUT is made).
+    # Everything that can refuse the run does so before the data loads, and OUT is made only once
+    # the data and the network are known good (a refused run leaves no empty folder behind).
     share = check_holdout_share(args.holdout_share, args.init)
     if args.init:
         check_init_network(args.init, args.encoder, args.decoder_channels)
     last = args.out / "last.ckpt"
-    ckpt = read_resume_checkpoint(last, share, args.encoder, args.decoder_channels) if args.resume else None
+    check_out_and_export(args.out, last, export_to, args.resume)
+    ckpt = read_resume_checkpoint(last, share, args.encoder, args.decoder_channels, args.size) if args.resume else None
     # With --minutes the step count is re-planned from the measured speed: only --steps alone is a cap.
-    if ckpt is not None and ckpt["step"] >= args.steps and not args.minutes:
-        # Nothing to train; exporting again would only rewrite the same weights (or record a wrong step count).
+    nothing_to_train = ckpt is not None and ckpt["step"] >= args.steps and not args.minutes
+    if nothing_to_train and export_to.exists():
+        # Exporting again would only rewrite the same weights (or record a wrong step count).
         print(f"already trained to step {ckpt['step']} (--steps {args.steps}): nothing to do, nothing exported")
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
+    if nothing_to_train:
+        args.steps = ckpt["step"]  # the weights are not exported yet (an earlier export failed): export them
     instances = load_training_instances(args.data, args.datasets, args.limit)
     train_set = [i for i in instances if not is_holdout(i.name, share)]
     holdout = [i for i in instances if is_holdout(i.name, share)]
@@ -492,6 +552,8 @@ def run(args: argparse.Namespace) -> int:
 
     # Fine-tuning replaces every weight, so the ImageNet package is not needed then.
     model = FewClickNet(encoder=args.encoder, pretrained=args.init is None, decoder_channels=args.decoder_channels)
+    prepare_out_dir(args.out)
+    prepare_out_file(export_to, "--export")  # before hours of training, not after
     model = model.to(device).to(memory_format=torch.channels_last).train()
     if args.init:
         from .checkpoints import load_weights
@@ -515,7 +577,7 @@ def run(args: argparse.Namespace) -> int:
     # A resumed run draws new crops rather than replaying the first ones.
     next_batch = batch_source(train_set, args.size, args.batch, args.seed + 7 * start, args.workers)
     pool = ThreadPoolExecutor(args.sim_threads) if args.sim_threads > 1 else None
-    network = {"encoder": args.encoder, "decoder_channels": args.decoder_channels}  # checked by a resume
+    network = {"encoder": args.encoder, "decoder_channels": args.decoder_channels, "size": args.size}  # for a resume
 
     def export(steps: int) -> str:
         # Export a float32 CPU copy so training continues undisturbed on its device.
@@ -525,6 +587,7 @@ def run(args: argparse.Namespace) -> int:
         return export_weights(snapshot, export_to, args.size, args.decoder_channels, info)
 
     log_path = args.out / "log.jsonl"
+    trim_log(log_path, start)
     warm_clock: tuple[float, int] | None = None  # (time, step) once start-up is over
     ema_loss, ema_iou = None, None
     started = time.time()

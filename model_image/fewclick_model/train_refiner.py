@@ -50,10 +50,11 @@ from .boundary_refiner import (
     window_inputs,
 )
 from .checkpoints import atomic_torch_save, describe_torch_object, load_torch_file, weights_holdout_share
-from .cli_types import non_negative_int, positive_float, positive_int
+from .cli_types import non_negative_int, positive_float, positive_int, seed
 from .data import FOLDS, Instance, default_datasets_root, fold_of, is_holdout
 from .encoding import CropClick
 from .predictor import CropPredictor, FewClickPredictor, load_crop_predictor
+from .preflight import prepare_out_dir, prepare_out_file
 from .simulator import Click, boundary_click, extreme_points, random_boundary_click
 from .train import LIMIT_HELP, TRAIN_DATASETS, load_training_instances, lr_at
 
@@ -63,7 +64,14 @@ CLICK_WEIGHT_SIGMA = 20.0
 # The run's refiner, inside its --out, unless --export names another place: replacing the served
 # refiner (boundary_refiner.DEFAULT_REFINER_WEIGHTS) must be asked for.
 EXPORT_NAME = "refiner.pt"
-CHECKPOINT_NAME = "refiner-last.ckpt"
+# One checkpoint per run (its tag's digest): OUT is a cache that runs with other data, widths or
+# seeds share (the windows are shared), and one file for all let a run restart over another's steps.
+CHECKPOINT_PREFIX = "refiner-last"
+
+
+def checkpoint_path(out: Path, run_tag: str) -> Path:
+    """Where the run named ``run_tag`` keeps its checkpoint in ``out``."""
+    return out / f"{CHECKPOINT_PREFIX}-{hashlib.sha256(run_tag.encode()).hexdigest()[:12]}.ckpt"
 
 
 FIELDS = ("inputs", "features", "truth", "valid")
@@ -254,7 +262,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--channels",
-        type=int,
+        type=positive_int,
         nargs=3,
         default=list(DEFAULT_CHANNELS),
         metavar=("FULL", "HALF", "QUARTER"),
@@ -268,14 +276,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--batch", type=positive_int, default=48)
     parser.add_argument("--lr", type=positive_float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=seed, default=0)
     parser.add_argument("--limit", type=non_negative_int, default=0, help=LIMIT_HELP)
     parser.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (0: all cores)")
     parser.add_argument(
         "--out",
         type=Path,
         default=Path("runs/refiner"),
-        help=f"collected windows and checkpoints; a run resumes OUT/{CHECKPOINT_NAME} when it is this run's",
+        help=f"collected windows and checkpoints (OUT/{CHECKPOINT_PREFIX}-<run>.ckpt, one per data, network and "
+        "settings); a run resumes its own",
     )
     parser.add_argument(
         "--export",
@@ -314,8 +323,15 @@ def _windows(path: Path, make: Callable[[], WindowSet | None]) -> Path | None:
     """``path``, collected by ``make`` first unless an earlier run left it there; None where
     ``make`` found no windows (nothing is cached then: there is nothing to save)."""
     if path.exists():
-        print(f"reusing {_npz_shapes(path)['inputs'][0][0]} windows from {path}")
-        return path
+        try:
+            count = _npz_shapes(path)["inputs"][0][0]
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            # Saves are atomic, so this is damage from outside (a full disk, a copy cut short):
+            # the windows can be collected again, which is what the user would do by hand.
+            print(f"{path} is unreadable ({type(exc).__name__}: {exc}): collecting its windows again")
+        else:
+            print(f"reusing {count} windows from {path}")
+            return path
     windows = make()
     if windows is None:
         return None
@@ -327,7 +343,7 @@ def _resumable(path: Path, run_tag: str) -> dict[str, Any] | None:
     """The checkpoint at ``path`` when this run made it (same tag), else None (said so if one is there)."""
     if not path.exists():
         return None
-    ckpt = load_torch_file(path, f"a checkpoint of `fewclick train-refiner` ({CHECKPOINT_NAME})")
+    ckpt = load_torch_file(path, f"a checkpoint of `fewclick train-refiner` ({path.name})")
     if not isinstance(ckpt, dict) or "tag" not in ckpt:
         raise ValueError(f"{path} is {describe_torch_object(ckpt)}, not a checkpoint of `fewclick train-refiner`")
     if ckpt["tag"] != run_tag:
@@ -337,8 +353,6 @@ def _resumable(path: Path, run_tag: str) -> dict[str, Any] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if min(args.channels) < 1:
-        raise SystemExit(f"--channels must be positive widths, got {args.channels}")
     export_to = export_path(args)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -362,13 +376,15 @@ def run(args: argparse.Namespace) -> int:
             + (f" and none of the rest is in fold {args.fold}" if args.fold else "")
             + "; use more data (--limit, --datasets) or another --fold"
         )
+    # Before the windows are collected and the refiner trained (tens of minutes), not after.
+    prepare_out_dir(args.out)
+    prepare_out_file(export_to, "--export")
     # The instances' identity keeps another dataset's windows and checkpoints from being reused.
     tag = f"{network_version}-{args.clicks}clicks-{len(train_set)}-{instances_id(train_set)}"
     channels = (args.channels[0], args.channels[1], args.channels[2])
     # Windows are shared between widths; a checkpoint only resumes the same windows and width.
     run_tag = f"{tag}-{args.random_passes}random-seed{args.seed}-{'x'.join(map(str, channels))}"
-    args.out.mkdir(parents=True, exist_ok=True)
-    last = args.out / CHECKPOINT_NAME
+    last = checkpoint_path(args.out, run_tag)
     ckpt = _resumable(last, run_tag)
     if ckpt is not None and int(ckpt["step"]) >= args.steps:
         # Nothing to train; exporting again would rewrite the same refiner (or record a wrong step count).

@@ -53,10 +53,13 @@ def test_bad_inputs_are_one_line_errors(
         main(["evaluate", "--dataset", str(dataset), *out])
 
 
-def test_a_filter_that_leaves_nothing_stops_before_the_model_loads(tmp_path: Path) -> None:
+def test_a_filter_that_leaves_nothing_stops_before_the_model_loads(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A subcommand's `raise SystemExit("why")` is a refusal like any other: one error line, exit 2."""
     dataset = _tiny_set(tmp_path / "set")
-    with pytest.raises(SystemExit, match=r"no instances of .* are left to evaluate"):
-        main(["evaluate", "--dataset", str(dataset), "--fold", "A" if _fold_is_b() else "B", "--out", str(tmp_path)])
+    argv = ["evaluate", "--dataset", str(dataset), "--fold", "A" if _fold_is_b() else "B", "--out", str(tmp_path)]
+    assert "are left to evaluate" in _error_of(argv, capsys)
     assert not (tmp_path / "per_instance.csv").exists()
 
 
@@ -81,3 +84,40 @@ def test_counts_out_of_range_are_refused_by_argparse(argv: list[str], capsys: py
         main(argv)
     assert exit_info.value.code == 2
     assert "must be" in capsys.readouterr().err
+
+
+def test_an_interrupted_evaluation_leaves_the_previous_results_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fewclick_model import evaluate
+
+    dataset = _tiny_set(tmp_path / "set")
+    cv2.imwrite(str(dataset / "images" / "b.png"), np.full((48, 64, 3), 90, np.uint8))
+    cv2.imwrite(str(dataset / "masks" / "b.png"), cv2.imread(str(dataset / "masks" / "a.png"), cv2.IMREAD_GRAYSCALE))
+    out = tmp_path / "out"
+    argv = ["evaluate", "--dataset", str(dataset), "--max-clicks", "1", "--clicks", "region", "--out", str(out)]
+    assert main(argv) == 0
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert set(before) == {"per_instance.csv", "summary.json", "miou_per_click.png"}
+
+    real = evaluate.evaluate_instance
+    calls = []
+
+    def interrupted_on_the_second(*args: object, **kwargs: object) -> evaluate.InstanceResult:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate, "evaluate_instance", interrupted_on_the_second)
+    assert main([*argv[:-4], "--max-clicks", "2", "--out", str(out)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before  # no half CSV, no stray file
+
+
+def test_an_out_that_is_a_file_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dataset = _tiny_set(tmp_path / "set")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    err = _error_of(["evaluate", "--dataset", str(dataset), "--max-clicks", "1", "--out", str(a_file)], capsys)
+    assert f"--out {a_file} is a file, not a folder" in err

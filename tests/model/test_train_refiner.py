@@ -155,8 +155,9 @@ def test_cli_trains_on_one_fold_at_the_asked_width(
         torch.set_num_threads(threads)
     assert f"fold B: {len(fold_b)} training instances" in first and "summary: 2 steps" in first
     assert "reusing" in second and "resumed" not in second and "summary: 2 steps" in second
-    with pytest.raises(SystemExit, match="positive widths"):
+    with pytest.raises(SystemExit) as refused:  # argparse: "must be at least 1, got 0"
         _run(root, weights, tmp_path, 2, "--channels", "8", "0", "8")
+    assert refused.value.code == 2
     refiner, meta = load_refiner(tmp_path / "refiner.pt")
     assert refiner.channels == (8, 8, 8) and meta["channels"] == [8, 8, 8] and meta["fold"] == "B"
 
@@ -217,13 +218,39 @@ def test_the_cache_tells_datasets_apart_even_with_the_same_names(
         second = capsys.readouterr().out
         assert _run(other, weights, out, 4, "--random-passes", "0") == 0
         third = capsys.readouterr().out
+        assert _run(root, weights, out, 3, "--random-passes", "0") == 0
+        fourth = capsys.readouterr().out
     finally:
         torch.set_num_threads(threads)
     # Other data: its own windows and a fresh start, not the first run's windows and checkpoint.
-    assert "reusing" not in second and "resumed" not in second and "is another run's" in second
+    assert "reusing" not in second and "resumed" not in second
     assert "summary: 3 steps" in second
     # The same data again: its windows and checkpoint are reused.
     assert "reusing" in third and "resumed at step 3" in third
+    # The first run's checkpoint outlived the other run in the same folder: it resumes too.
+    assert "reusing" in fourth and "resumed at step 2" in fourth
+    assert len(list(out.glob("refiner-last-*.ckpt"))) == 2
+
+
+def test_a_damaged_window_cache_is_collected_again_and_a_bad_export_refused_first(
+    tiny: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root, weights = tiny
+    out = tmp_path / "run"
+    threads = torch.get_num_threads()
+    try:
+        assert _run(root, weights, out, 1, "--random-passes", "0") == 0
+        (cache,) = out.glob("windows-train-*.npz")
+        cache.write_bytes(cache.read_bytes()[:100])  # a copy cut short
+        capsys.readouterr()
+        assert _run(root, weights, out, 2, "--random-passes", "0") == 0
+        again = capsys.readouterr().out
+    finally:
+        torch.set_num_threads(threads)
+    assert f"{cache} is unreadable (BadZipFile" in again and "collecting its windows again" in again
+    assert "summary: 1 steps" in again and cache.stat().st_size > 100
+    with pytest.raises(IsADirectoryError, match=r"--export .* is a folder; name a file"):
+        _run(root, weights, out, 3, "--export", str(tmp_path))
 
 
 def test_held_out_instances_without_windows_skip_the_scoring(

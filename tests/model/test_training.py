@@ -246,12 +246,16 @@ def test_a_resume_with_nothing_left_to_train_exports_nothing_and_exits_cleanly(
     tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     run_train(tiny_root, tmp_path, 2, False)
-    (tmp_path / "w.pt").unlink()
+    exported = (tmp_path / "w.pt").read_bytes()
     capsys.readouterr()
     for steps in (2, 1):  # at --steps, and past a lowered one (the export would record the wrong count)
         run_train(tiny_root, tmp_path, steps, True)
         assert f"already trained to step 2 (--steps {steps}): nothing to do" in capsys.readouterr().out
-        assert not (tmp_path / "w.pt").exists()
+        assert (tmp_path / "w.pt").read_bytes() == exported
+    # Weights that were never exported (an export that failed) are exported, with the steps trained.
+    (tmp_path / "w.pt").unlink()
+    run_train(tiny_root, tmp_path, 1, True)
+    assert weights_meta(tmp_path / "w.pt")["trained_steps"] == 2
     assert torch.load(tmp_path / "last.ckpt", weights_only=False)["step"] == 2
     # With --minutes the length is re-planned from the pace, so --steps is no cap: it trains on.
     run_train(tiny_root, tmp_path, 1, True, "--minutes", "0.02")
@@ -324,3 +328,88 @@ def test_limit_counts_the_datasets_together_and_both_commands_say_so(tiny_root: 
     for parser in (train_parser(), refiner_parser):
         (limit,) = [a for a in parser._actions if a.dest == "limit"]
         assert limit.help == train.LIMIT_HELP and "taken together" in limit.help
+
+
+# --- a run never overwrites another's work, and refuses a bad path before it trains ---------------
+
+
+def _train_cli(tiny_root: Path, out: Path, *extra: str) -> list[str]:
+    network = ["--size", "64", "--decoder-channels", "16", "--steps", "1", "--batch", "2"]
+    return ["train", "--data", str(tiny_root), "--out", str(out), *network, *extra]
+
+
+def _refusal(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    from fewclick.cli import main
+
+    capsys.readouterr()  # an earlier run's progress bars
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "\nfewclick train: error: " in f"\n{err}".replace("\r", "\n"), err
+    return err
+
+
+def test_a_second_run_into_the_same_out_needs_resume(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_train(tiny_root, tmp_path, 2, False)
+    before = (tmp_path / "last.ckpt").read_bytes()
+    err = _refusal(_train_cli(tiny_root, tmp_path), capsys)
+    assert f"--out {tmp_path} holds a training run (last.ckpt): pass --resume to continue it" in err
+    assert (tmp_path / "last.ckpt").read_bytes() == before  # step 2 is still there
+
+
+def test_bad_out_and_export_paths_are_refused_before_training(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("x")
+    assert f"--out {a_file} is a file, not a folder" in _refusal(_train_cli(tiny_root, a_file), capsys)
+    out = tmp_path / "run"
+    err = _refusal(_train_cli(tiny_root, out, "--export", str(tmp_path)), capsys)
+    assert f"--export {tmp_path} is a folder; name a file" in err
+    err = _refusal(_train_cli(tiny_root, out, "--export", str(a_file / "w.pt")), capsys)
+    assert f"--export {a_file / 'w.pt'}: its folder is not writable" in err
+    err = _refusal(_train_cli(tiny_root, out, "--export", str(out / "last.ckpt"), "--resume"), capsys)
+    assert "is the run's own checkpoint" in err
+    assert not (out / "last.ckpt").exists() and not list(tmp_path.glob("*.tmp"))  # nothing trained
+
+
+def test_a_run_refused_for_its_data_leaves_no_out_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    assert "needs images/ and masks/" in _refusal(_train_cli(tmp_path / "nowhere", out), capsys)
+    assert not out.exists()
+
+
+def test_a_size_the_network_cannot_halve_is_refused_by_argparse(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.cli_support import argparse_refusal
+
+    assert "must be a multiple of 32, got 33" in argparse_refusal(["train", "--size", "33"], capsys)
+    assert "must be a multiple of 32" in argparse_refusal(["evaluate", "--dataset", "x", "--input-size", "48"], capsys)
+    assert "must be 0 or more" in argparse_refusal(["train", "--seed", "-1"], capsys)
+    assert "must be between 0 and 1" in argparse_refusal(["train", "--holdout-share", "1.5"], capsys)
+
+
+def test_a_resume_keeps_the_size_and_logs_each_step_once(
+    tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_train(tiny_root, tmp_path, 2, False)
+    assert torch.load(tmp_path / "last.ckpt", weights_only=False)["size"] == 64
+    err = _refusal(_train_cli(tiny_root, tmp_path, "--resume", "--size", "96"), capsys)
+    assert "was trained with --size 64, this run asks for 96: pass --size 64" in err
+    # A run stopped between checkpoints had logged steps its resume takes again.
+    log = tmp_path / "log.jsonl"
+    with open(log, "a") as f:
+        f.write(json.dumps({"step": 3, "loss": 9.0}) + "\n")
+    run_train(tiny_root, tmp_path, 4, True)
+    steps = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]
+    assert json.loads(log.read_text().splitlines()[2])["loss"] != 9.0
+
+
+def test_a_mask_without_an_object_is_named_when_the_data_loads(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write_folder(root / "coco_mval", 3, seed=1)
+    (empty,) = [m for _, m in list_instances(root / "coco_mval")][1:2]
+    cv2.imwrite(str(empty), np.zeros_like(cv2.imread(str(empty), cv2.IMREAD_GRAYSCALE)))
+    with pytest.raises(ValueError, match=f"{empty} has no object pixels"):
+        train.load_training_instances(root, ["coco_mval"])
