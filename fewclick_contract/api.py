@@ -28,6 +28,9 @@ MAX_SESSION_ID_LENGTH = 2048
 # Lambda's synchronous payload limit is 6 MB; base64 costs 4/3, so an inline image
 # above ~4.4 MB cannot arrive anyway. The proxy enforces the decoded size.
 MAX_INLINE_IMAGE_BYTES = 4_500_000
+# Decoded size limit (decompression-bomb guard), the proxy's default (MAX_IMAGE_PIXELS in its
+# environment overrides it): 50 MP is a 8660 x 5773 photo.
+MAX_IMAGE_PIXELS = 50_000_000
 
 ClickType = Literal["positive", "negative", "boundary"]
 OutputKind = Literal["rle", "polygon", "png"]

@@ -36,7 +36,7 @@ from fewclick_model import plots
 from fewclick_model.cli_types import device_or_auto, non_negative_int, positive_int
 from fewclick_model.preflight import check_device, prepare_out_dir
 
-from fewclick.bench.options import scene_side
+from fewclick.bench.options import scene_pixels_problem, scene_side
 from fewclick.bench.synthetic import extreme_points, iou, make_scene, robot_click
 
 REQUEST_TYPES = ("new image", "warm click", "resend image")
@@ -257,6 +257,11 @@ def run_benchmark(args: argparse.Namespace, progress: bool = True) -> BenchResul
                     kind = "resend image"
                     status, resp, ms2 = send({**body, "image": image})
                     ms += ms2
+                if status == 413:
+                    # Within MAX_IMAGE_PIXELS, a scene's JPEG can still be past the inline limit (from ~10 MP):
+                    # the size asked for, not a bug.
+                    refusal = resp.get("error", {}).get("message", resp)
+                    raise ValueError(f"--width/--height {args.width}x{args.height}: the API refuses it: {refusal}")
                 if status != 200:
                     raise RuntimeError(f"request failed: {status} {resp}")
                 exchange = runtime.exchanges[-1]
@@ -323,6 +328,10 @@ def plot_histogram(result: BenchResult, path: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # The two sides are two options, so argparse checks each alone; together, before anything runs.
+    problem = scene_pixels_problem(args.width, args.height)
+    if problem:
+        raise ValueError(f"--width/--height: {problem}")
     prepare_out_dir(args.out)  # before the run: an unwritable --out would lose its results
     result = run_benchmark(args)
     summary = result.summary()

@@ -30,6 +30,7 @@ import platform
 import random
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -694,7 +695,25 @@ def nothing_answered(summary: dict[str, Any]) -> str | None:
     return f"no request was answered ({summary['requests']} sent: {_errors_text(summary)})"
 
 
+def check_reachable(base_url: str, timeout_s: float) -> None:
+    """OSError naming ``--url`` when nothing there takes a connection.
+
+    A run against it measured only connection errors and wrote that over the last real report. A server
+    that takes the connection but is slow to answer passes: its timeouts are what a run should find.
+    """
+    client = ApiClient(Target(base_url, None), timeout_s)
+    try:
+        socket.create_connection((client.host, client.port), timeout=timeout_s).close()
+    except OSError as exc:
+        raise OSError(
+            f"--url {base_url}: cannot connect to {client.host}:{client.port} ({exc.strerror or exc})"
+        ) from None
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.url:
+        # First: an unreachable URL leaves no trace, not even the --out folder.
+        check_reachable(args.url, min(args.request_timeout, 10.0))
     prepare_out_dir(args.out)  # before the run: an unwritable --out would lose its results
     settings = settings_from_args(args, args.seconds)
     if args.url:

@@ -43,6 +43,7 @@ from typing import Any
 
 from fewclick_model.cli_types import port_number, positive_float, positive_int
 
+from fewclick.cli import TRACEBACK_ENV
 from fewclick.local.gateway import (
     DEFAULT_BURST,
     DEFAULT_MAX_BODY_BYTES,
@@ -73,6 +74,15 @@ TASK_TOKEN_KEY_ENV = "FEWCLICK_TASK_TOKEN_KEY"
 
 class ServeError(Exception):
     """A start-up problem with a message for the user (no traceback)."""
+
+    # 2 where the user's input is at fault (README: bad input exits 2), else 1.
+    exit_status = 1
+
+
+class ServeInputError(ServeError):
+    """A start-up problem the user's input caused (a --weights file that is not weights)."""
+
+    exit_status = 2
 
 
 # --- arguments ---
@@ -288,6 +298,10 @@ def _linux_parent_death_signal() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
+# How `fewclick model-server` refuses bad input (`fewclick.cli.main`): this line, then a hint, exit 2.
+MODEL_SERVER_REFUSAL = "fewclick model-server: error: "
+
+
 class ModelServerProcess:
     """The model server as a child process: torch stays out of this process, and a crash stays in its own."""
 
@@ -305,11 +319,28 @@ class ModelServerProcess:
             command,
             stdin=subprocess.DEVNULL,
             stdout=None if verbose else subprocess.DEVNULL,
-            stderr=None,  # its errors (a missing weights file, a traceback) must reach the user
+            # Relayed (`_relay_stderr`): its warnings and tracebacks must reach the user, but its refusal
+            # of bad input is said once, by us, as ours.
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
             # Own process group: Ctrl-C in the terminal reaches only us, and we stop it in order.
             start_new_session=True,
             preexec_fn=_linux_parent_death_signal if sys.platform.startswith("linux") else None,
         )
+        self.refusal: str | None = None  # what it said was wrong with its input, when it refused it
+        self._relay = threading.Thread(target=self._relay_stderr, name="model-server-stderr", daemon=True)
+        self._relay.start()
+
+    def _relay_stderr(self) -> None:
+        assert self.process.stderr is not None
+        with self.process.stderr:
+            for line in self.process.stderr:
+                if line.startswith(MODEL_SERVER_REFUSAL):
+                    self.refusal = line[len(MODEL_SERVER_REFUSAL) :].strip()
+                elif self.refusal is None or not line.startswith(f"(set {TRACEBACK_ENV}="):
+                    sys.stderr.write(line)
+                    sys.stderr.flush()
 
     def wait_ready(self, timeout_s: float, cancelled: threading.Event) -> None:
         deadline = time.monotonic() + timeout_s
@@ -318,6 +349,11 @@ class ModelServerProcess:
                 raise ServeError("interrupted while the model server was starting")
             code = self.process.poll()
             if code is not None:
+                # Its output first (a traceback goes above our line), and its refusal read to the end.
+                self._relay.join(timeout=5)
+                if code == 2 and self.refusal:
+                    said = self.refusal
+                    raise ServeInputError(said if said.startswith("the model server") else f"the model server: {said}")
                 raise ServeError(f"the model server exited with code {code} while starting (see its output above)")
             try:
                 with urllib.request.urlopen(self.url + "/ping", timeout=1.0) as response:
@@ -394,10 +430,15 @@ class LocalStack:
 
     def start(self, cancelled: threading.Event | None = None) -> None:
         cancelled = cancelled or threading.Event()
+        out_existed = self.options.out.exists()
         try:
             self._start(cancelled)
         except BaseException:
             self.stop()
+            if not out_existed:
+                # A start that failed leaves no empty labels folder behind (rmdir refuses a full one).
+                with contextlib.suppress(OSError):
+                    self.options.out.rmdir()
             raise
 
     def _start(self, cancelled: threading.Event) -> None:
@@ -504,7 +545,7 @@ def run(args: argparse.Namespace) -> int:
             stack.start(stop)
         except ServeError as exc:
             print(f"fewclick serve: {exc}", file=sys.stderr)
-            return 1
+            return exc.exit_status
         assert stack.store is not None
         task_key = (
             f"{stack.task_token_key} (generated; --task-token-key or ${TASK_TOKEN_KEY_ENV} keeps one)"

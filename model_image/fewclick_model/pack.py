@@ -12,6 +12,10 @@ has the same ``images/`` + ``masks/`` layout and names, so ``fewclick train
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
+import sys
+import tempfile
 from pathlib import Path
 
 import cv2
@@ -78,16 +82,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
 
 
+def _move_into(staging: Path, target: Path) -> None:
+    """Every file under ``staging`` to the same place under ``target``, replacing what is there."""
+    for path in sorted(staging.rglob("*")):
+        destination = target / path.relative_to(staging)
+        if path.is_dir():
+            destination.mkdir(exist_ok=True)
+        else:
+            os.replace(path, destination)
+
+
 def run(args: argparse.Namespace) -> int:
-    total = 0
-    for name in args.datasets:
-        total += pack_folder(args.source / name, args.target / name, args.min_extent, args.quality)
-    size = sum(p.stat().st_size for p in args.target.rglob("*") if p.is_file())
-    print(f"summary: packed {total} instances into {args.target} ({size / 1e6:.1f} MB)")
+    source, target = args.source, args.target
+    if not source.is_dir():
+        raise FileNotFoundError(f"{source}: no such folder (the source holds one folder per dataset)")
+    if target.exists() and not target.is_dir():
+        raise NotADirectoryError(f"{target}: is a file, not a folder (the target is where the packed copy goes)")
+    target_existed = target.exists()
+    target.mkdir(parents=True, exist_ok=True)
+    # Packed inside the target and moved into place only once every instance has packed: a corrupt
+    # image or a missing dataset half-way leaves the target as it was, not half a copy that looks whole.
+    staging = Path(tempfile.mkdtemp(prefix=".packing-", dir=target))
+    try:
+        total = 0
+        for name in args.datasets:
+            total += pack_folder(source / name, staging / name, args.min_extent, args.quality)
+        _move_into(staging, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        if not target_existed and not any(target.iterdir()):
+            target.rmdir()
+    size = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+    print(f"summary: packed {total} instances into {target} ({size / 1e6:.1f} MB)")
     return 0
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
     cli = argparse.ArgumentParser(prog="python -m fewclick_model.pack", description=__doc__.splitlines()[0])
     add_arguments(cli)
-    raise SystemExit(run(cli.parse_args()))
+    args = cli.parse_args(argv)
+    try:
+        return run(args)
+    except (OSError, ValueError) as exc:
+        # A missing source, a target that is a file, an image OpenCV cannot read: the user's to fix, so
+        # one line naming the path (each message does), worded as argparse words its own refusals.
+        print(f"{cli.prog}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

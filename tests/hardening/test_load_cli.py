@@ -46,6 +46,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         ("--rate", "0", "must be more than 0"),
         ("--burst", "0", "must be at least 1"),
         ("--image-size", "0x0", "must be at least 32 px"),
+        ("--image-size", "100000x64", "must be at most 65500 px (JPEG's largest side), got 100000"),
+        ("--image-size", "10000x10000", "10000x10000 is 100000000 pixels; the API decodes at most 50000000"),
         ("--image-size", "640", "expected WxH, e.g. 640x480, got '640'"),
         ("--image-size", "axb", "expected a whole number of pixels, got 'a'"),
         ("--url", "localhost:8000", "expected http://HOST[:PORT][/STAGE] or https://..., got 'localhost:8000'"),
@@ -95,18 +97,26 @@ def _tiny_run(url: str, out: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_nothing_listening_exits_1_and_counts_connection_errors_not_timeouts(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_nothing_listening_is_one_line_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url = f"http://127.0.0.1:{free_port()}"  # bound and closed: nothing listens there
-    assert load.run(_parse(_tiny_run(url, tmp_path))) == 1
+    """It used to measure a second of connection errors and write that over the last real report."""
+    monkeypatch.delenv(TRACEBACK_ENV, raising=False)
+    out = tmp_path / "load"
+    out.mkdir()
+    earlier = out / "load-1u.json"
+    earlier.write_text('{"summary": "an earlier, real run"}')
+    port = free_port()  # bound and closed: nothing listens there
+    assert main(["benchmark", "load", *_tiny_run(f"http://127.0.0.1:{port}", out)]) == 2
     captured = capsys.readouterr()
-    assert "fewclick benchmark load: no request was answered" in captured.err
-    assert "connection errors" in captured.err and "ConnectionRefusedError" in captured.err
-    assert "answered=0" in captured.err  # the progress bar's postfix
-    summary = json.loads((tmp_path / "load-1u.json").read_text())["summary"]
-    assert summary["ok"] == 0 and summary["timeouts"] == 0 and summary["errors"] == {}
-    assert summary["connection_errors"]["ConnectionRefusedError"] == summary["requests"] >= 1
+    assert captured.err.splitlines()[0] == (
+        f"fewclick benchmark: error: --url http://127.0.0.1:{port}: cannot connect to 127.0.0.1:{port} "
+        "(Connection refused)"
+    )
+    assert "Traceback" not in captured.err and "answered=0" not in captured.err  # no run, no progress bar
+    assert [p.name for p in out.iterdir()] == ["load-1u.json"] and "earlier" in earlier.read_text()
+    assert main(["benchmark", "load", *_tiny_run(f"http://127.0.0.1:{port}", tmp_path / "new")]) == 2
+    assert not (tmp_path / "new").exists()
 
 
 @pytest.fixture
@@ -121,6 +131,7 @@ def silent_server() -> Iterator[str]:
 def test_a_server_that_never_answers_is_counted_as_timeouts(
     silent_server: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    # It takes the connection, so it is reachable: slow, not absent, and the run says so.
     assert load.run(_parse(_tiny_run(silent_server, tmp_path, "--request-timeout", "0.3"))) == 1
     summary = json.loads((tmp_path / "load-1u.json").read_text())["summary"]
     assert summary["timeouts"] == summary["requests"] >= 1 and summary["connection_errors"] == {}

@@ -67,6 +67,8 @@ def test_latency_benchmark_smoke(tmp_path: Path, aws_env: None, capsys: pytest.C
         ("--torch-threads", "-1", "must be 0 or more, got -1"),
         ("--height", "0", "must be at least 32 px"),
         ("--width", "8", "must be at least 32 px"),
+        ("--height", "100000", "must be at most 65500 px (JPEG's largest side), got 100000"),
+        ("--width", "100000", "must be at most 65500 px"),
         ("--device", "bogus", "expected auto, cpu, cuda or cuda:N, got 'bogus'"),
     ],
 )
@@ -103,6 +105,42 @@ def test_weights_the_model_server_cannot_load_are_one_line(
     assert f"the model server could not load the model: weights file {missing} does not exist" in err
     # The model server's own logged traceback of the failed load is left out too (it was one of three).
     assert not [r for r in caplog.records if r.exc_info and r.name.startswith("fewclick.model_server")]
+
+
+def test_a_scene_past_the_apis_pixel_limit_is_refused_before_anything_runs(
+    tmp_path: Path, no_traceback_env: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def must_not_run(*_: Any, **__: Any) -> None:
+        raise AssertionError("a scene the API would refuse must not be drawn (10^10 px ran OpenCV out of memory)")
+
+    monkeypatch.setattr(latency, "run_benchmark", must_not_run)
+    out = tmp_path / "out"
+    err = _one_line_error(["benchmark", "latency", "--height", "10000", "--width", "10000", "--out", str(out)], capsys)
+    assert "--width/--height: 10000x10000 is 100000000 pixels; the API decodes at most 50000000" in err
+    assert not out.exists()
+
+
+def test_a_scene_past_the_apis_inline_limit_is_one_line(
+    tmp_path: Path,
+    aws_env: None,
+    no_traceback_env: None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Within the pixel limit a scene's JPEG can still be too large to send inline (from ~10 MP); here the
+    limit shrinks to a small scene's size, so the test needs no 10 MP scene."""
+    import fewclick_contract.api
+
+    monkeypatch.setattr(fewclick_contract.api, "MAX_INLINE_IMAGE_BYTES", 10_000)
+    argv = ["benchmark", "latency", "--sessions", "1", "--clicks", "0", "--warmup", "0", "--height", "160"]
+    argv += ["--width", "200", "--device", "cpu", "--torch-threads", "1", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    # Under the progress bar of the requests it had begun.
+    assert "Traceback" not in err and err.splitlines()[-2] == (
+        "fewclick benchmark: error: --width/--height 200x160: the API refuses it: inline images are limited to "
+        "10000 bytes"
+    )
 
 
 def test_a_gpu_the_machine_lacks_is_refused_before_the_model_server_starts(

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from fewclick_contract.api import MAX_IMAGE_PIXELS
 from fewclick_contract.wire import DEFAULT_INPUT_SIZE
 
 
@@ -44,8 +45,7 @@ class ProxyConfig:
     # S3 objects larger than this are refused before download (inline images are bounded
     # by Lambda's 6 MB payload already).
     max_image_bytes: int = 25 * 1024 * 1024
-    # Decoded size limit (decompression-bomb guard): 50 MP is a 8660 x 5773 photo.
-    max_image_pixels: int = 50_000_000
+    max_image_pixels: int = MAX_IMAGE_PIXELS
     connect_timeout_s: float = 2.0
     # A cold crop encodes in well under a second on GPU; 20 s stays inside API Gateway's 29 s.
     read_timeout_s: float = 20.0

@@ -12,10 +12,15 @@ from collections.abc import Callable
 from types import FrameType
 from typing import NoReturn
 
+from ..cli_types import device_or_auto
 from ..inference_options import MIRROR_CHOICES, PRECISIONS, PredictorOptions
 from .sessions import DEFAULT_IDLE_TTL_S, DEFAULT_LIFETIME_S, DEFAULT_MAX_BYTES, DEFAULT_MAX_SESSIONS
 
 LOG = logging.getLogger("fewclick.model_server")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# What bad input raises (a --weights that is missing or not weights, a device this machine lacks, a port
+# in use): the user's to fix, so one line, not a traceback; anything else is a bug and keeps it.
+USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)
 
 
 _A = {int: "an integer", float: "a number"}
@@ -52,14 +57,28 @@ def _add_number(
     )
 
 
-def _one_of(allowed: tuple[str, ...], env: str) -> Callable[[str], str]:
+def _one_of(allowed: tuple[str, ...], env: str, fold_case: bool = False) -> Callable[[str], str]:
     """An argparse type that also checks a default read from ``env`` (argparse converts string
-    defaults with ``type`` but never checks them against ``choices``)."""
+    defaults with ``type`` but never checks them against ``choices``); ``fold_case`` compares (and
+    returns) the value upper-cased, as logging spells its levels."""
 
     def check(value: str) -> str:
-        if value not in allowed:
+        folded = value.upper() if fold_case else value
+        if folded not in allowed:
             raise argparse.ArgumentTypeError(f"{value!r} (flag or {env}) is not one of {', '.join(allowed)}")
-        return value
+        return folded
+
+    return check
+
+
+def _device(env: str) -> Callable[[str], str]:
+    """`cli_types.device_or_auto`, saying where a bad value came from (flag or ``env``)."""
+
+    def check(value: str) -> str:
+        try:
+            return device_or_auto(value)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (flag or {env})") from None
 
     return check
 
@@ -126,8 +145,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--device",
+        type=_device("FEWCLICK_DEVICE"),
         default=os.environ.get("FEWCLICK_DEVICE", "auto"),
-        help="auto (one replica per GPU, else CPU), cpu, cuda:0, ...",
+        help="auto (one replica per GPU, else CPU), cpu, cuda or cuda:N",
     )
     _add_number(parser, "--max-sessions", "FEWCLICK_MAX_SESSIONS", DEFAULT_MAX_SESSIONS, 1)
     _add_number(
@@ -170,7 +190,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         0,
         help="intra-op threads (0: every available CPU on CPU, 4 on GPU)",
     )
-    parser.add_argument("--log-level", default=os.environ.get("FEWCLICK_LOG_LEVEL", "INFO"))
+    # Any case: "debug" has always worked.
+    parser.add_argument(
+        "--log-level",
+        type=_one_of(LOG_LEVELS, "FEWCLICK_LOG_LEVEL", fold_case=True),
+        default=os.environ.get("FEWCLICK_LOG_LEVEL", "INFO"),
+        help=f"{', '.join(LOG_LEVELS)} (default: INFO)",
+    )
 
 
 def predictor_options(args: argparse.Namespace) -> PredictorOptions:
@@ -185,11 +211,13 @@ def predictor_options(args: argparse.Namespace) -> PredictorOptions:
     )
 
 
+def _without_user_error_traceback(record: logging.LogRecord) -> bool:
+    """Leave out the engine's logged traceback of a bad --weights: `run` reports it in one line."""
+    return not (record.exc_info and isinstance(record.exc_info[1], USER_ERRORS))
+
+
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Signals first: a stop that arrives while torch imports or the model loads is kept, not lost.
     stop = threading.Event()
 
@@ -200,27 +228,38 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    from ..preflight import check_device
     from .app import detect_devices, start_model_server
     from .sessions import SessionCache
 
-    devices = detect_devices(args.device)
+    # Before the port is taken: a GPU this machine lacks is one line now, not torch's traceback from
+    # inside the load.
+    devices = detect_devices() if args.device == "auto" else [check_device(args.device)]
     cache = SessionCache(
         max_sessions=args.max_sessions,
         max_bytes=args.cache_mb * 2**20,
         idle_ttl_s=args.session_ttl,
         lifetime_s=args.session_lifetime,
     )
-    handle = start_model_server(
-        args.host,
-        args.port,
-        options=predictor_options(args),
-        devices=devices,
-        cache=cache,
-        max_pending=args.max_pending,
-        wait=False,
-        tune_torch=True,
-        torch_threads=args.torch_threads or None,
-    )
+    LOG.addFilter(_without_user_error_traceback)
+    try:
+        handle = start_model_server(
+            args.host,
+            args.port,
+            options=predictor_options(args),
+            devices=devices,
+            cache=cache,
+            max_pending=args.max_pending,
+            wait=False,
+            tune_torch=True,
+            torch_threads=args.torch_threads or None,
+        )
+    except OSError as exc:
+        # bind's own message ("[Errno 98] Address already in use") names no address.
+        raise OSError(
+            f"cannot listen on {args.host}:{args.port} (--host, --port or SAGEMAKER_BIND_TO_PORT): "
+            f"{exc.strerror or exc}"
+        ) from exc
     LOG.info("listening on %s (devices: %s); loading the model", handle.url, ", ".join(devices))
 
     # A signal while the model loads stops the wait too: a load that hangs (a stuck device, a
@@ -235,10 +274,16 @@ def run(args: argparse.Namespace) -> int:
         _exit_now(0)
     try:
         handle.wait_ready(timeout=0)
-    except (RuntimeError, TimeoutError):
+    except (RuntimeError, TimeoutError) as exc:
         # Exit non-zero so the platform restarts the container instead of a /ping that never turns 200.
         handle.stop(drain_s=0)
+        cause = exc.__cause__
+        if isinstance(cause, USER_ERRORS):
+            # Worded as `fewclick benchmark latency` words it; `fewclick serve` passes it on as is.
+            raise ValueError(f"the model server could not load the model: {cause or type(cause).__name__}") from exc
         return 1
+    finally:
+        LOG.removeFilter(_without_user_error_traceback)
     LOG.info("ready: model %s on %s", handle.engine.model_version, handle.url)
     while not stop.wait(1.0):
         pass
@@ -266,4 +311,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("FEWCLICK_HOST", "0.0.0.0")
     parser = argparse.ArgumentParser(prog="serve", description="FewClick model server (SageMaker hosting)")
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    try:
+        return run(args)
+    except USER_ERRORS as exc:
+        # The container has no `fewclick` CLI to print it: one line in the log, as `fewclick model-server`.
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 2
