@@ -450,11 +450,11 @@ class LocalStack:
         try:
             self.store = LabelStore(images, options.out, options.labels, include=include)
         except (FileNotFoundError, NotADirectoryError) as exc:
-            raise ServeError(str(exc)) from exc
+            raise ServeInputError(str(exc)) from exc
         except LabelStoreError as exc:
-            raise ServeError(exc.message) from exc
+            raise ServeInputError(exc.message) from exc
         if not self.store.images():
-            raise ServeError(f"no PNG or JPEG images in {images}")
+            raise ServeInputError(f"no PNG or JPEG images in {images}")
         config = GatewayConfig(
             token=self.token,
             max_body_bytes=options.max_body_bytes,

@@ -292,6 +292,15 @@ def test_serve_refuses_settings_that_cannot_work(argv: tuple[str, str], capsys: 
     assert f"argument {argv[0]}" in capsys.readouterr().err
 
 
+def test_an_images_folder_without_images_is_bad_input(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    empty, out = tmp_path / "empty", tmp_path / "labels"
+    empty.mkdir()
+    assert serve.run(_args("--images", str(empty), "--port", "0", "--out", str(out))) == 2  # README: bad input
+    assert f"no PNG or JPEG images in {empty}" in capsys.readouterr().err
+    assert serve.run(_args("--images", str(tmp_path / "missing"), "--port", "0", "--out", str(out))) == 2
+    assert not out.exists()
+
+
 def test_no_auth_on_loopback_needs_no_token(tmp_path: Path, fake: FakeProxy) -> None:
     make_known_object(tmp_path / "images" / "a.png")
     options = ServeOptions(port=0, images=tmp_path / "images", out=tmp_path / "labels", no_auth=True)
