@@ -72,6 +72,11 @@ READY_LINE = "FewClick is ready"
 TASK_TOKEN_KEY_ENV = "FEWCLICK_TASK_TOKEN_KEY"
 
 
+# A model server that died is started again (`LocalStack.supervise`), but not forever.
+MAX_MODEL_RESTARTS = 3
+MODEL_RESTART_WINDOW_S = 300.0
+
+
 class ServeError(Exception):
     """A start-up problem with a message for the user (no traceback)."""
 
@@ -418,6 +423,9 @@ class LocalStack:
         self._stoppers: list[Callable[[], None]] = []
         self.server: GatewayServer | None = None
         self.store: LabelStore | None = None
+        self.model: ModelServerProcess | None = None
+        self._restarts: list[float] = []  # when the model server was started again (`supervise`)
+        self._stopping = threading.Event()
 
     @property
     def port(self) -> int:
@@ -483,8 +491,9 @@ class LocalStack:
 
     def _start_backend(self, cancelled: threading.Event) -> LambdaHandler:
         options = self.options
-        model = ModelServerProcess(free_port(), options.weights, options.verbose)
-        self._stoppers.append(model.stop)
+        model = self.model = ModelServerProcess(free_port(), options.weights, options.verbose)
+        # Whichever model server runs at the time (`supervise` may have replaced this one).
+        self._stoppers.append(lambda: self.model.stop() if self.model is not None else None)
         # Meanwhile (the model server imports torch for seconds): the runtime stand-in and the proxy.
         runtime = RuntimeStandIn(model.url)
         self._stoppers.append(runtime.stop)
@@ -501,7 +510,42 @@ class LocalStack:
             "body": '{"error": {"code": "ENDPOINT_UNAVAILABLE", "message": "the model is still starting"}}',
         }
 
+    def supervise(self) -> None:
+        """Start the model server again when it has died (a crash, the kernel's OOM killer, a stray
+        kill): the labeler's page keeps its work and recovers on its next click (503 while it starts,
+        then SESSION_EXPIRED, which the proxy rebuilds from the images folder). ServeError after
+        `MAX_MODEL_RESTARTS` deaths in `MODEL_RESTART_WINDOW_S`: a server that keeps dying will not
+        be fixed by starting it again."""
+        model = self.model
+        if model is None or self._stopping.is_set() or model.process.poll() is None:
+            return
+        code = model.process.returncode
+        now = time.monotonic()
+        self._restarts = [t for t in self._restarts if now - t < MODEL_RESTART_WINDOW_S]
+        if len(self._restarts) >= MAX_MODEL_RESTARTS:
+            raise ServeError(
+                f"the model server exited with code {code}, its {len(self._restarts) + 1}th exit in "
+                f"{MODEL_RESTART_WINDOW_S / 60:.0f} minutes: stopping (see its output above)"
+            )
+        self._restarts.append(now)
+        print(f"fewclick serve: the model server exited with code {code}; starting it again", file=sys.stderr)
+        # The same port: the SageMaker runtime stand-in forwards there.
+        replacement = self.model = ModelServerProcess(model.port, self.options.weights, self.options.verbose)
+        threading.Thread(
+            target=self._await_model, args=(replacement,), name="model-server-restart", daemon=True
+        ).start()
+
+    def _await_model(self, model: ModelServerProcess) -> None:
+        try:
+            model.wait_ready(self.options.ready_timeout_s, self._stopping)
+        except ServeError as exc:
+            if not self._stopping.is_set():
+                print(f"fewclick serve: {exc}", file=sys.stderr)  # the next `supervise` sees it exit
+            return
+        print("fewclick serve: the model server is ready again", file=sys.stderr, flush=True)
+
     def stop(self) -> None:
+        self._stopping.set()
         # Reverse start order: the gateway stops taking requests before its backends go away.
         while self._stoppers:
             stopper = self._stoppers.pop()
@@ -562,7 +606,10 @@ def run(args: argparse.Namespace) -> int:
         )
         try:
             while not stop.wait(0.5):
-                pass
+                stack.supervise()
+        except ServeError as exc:
+            print(f"fewclick serve: {exc}", file=sys.stderr)
+            return 1
         finally:
             print("fewclick serve: stopping", flush=True)
             stack.stop()

@@ -275,6 +275,36 @@ def test_full_session_cache_evicts_the_oldest_which_recovers(fake_s3: FakeS3) ->
 # --- `fewclick serve` killed with SIGKILL in the middle of saving ---
 
 
+def test_serve_starts_its_model_server_again_when_it_dies(tmp_path: Path) -> None:
+    """`fewclick serve` keeps the labeler's page working after its model server is killed (a crash,
+    the OOM killer): it says so, starts it again on the same port, and the next click is answered."""
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "scene.png").write_bytes(PNG)
+    args = ["--token", TOKEN, "--images", str(images), "--out", str(tmp_path / "labels")]
+    spawned = spawn_serve(args, timeout=300, env=dict(os.environ, FEWCLICK_TORCH_THREADS="1"), cwd=REPO_ROOT)
+    try:
+        assert spawned.url is not None, "\n".join(spawned.lines)
+        base = spawned.url.split("#", 1)[0].rstrip("/")
+        body = {"image": {"base64": b64(PNG)}, "extremePoints": POINTS}
+        assert call(base, "POST", SEGMENT, body).status == 200
+        (first,) = child_pids(spawned.process.pid)
+        os.kill(first, signal.SIGKILL)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not any("model server is ready again" in line for line in spawned.lines):
+            assert spawned.process.poll() is None, "\n".join(spawned.lines)
+            time.sleep(0.2)
+        said = "\n".join(spawned.lines)
+        assert "the model server exited with code -9; starting it again" in said, said
+        assert "the model server is ready again" in said, said
+        assert call(base, "POST", SEGMENT, body).status == 200
+        (second,) = child_pids(spawned.process.pid)
+        assert second != first
+    finally:
+        spawned.process.terminate()
+        spawned.process.wait(30)
+
+
 def _start_serve(images: Path, out: Path) -> tuple[subprocess.Popen[str], str]:
     """`fewclick serve` on its own (one torch thread), serving ``images`` and saving to ``out``."""
     args = ["--token", TOKEN, "--images", str(images), "--out", str(out)]
