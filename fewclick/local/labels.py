@@ -5,10 +5,10 @@ Layout under the output folder (documented in README.md, "Where labels go"):
 - ``annotations.json``: ONE COCO "instances" file for every image labelled so far. Segmentations are
   COCO compressed RLE (the API's own mask format, so nothing is re-encoded). Each annotation also keeps
   its ``fewclick`` record (extreme points, corrective clicks, object index) so an object can be re-edited.
-- ``label_maps/<stem>.png``: pixel value = object index (1..N, the order of the image's objects; 0 is
-  background; a later object overwrites an earlier one where they overlap). 8-bit PNG up to 255 objects,
-  16-bit beyond. The class of object ``i`` is the ``category_id`` of the annotation whose
-  ``fewclick.objectIndex`` is ``i``.
+- ``label_maps/<stem>.png`` (``<name>.png`` where two images share a stem): pixel value = object index
+  (1..N, the order of the image's objects; 0 is background; a later object overwrites an earlier one
+  where they overlap). 8-bit PNG up to 255 objects, 16-bit beyond. The class of object ``i`` is the
+  ``category_id`` of the annotation whose ``fewclick.objectIndex`` is ``i``.
 
 Every file is written atomically (temporary file in the same folder, fsync, ``os.replace``, fsync of the
 folder): a crash or power loss mid-save leaves the previous file whole, never a truncated one.
