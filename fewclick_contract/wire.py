@@ -85,7 +85,7 @@ WIRE_ERROR_STATUS: dict[WireErrorCode, int] = {
 
 class _Wire(BaseModel):
     # Unknown fields are refused so a peer on another version fails loudly.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 class CropPixels(_Wire):

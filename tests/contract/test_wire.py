@@ -75,6 +75,32 @@ def test_unknown_version_and_fields_are_refused() -> None:
         wire.WireRequest.model_validate({**base, "extremePoints": base["extremePoints"][:3]})
 
 
+@pytest.mark.parametrize(
+    ("where", "value"),
+    [("point", "5"), ("point", True), ("size", "256"), ("kind", 1)],
+)
+def test_a_value_of_the_wrong_json_type_is_refused_not_converted(where: str, value: object) -> None:
+    """Both ends of the wire are ours: a string where a number belongs is a bug to surface, not to
+    convert (pydantic's lax mode turned "5" into 5 and true into 1)."""
+    import json
+
+    body = {
+        "cropId": "a" * 16,
+        "size": 256,
+        "extremePoints": [p.model_dump() for p in POINTS],
+        "clicks": [{"x": 20, "y": 30, "kind": "positive"}],
+    }
+    assert wire.WireRequest.model_validate_json(json.dumps(body)).size == 256
+    if where == "point":
+        body["extremePoints"][0]["x"] = value
+    elif where == "size":
+        body["size"] = value
+    else:
+        body["clicks"][0]["kind"] = value
+    with pytest.raises(ValidationError):
+        wire.WireRequest.model_validate_json(json.dumps(body))
+
+
 def test_crop_id_is_stable_and_sensitive() -> None:
     pts = np.array([[10, 20], [90, 25], [50, 5], [55, 80]])
     box = crop_box_for_clicks(pts)

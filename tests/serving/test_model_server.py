@@ -472,3 +472,99 @@ def test_a_stop_while_the_model_loads_exits_at_once(tmp_path: Path) -> None:
         if process.poll() is None:
             process.kill()
             process.wait(5)
+
+
+# --- message framing: one reading of where a request ends, or a refusal ---------------------------
+
+
+def _raw(handle: Any, data: bytes, *, shut: bool = False) -> list[bytes]:
+    """Send ``data`` as is (``shut``: then close the sending side) and return the status lines of
+    every answer the server gives before it closes the connection."""
+    import socket
+
+    sock = socket.create_connection((handle.host, handle.port), timeout=10)
+    try:
+        sock.sendall(data)
+        if shut:
+            sock.shutdown(socket.SHUT_WR)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    finally:
+        sock.close()
+    return [line for line in reply.split(b"\r\n") if line.startswith(b"HTTP/1.1 ")]
+
+
+SMUGGLED = b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("head", "body", "status"),
+    [
+        # A second request hidden in the first one's body must never run (/stats would answer 200).
+        (b"GET /ping HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(SMUGGLED), SMUGGLED, b"400"),
+        (
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 40\r\n\r\n",
+            b"{}" + SMUGGLED,
+            b"400",
+        ),
+        (
+            b"POST /invocations HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 2\r\n\r\n",
+            b"{}" + SMUGGLED,
+            b"400",
+        ),
+        (b"POST /invocations HTTP/1.1\r\nHost: x\r\nX-A: b\rContent-Length: 2\r\n\r\n", b"{}" + SMUGGLED, b"400"),
+        (b"HELLO\r\n\r\n", SMUGGLED, b"400"),  # a garbage request line: JSON 400, not a bare HTML page
+        (b"DELETE /ping HTTP/1.1\r\nHost: x\r\n\r\n", SMUGGLED, b"405"),
+    ],
+    ids=["get-with-a-body", "two-content-lengths", "chunked-and-length", "bare-cr-in-a-header", "garbage", "delete"],
+)
+def test_an_ambiguous_request_is_refused_and_nothing_behind_it_runs(
+    server: tuple[Any, Client, FakePredictor], head: bytes, body: bytes, status: bytes
+) -> None:
+    handle, client, _ = server
+    statuses = _raw(handle, head + body)
+    assert statuses and statuses[0].startswith(b"HTTP/1.1 " + status), statuses
+    assert len(statuses) == 1, statuses  # the connection closed: the smuggled GET /stats never ran
+    assert client.request("GET", "/ping")[0] == 200
+
+
+def test_a_body_cut_short_is_refused_not_run(server: tuple[Any, Client, FakePredictor]) -> None:
+    handle, client, _ = server
+    body = _request()
+    head = b"POST /invocations HTTP/1.1\r\nHost: x\r\n%s: %s\r\nContent-Length: %d\r\n\r\n" % (
+        wire.SESSION_HEADER.encode(),
+        wire.NEW_SESSION.encode(),
+        len(body) + 1000,
+    )
+    assert _raw(handle, head + body, shut=True) == [b"HTTP/1.1 400 Bad Request"]
+    assert handle.engine.stats()["sessions"] == 0  # nothing was run
+    assert client.request("GET", "/ping?probe=1")[0] == 200  # a query string is no other route
+
+
+def test_a_stop_does_not_wait_for_a_client_still_uploading(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A request counts towards the stop's drain once its body is in: a client stalled mid-body
+    (65 s read timeout) used to hold the drain for its 25 s, then exit 1."""
+    import socket
+
+    from fewclick_model.server import app
+
+    reading = threading.Event()
+    read_body = app._Handler._read_body
+
+    def read_body_noted(self: Any) -> bytes | None:
+        reading.set()  # the headers are in; the body read is about to block
+        return read_body(self)
+
+    monkeypatch.setattr(app._Handler, "_read_body", read_body_noted)
+    fake = FakePredictor(S)
+    handle = start_model_server("127.0.0.1", 0, predictor_factory=lambda device: fake, devices=["cpu"])
+    sock = socket.create_connection((handle.host, handle.port), timeout=10)
+    try:
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        assert reading.wait(10)
+        started = time.monotonic()
+        assert handle.stop() is True  # drained: nothing was admitted
+        assert time.monotonic() - started < 5
+    finally:
+        sock.close()

@@ -21,6 +21,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 
 from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES, SESSION_HEADER, WireError, WireErrorCode
@@ -65,9 +66,81 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_error(self, status: int, code: WireErrorCode, message: str) -> None:
         self._send(status, WireError.of(code, message).model_dump_json().encode())
 
+    def parse_request(self) -> bool:
+        # A bare CR inside a header line is a line break to the header parser, so
+        # "Session-Id: abc<CR>Content-Length: 9" would become a second, smuggled header; SageMaker
+        # never sends one, so such a request is refused (RFC 9112, 2.2) rather than guessed at.
+        raw = self.rfile
+        lines: list[bytes] = []
+
+        class _Tap:
+            def readline(self, limit: int = -1) -> bytes:
+                line = raw.readline(limit)
+                lines.append(line)
+                return line
+
+            def __getattr__(self, name: str) -> object:
+                return getattr(raw, name)
+
+        self.rfile = _Tap()  # type: ignore[assignment]
+        try:
+            parsed = super().parse_request()
+        finally:
+            self.rfile = raw
+        if parsed and any(b"\r" in line.rstrip(b"\r\n") for line in lines):
+            self.send_error(400, "a header line holds a bare CR")
+            return False
+        return parsed
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (a garbage request line, a header line over 64 KB) in the
+        contract's JSON error shape instead of its HTML page, and the connection closed."""
+        self.close_connection = True
+        # An unparsed request line leaves http.server's HTTP/0.9 default, which sends no status line.
+        self.request_version = self.protocol_version
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        self._send_error(code, WireErrorCode.BAD_REQUEST, message or phrase)
+
+    def __getattr__(self, name: str) -> object:
+        # http.server answers a method without a do_<METHOD> with an HTML 501: this server takes GET,
+        # HEAD and POST, and says so in the contract's JSON with the Allow header.
+        if name.startswith("do_"):
+            return self._method_not_allowed
+        raise AttributeError(name)
+
+    def _method_not_allowed(self) -> None:
+        self.close_connection = True
+        body = WireError.of(WireErrorCode.BAD_REQUEST, f"{self.command} is not allowed; GET, HEAD or POST")
+        self._send(
+            405, body.model_dump_json().encode(), {"Content-Type": "application/json", "Allow": "GET, HEAD, POST"}
+        )
+
+    def _framing_error(self) -> str | None:
+        """What makes this request's body boundary ambiguous, or None. SageMaker sends one
+        Content-Length; a second one, or Transfer-Encoding beside it, would let a body hide a second
+        request on a kept-alive connection."""
+        if self.headers.get("Transfer-Encoding") is not None:
+            return "Transfer-Encoding is not supported: send the body with one Content-Length"
+        if len(set(self.headers.get_all("Content-Length") or [])) > 1:
+            return "conflicting Content-Length headers"
+        if len(set(self.headers.get_all(SESSION_HEADER) or [])) > 1:
+            return f"conflicting {SESSION_HEADER} headers"
+        return None
+
     def do_GET(self) -> None:
         engine = self.server.engine
-        if self.path == "/ping":
+        problem = self._framing_error()
+        if problem is None and (content_length(self.headers.get("Content-Length")) or 0) > 0:
+            problem = f"{self.command} takes no body"
+        if problem is not None:
+            self.close_connection = True
+            self._send_error(400, WireErrorCode.BAD_REQUEST, problem)
+            return
+        path = self.path.split("?", 1)[0]
+        if path == "/ping":
             if self.server.closing:
                 # Stopping: the platform should route new sessions elsewhere.
                 self._send(503, json.dumps({"status": "stopping"}).encode())
@@ -78,7 +151,7 @@ class _Handler(BaseHTTPRequestHandler):
                 state = "failed" if engine.load_error is not None else "loading"
                 self._send(503, json.dumps({"status": state}).encode())
             return
-        if self.path == "/stats":
+        if path == "/stats":
             # Introspection for load tests and operators. Not part of the hosting contract and not reachable
             # through SageMaker, which only forwards /ping and /invocations; it holds counters only.
             self._send(200, json.dumps(engine.stats()).encode())
@@ -88,6 +161,11 @@ class _Handler(BaseHTTPRequestHandler):
     do_HEAD = do_GET
 
     def do_POST(self) -> None:
+        body = self._read_body()
+        if body is None:
+            return
+        # Admitted only once the body is in: a client still uploading (or stalled mid-body) holds
+        # no inference, so a SIGTERM's drain does not wait out its read timeout.
         if not self.server.admit():
             # Stopping (SIGTERM): in-flight requests are being answered; a new one is told to retry
             # elsewhere, and this connection is not kept.
@@ -96,28 +174,40 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_error(503, refusal.code, refusal.message)
             return
         try:
-            self._post()
+            result = self.server.engine.invoke(body, self.headers.get(SESSION_HEADER))
+            self._send(result.status, result.body, result.headers)
         finally:
             self.server.release()
 
-    def _post(self) -> None:
+    def _read_body(self) -> bytes | None:
+        """The /invocations body, or None once a refusal is sent (and the connection marked closed:
+        after a refusal before or during the body, the stream cannot be framed)."""
         if self.path.split("?", 1)[0] != "/invocations":
             self.close_connection = True
             self._send_error(404, WireErrorCode.BAD_REQUEST, f"no route POST {self.path[:100]}")
-            return
+            return None
+        problem = self._framing_error()
+        if problem is not None:
+            self.close_connection = True
+            self._send_error(400, WireErrorCode.BAD_REQUEST, problem)
+            return None
         length = content_length(self.headers.get("Content-Length"))
         if length is None:
             self.close_connection = True
             self._send_error(411, WireErrorCode.BAD_REQUEST, "Content-Length required")
-            return
+            return None
         if length > MAX_BODY_BYTES:
             # Not reading the body means the connection cannot be reused.
             self.close_connection = True
             self._send_error(413, WireErrorCode.PAYLOAD_TOO_LARGE, "request body over 6 MB")
-            return
+            return None
         body = self.rfile.read(length)
-        result = self.server.engine.invoke(body, self.headers.get(SESSION_HEADER))
-        self._send(result.status, result.body, result.headers)
+        if len(body) < length:
+            # The client closed before its Content-Length: a cut body is not run as if whole.
+            self.close_connection = True
+            self._send_error(400, WireErrorCode.BAD_REQUEST, f"the body ended after {len(body)} of {length} bytes")
+            return None
+        return body
 
 
 class ModelHttpServer(QuietThreadingHTTPServer):

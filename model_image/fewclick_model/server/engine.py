@@ -221,7 +221,7 @@ class InferenceEngine:
             session_id = self.cache.new_session_id()
         else:
             session_id = header or str(req.sessionId)
-            if len(session_id) > 256 or not SESSION_ID_RE.match(session_id):
+            if len(session_id) > 256 or not SESSION_ID_RE.fullmatch(session_id):  # "$" passes a trailing "\n"
                 raise WireFailure(WireErrorCode.BAD_REQUEST, "malformed session id")
             if req.sessionId and header and req.sessionId != header:
                 raise WireFailure(WireErrorCode.BAD_REQUEST, "sessionId in body and header differ")
