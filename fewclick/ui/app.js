@@ -7,17 +7,18 @@ import { createLabeler, isTextEntry } from "./labeling-core.js";
 const TOKEN_KEY = "fewclick.token";
 
 // The token arrives in the URL fragment (never sent to a server); keep it for this tab and take it
-// out of the address bar so it does not end up in screenshots or bookmarks.
+// out of the address bar so it does not end up in screenshots or bookmarks. True if there was one.
 function takeToken() {
   const match = /(?:^|[#&])token=([^&]+)/.exec(window.location.hash);
-  if (match) {
-    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
-    history.replaceState(null, "", window.location.pathname + window.location.search);
-  }
-  return sessionStorage.getItem(TOKEN_KEY);
+  if (!match) return false;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+  history.replaceState(null, "", window.location.pathname + window.location.search);
+  return true;
 }
 
-const token = takeToken();
+takeToken();
+// Not a constant: the printed URL pasted into this tab later brings a new one (see "hashchange").
+let token = sessionStorage.getItem(TOKEN_KEY);
 const $ = (id) => document.getElementById(id);
 
 class HttpError extends Error {
@@ -80,13 +81,17 @@ const state = {
   imageBucket: null, // set by /local/config when the proxy reads the images folder as a bucket
   objectUrl: null,
   saving: null,
+  unfinishedWarning: false, // a move was refused for an unfinished object: its status message stays
 };
+
+let pageRetry = null; // what the page banner offers to try again: a new token tries it too
 
 function showPageBanner(message, retry = null) {
   $("page-banner").hidden = false;
   $("page-banner-text").textContent = message;
   const button = $("page-banner-retry");
   button.hidden = !retry;
+  pageRetry = retry;
   button.onclick = retry
     ? () => {
         hidePageBanner();
@@ -97,6 +102,7 @@ function showPageBanner(message, retry = null) {
 
 function hidePageBanner() {
   $("page-banner").hidden = true;
+  pageRetry = null;
 }
 
 function setSaveStatus(text, kind = "") {
@@ -126,6 +132,20 @@ function renderProgress() {
 }
 
 let labeler = null;
+
+/** What to say about objects with 1-3 extreme points, or null if there are none. They have no mask,
+ * so no save stores them: opening another image (or leaving the page) would lose them. */
+function unfinishedObjects() {
+  if (!labeler) return null;
+  const unfinished = labeler.doc.objects
+    .map((obj, i) => ({ number: i + 1, points: obj.points.length }))
+    .filter(({ points }) => points > 0 && points < 4);
+  if (!unfinished.length) return null;
+  const names = unfinished.map(({ number, points }) => `#${number} (${points} of 4 extreme points)`).join(", ");
+  const [plural, it] = unfinished.length > 1 ? ["s", "them"] : ["", "it"];
+  return `Unfinished object${plural} ${names}: finish ${it} by clicking the remaining extreme points, ` +
+    `or delete ${it} (Delete, or ✕ in the object list).`;
+}
 
 async function openImage(index) {
   const image = state.images[index];
@@ -230,8 +250,17 @@ async function save() {
 async function go(index) {
   if (index < 0 || index >= state.images.length || index === state.index) return;
   // Moving on saves first, so work is never left behind by a click on "Next"; again while edits
-  // made during a save that was already travelling are still unsaved.
-  while (labeler.dirty) {
+  // made during a save that was already travelling are still unsaved. An unfinished object cannot be
+  // saved at all, so it holds the labeler here (checked again after each save: clicks go on meanwhile).
+  for (;;) {
+    const unfinished = unfinishedObjects();
+    if (unfinished) {
+      state.unfinishedWarning = true;
+      setSaveStatus(`Not moved on. ${unfinished}`, "error");
+      renderProgress(); // the image list shows the image still held, not the one picked
+      return;
+    }
+    if (!labeler.dirty) break;
     if (!(await save())) {
       renderProgress();
       return;
@@ -262,6 +291,11 @@ async function start() {
       labels: config.labels,
       onChange: (info) => {
         $("save").classList.toggle("app-dirty", info.dirty);
+        if (state.unfinishedWarning) {
+          if (info.incomplete) return; // still unfinished: the refusal and what to do about it stay
+          state.unfinishedWarning = false;
+          if (!info.dirty) setSaveStatus("");
+        }
         if (info.dirty && !state.saving) setSaveStatus("Unsaved changes", "warn");
       },
     });
@@ -294,7 +328,18 @@ window.addEventListener("keydown", (e) => {
   else if (e.key === "ArrowRight") go(state.index + 1);
 });
 window.addEventListener("beforeunload", (e) => {
-  if (labeler && labeler.dirty) e.preventDefault(); // the browser asks before unsaved work is lost
+  // The browser asks before unsaved work is lost; an unfinished object is never saved, so it counts.
+  if (labeler && (labeler.dirty || unfinishedObjects())) e.preventDefault();
+});
+// After a 401/403 the labeler pastes the printed URL into the same tab: only the fragment changes, so
+// the page does not load again. Take the new token here and try again what the old one was refused.
+window.addEventListener("hashchange", () => {
+  if (!takeToken()) return;
+  token = sessionStorage.getItem(TOKEN_KEY);
+  const retry = pageRetry;
+  hidePageBanner();
+  if (labeler && labeler.failed.size) labeler.retry();
+  if (retry) retry();
 });
 
 start();

@@ -24,6 +24,11 @@ const RETRYABLE_STATUS = new Set([0, 429, 502, 503, 504]);
 export const MAX_CORRECTIVE_CLICKS = 100;
 const HISTORY_LIMIT = 500;
 const DRAG_THRESHOLD_PX = 5;
+// Two extreme points this close mark one side of the object twice (a repeated or slipped click): the
+// box they span, and so the mask, would be degenerate.
+const MIN_EXTREME_DISTANCE_PX = 2;
+// However the view was zoomed or panned, this much of the image stays inside the stage to click on.
+const MIN_VISIBLE_PX = 48;
 
 // ---------------------------------------------------------------------------------------------
 // COCO RLE
@@ -168,6 +173,10 @@ function objectKey(obj) {
   return `${obj.id}|${obj.points.map((p) => `${p.x},${p.y},${p.type}`).join(";")}`;
 }
 
+function docKeys(doc) {
+  return new Set(doc.objects.map(objectKey));
+}
+
 function isComplete(obj) {
   return obj.points.length >= 4;
 }
@@ -229,6 +238,14 @@ export function isTextEntry(target) {
   return target.tagName === "INPUT" && !NON_TEXT_INPUTS.has(target.type);
 }
 
+const TAKES_SPACE = "button, a[href], input, select, textarea, summary, " +
+  "[role=button], [role=checkbox], [role=switch], [role=tab], [role=menuitem], [role=option]";
+
+/** Focus is on a control whose own action is Space (press a button, tick a box, open a list). */
+function takesSpace(target) {
+  return Boolean(target && typeof target.closest === "function" && target.closest(TAKES_SPACE));
+}
+
 const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
 
 /**
@@ -268,6 +285,7 @@ export class Labeler {
     this.opacity = 0.5;
     this.boundaryMode = false;
     this.view = { scale: 1, tx: 0, ty: 0 };
+    this.viewFitted = true; // the view is fit()'s, not one the labeler zoomed or panned since
     this.image = null; // {element, width, height, getApiImage}
     this.history = new History({ objects: [], selected: -1 });
     this.savedDoc = this.history.current;
@@ -450,11 +468,17 @@ export class Labeler {
   }
 
   undo() {
-    if (this.history.undo()) this._changed();
+    const before = this.doc;
+    if (!this.history.undo()) return;
+    this._forgetFailures(before);
+    this._changed();
   }
 
   redo() {
-    if (this.history.redo()) this._changed();
+    const before = this.doc;
+    if (!this.history.redo()) return;
+    this._forgetFailures(before);
+    this._changed();
   }
 
   setOpacity(value) {
@@ -502,7 +526,21 @@ export class Labeler {
       tx: (w - this.image.width * scale) / 2,
       ty: (h - this.image.height * scale) / 2,
     };
+    this.viewFitted = true;
     this._render();
+  }
+
+  /** Pull the image back until at least MIN_VISIBLE_PX of it (or all of it, if smaller) is in the stage. */
+  _clampView() {
+    const { clientWidth: w, clientHeight: h } = this.ui.stage;
+    if (!this.image || !w || !h) return; // a hidden stage has no size to keep the image in
+    const { scale, tx, ty } = this.view;
+    const iw = this.image.width * scale;
+    const ih = this.image.height * scale;
+    const mx = Math.min(MIN_VISIBLE_PX, iw, w);
+    const my = Math.min(MIN_VISIBLE_PX, ih, h);
+    this.view.tx = Math.min(w - mx, Math.max(mx - iw, tx));
+    this.view.ty = Math.min(h - my, Math.max(my - ih, ty));
   }
 
   destroy() {
@@ -571,6 +609,10 @@ export class Labeler {
     };
     on(top, "contextmenu", (e) => e.preventDefault()); // right-click is a negative click, not a menu
     on(top, "pointerdown", (e) => this._pointerDown(e));
+    // Pointer events carry no click count (detail is 0); the mouse event that follows pointerdown does.
+    on(top, "mousedown", (e) => {
+      if (this.drag) this.drag.count = e.detail || 1;
+    });
     on(top, "pointermove", (e) => this._pointerMove(e));
     on(top, "pointerup", (e) => this._pointerUp(e));
     on(top, "pointercancel", () => { this.drag = null; });
@@ -583,10 +625,13 @@ export class Labeler {
     });
     on(window, "blur", () => { this.spaceDown = false; });
     const observer = new ResizeObserver(() => {
-      const first = !this._sized;
-      this._sized = true;
-      if (first) this.fit();
-      else this._render();
+      // A smaller window would leave a fitted image partly outside the stage, where clicks are ignored:
+      // the fitted view follows the stage; a view the labeler chose is kept, but within reach.
+      if (this.viewFitted) this.fit();
+      else {
+        this._clampView();
+        this._render();
+      }
     });
     observer.observe(this.ui.stage);
     listeners.push(() => observer.disconnect());
@@ -609,8 +654,11 @@ export class Labeler {
     } else if (mod || e.altKey) {
       return;
     } else if (e.code === "Space") {
+      // Held Space turns a drag on the image into a pan (pointerdown moves the focus to the image, so a
+      // focused button is not pressed by it); its default is cancelled only where it would scroll the
+      // page, never where it presses the focused button or ticks the focused box.
       this.spaceDown = true;
-      e.preventDefault(); // no page scroll while panning
+      if (!takesSpace(e.target)) e.preventDefault();
     } else if (key === "b") {
       this.setBoundaryMode(!this.boundaryMode);
     } else if (key === "n") {
@@ -626,7 +674,7 @@ export class Labeler {
     this.ui.top.focus({ preventScroll: true });
     const pan = e.button === 1 || (e.button === 0 && this.spaceDown);
     this.drag = { pan, button: e.button, startX: e.clientX, startY: e.clientY, lastX: e.clientX, lastY: e.clientY,
-      moved: false, shift: e.shiftKey, alt: e.altKey };
+      moved: false, shift: e.shiftKey, alt: e.altKey, count: 1 };
     try {
       this.ui.top.setPointerCapture(e.pointerId); // a drag that leaves the canvas still ends here
     } catch {
@@ -642,6 +690,8 @@ export class Labeler {
     if (drag.pan) {
       this.view.tx += e.clientX - drag.lastX;
       this.view.ty += e.clientY - drag.lastY;
+      this.viewFitted = false;
+      this._clampView();
       this._render();
     }
     drag.lastX = e.clientX;
@@ -653,6 +703,8 @@ export class Labeler {
     this.drag = null;
     if (!drag || drag.pan || drag.moved || drag.button !== e.button) return;
     if (e.button !== 0 && e.button !== 2) return;
+    // The second click of a double-click lands on the first one's pixel: one point, not two alike.
+    if (drag.count > 1) return;
     this._addClick(this.clientToImage(e.clientX, e.clientY), {
       right: e.button === 2,
       shift: drag.shift || e.shiftKey,
@@ -672,6 +724,8 @@ export class Labeler {
     this.view.tx = px - ((px - this.view.tx) * scale) / this.view.scale;
     this.view.ty = py - ((py - this.view.ty) * scale) / this.view.scale;
     this.view.scale = scale;
+    this.viewFitted = false;
+    this._clampView();
     this._render();
   }
 
@@ -698,6 +752,20 @@ export class Labeler {
       if (alt || this.boundaryMode) type = "boundary";
       else if (right || shift) type = "negative";
       else type = "positive";
+    } else {
+      const near = obj.points.findIndex(
+        (p) => Math.max(Math.abs(p.x - point.x), Math.abs(p.y - point.y)) <= MIN_EXTREME_DISTANCE_PX,
+      );
+      if (near >= 0) {
+        this._showBanner(
+          "info",
+          `Extreme point ${obj.points.length + 1} not added: (${point.x}, ${point.y}) is within ` +
+            `${MIN_EXTREME_DISTANCE_PX} px of extreme point ${near + 1}. Click another side of the object ` +
+            "(its left-, right-, top- or bottom-most pixel).",
+          { autoHideMs: 6000 },
+        );
+        return;
+      }
     }
     const updated = Object.freeze({ ...obj, points: Object.freeze([...obj.points, Object.freeze({ ...point, type })]) });
     const objects = doc.objects.map((o, i) => (i === doc.selected ? updated : o));
@@ -711,8 +779,19 @@ export class Labeler {
   }
 
   _commit(doc) {
+    const before = this.doc;
     this.history.push(Object.freeze(doc));
+    this._forgetFailures(before);
     this._changed();
+  }
+
+  /** A state that becomes current again (undo, redo, the same click made again) is a new attempt: the
+   * mark of an earlier failure (a 403 that a new token has since fixed, say) must not keep it from
+   * being requested, nor keep Save blocked. States that stayed current keep theirs: no resend loop. */
+  _forgetFailures(before) {
+    if (!this.failed.size) return;
+    const previous = docKeys(before);
+    for (const key of docKeys(this.doc)) if (!previous.has(key)) this.failed.delete(key);
   }
 
   _changed() {

@@ -429,3 +429,240 @@ def test_moving_on_during_a_save_saves_the_edits_made_meanwhile(
     page.wait_for_function("() => window.fewclick.state.shown === 1 && window.fewclick.labeler.image")
     (saved,) = _saved_objects(tmp_path, "a.png")
     assert [c["type"] for c in saved["fewclick"]["clicks"]] == ["negative"]  # the edit was saved before moving on
+
+
+def test_space_presses_a_focused_button_and_pans_from_the_image(stack: LocalStack, page: Any) -> None:
+    open_labeler(page, stack.url)
+    # Seen after the labeler's own listener: whether it cancelled Space's default action.
+    page.evaluate("() => window.addEventListener('keydown', (e) => { window.__spacePrevented = e.defaultPrevented; })")
+    page.focus("[data-role=boundary-mode]")
+    page.keyboard.press("Space")
+    assert page.get_attribute("[data-role=boundary-mode]", "aria-pressed") == "true"
+    assert page.evaluate("() => window.__spacePrevented") is False
+    page.focus("#help-toggle")  # the page's buttons too
+    page.keyboard.press("Space")
+    assert page.is_visible("#help")
+    # With the image focused, Space is the pan modifier: no page scroll.
+    page.focus("[data-role=click-layer]")
+    page.keyboard.press("Space")
+    assert page.evaluate("() => window.__spacePrevented") is True
+
+
+# The stage's and the image's rectangles in client pixels, and the scale.
+GEOMETRY_JS = """() => {
+  const l = window.fewclick.labeler;
+  const s = l.ui.stage.getBoundingClientRect();
+  const a = l.imageToClient(-0.5, -0.5);
+  const b = l.imageToClient(l.image.width - 0.5, l.image.height - 0.5);
+  return { stage: [s.left, s.top, s.right, s.bottom], image: [a.x, a.y, b.x, b.y], scale: l.view.scale };
+}"""
+
+
+def test_a_smaller_window_refits_the_image_or_keeps_it_within_reach(stack: LocalStack, page: Any) -> None:
+    open_labeler(page, stack.url)
+    page.evaluate(f"() => {{ window.__geometry = {GEOMETRY_JS}; }}")
+    fitted = page.evaluate("() => window.__geometry()")
+    # A fitted view follows the stage: the whole image inside the smaller one.
+    page.set_viewport_size({"width": 800, "height": 500})
+    page.wait_for_function(
+        """() => { const { stage: s, image: i } = window.__geometry();
+                   return i[0] >= s[0] && i[1] >= s[1] && i[2] <= s[2] && i[3] <= s[3]; }""",
+        timeout=5_000,
+    )
+    refitted = page.evaluate("() => window.__geometry()")
+    assert refitted["scale"] < fitted["scale"]
+
+    # Panned by the labeler (middle button) into the stage's bottom-right corner: the view is theirs now.
+    stage, image = refitted["stage"], refitted["image"]
+    start = (image[0] + 10, image[1] + 10)
+    page.mouse.move(*start)
+    page.mouse.down(button="middle")
+    page.mouse.move(stage[2] - 70, stage[3] - 70, steps=4)
+    page.mouse.up(button="middle")
+    panned = page.evaluate("() => window.__geometry()")
+    assert panned["image"][0] == pytest.approx(stage[2] - 80, abs=2)
+    # The window shrinks past the image's corner: it is pulled back within reach, neither refitted nor lost.
+    page.set_viewport_size({"width": 600, "height": 400})
+    page.wait_for_function(
+        """() => { const { stage: s, image: i } = window.__geometry();
+                   return Math.min(s[2], i[2]) - Math.max(s[0], i[0]) >= 40
+                       && Math.min(s[3], i[3]) - Math.max(s[1], i[1]) >= 40; }""",
+        timeout=5_000,
+    )
+    kept = page.evaluate("() => window.__geometry()")
+    assert kept["scale"] == panned["scale"]
+    stage, image = kept["stage"], kept["image"]
+    x = (max(stage[0], image[0]) + min(stage[2], image[2])) / 2
+    y = (max(stage[1], image[1]) + min(stage[3], image[3])) / 2
+    pixel = page.evaluate("([x, y]) => window.fewclick.labeler.clientToImage(x, y)", [x, y])
+    page.mouse.click(x, y)
+    assert page.evaluate("() => window.fewclick.labeler.doc.objects[0].points[0]") == {**pixel, "type": "extreme"}
+
+
+def test_moving_on_is_refused_while_an_object_is_unfinished(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    obj = make_known_object(tmp_path / "images" / "a.png")
+    open_labeler(page, stack.url)
+    first_mask(page, obj)
+    page.keyboard.press("n")
+    left, right, top, bottom = obj.extreme_points
+    second = [(left[0] + 20, left[1]), (right[0] - 20, right[1]), (top[0], top[1] + 15), (bottom[0], bottom[1] - 15)]
+    for x, y in second[:2]:
+        click_image(page, x, y)
+    status = "() => document.querySelector('[data-role=save-status]')"
+    unfinished = "Unfinished object #2 (2 of 4 extreme points): finish it"
+
+    # Next, →, and the image list: each refused, said in words, nothing saved or lost.
+    page.click("#next")
+    page.wait_for_function(f"() => ({status})().dataset.kind === 'error'")
+    text = page.text_content("[data-role=save-status]") or ""
+    assert text.startswith("Not moved on") and unfinished in text and "or delete it" in text
+    page.focus("[data-role=click-layer]")
+    page.keyboard.press("ArrowRight")
+    page.select_option("#image-select", "1")
+    assert page.evaluate("() => [window.fewclick.state.index, window.fewclick.state.shown]") == [0, 0]
+    assert page.input_value("#image-select") == "0"
+    assert not (tmp_path / "labels" / "annotations.json").exists()
+    # The message stays through other changes (selecting the first object), and so does the object.
+    page.click("[data-role=objects] li[data-index='0'] .fc-object-name")
+    assert page.evaluate("() => window.fewclick.labeler.doc.selected") == 0
+    assert unfinished in (page.text_content("[data-role=save-status]") or "")
+    assert page.evaluate("() => window.fewclick.labeler.doc.objects[1].points.length") == 2
+
+    # Saved (the finished object only): still refused, and leaving the page still asks.
+    page.keyboard.press("Control+s")
+    page.wait_for_function(f"() => ({status})().textContent.startsWith('Saved')")
+    page.click("#next")
+    page.wait_for_function(f"() => ({status})().textContent.startsWith('Not moved on')")
+    assert page.evaluate("() => window.fewclick.state.index") == 0
+    leaving = """() => { const e = new Event('beforeunload', { cancelable: true });
+                         dispatchEvent(e); return e.defaultPrevented; }"""
+    assert page.evaluate(leaving) is True
+
+    # Finished: the warning goes, and Next saves both objects before moving on.
+    page.click("[data-role=objects] li[data-index='1'] .fc-object-name")
+    settle(page)  # the longer status may have wrapped the header, moving the image
+    for x, y in second[2:]:
+        click_image(page, x, y)
+    settle(page)
+    assert page.text_content("[data-role=save-status]") == "Unsaved changes"
+    page.click("#next")
+    page.wait_for_function("() => window.fewclick.state.shown === 1 && window.fewclick.labeler.image")
+    assert len(_saved_objects(tmp_path, "a.png")) == 2
+
+
+def test_an_extreme_point_on_an_earlier_one_is_refused_and_a_double_click_adds_one_point(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    obj = make_known_object(tmp_path / "images" / "a.png")
+    open_labeler(page, stack.url)
+    points = (
+        "() => { const d = window.fewclick.labeler.doc; return d.objects[d.selected].points.map((p) => [p.x, p.y]); }"
+    )
+    left, right, top, bottom = obj.extreme_points
+
+    def double_click(x: int, y: int) -> None:
+        point = page.evaluate("([x, y]) => window.fewclick.labeler.imageToClient(x, y)", [x, y])
+        page.mouse.dblclick(point["x"], point["y"])
+        settle(page)
+
+    # A double-click is one point, an extreme one and a corrective one alike.
+    double_click(*left)
+    click_image(page, *right)
+    click_image(page, *top)
+    double_click(*bottom)
+    double_click(*obj.inside)
+    assert page.evaluate(points) == [list(p) for p in (left, right, top, bottom, obj.inside)]
+    assert mask_count(page) == 2
+    assert all(len({(p["x"], p["y"]) for p in r["extremePoints"]}) == 4 for r in fake.requests)
+
+    # Another object: its first extreme point clicked 4 times, then 2 px off, is still one point.
+    page.keyboard.press("n")
+    # settle() after each click: the banner moves the image, and the next click must find its pixel again.
+    for _ in range(4):
+        click_image(page, *left)
+        settle(page)
+    assert page.evaluate(points) == [list(left)]
+    hidden, kind, text = banner(page)
+    assert not hidden and kind == "info"
+    assert "Extreme point 2 not added" in text and "within 2 px of extreme point 1" in text
+    click_image(page, left[0] + 2, left[1] - 2)
+    settle(page)
+    assert page.evaluate(points) == [list(left)]
+    assert len(fake.requests) == 2
+
+
+def test_a_refused_page_takes_the_token_pasted_into_the_same_tab(stack: LocalStack, page: Any) -> None:
+    assert stack.token
+    page.goto(stack.url.replace(stack.token, "wrong"))
+    page.wait_for_function("() => !document.getElementById('page-banner').hidden")
+    assert "Not authorised (403)" in (page.text_content("#page-banner-text") or "")
+    page.evaluate("() => { window.__sameDocument = true; }")
+    page.goto(stack.url)  # the printed URL, pasted: only the fragment changes, the page does not load again
+    page.wait_for_function("() => window.fewclick && window.fewclick.labeler.image")
+    assert page.evaluate("() => window.__sameDocument") is True
+    assert page.is_hidden("#page-banner")
+    assert "token=" not in page.url
+
+
+def test_a_refused_click_is_sent_again_with_the_token_pasted_into_the_same_tab(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    obj = make_known_object(tmp_path / "images" / "a.png")
+    assert stack.token
+    # The page loaded while its token was still good (its /local requests carry the right one); the
+    # segment API already refuses the tab's token.
+    page.route(
+        "**/local/**",
+        lambda route: route.continue_(headers={**route.request.headers, "authorization": f"Bearer {stack.token}"}),
+    )
+    open_labeler(page, stack.url.replace(stack.token, "stale"))
+    first_mask(page, obj)
+    hidden, kind, text = banner(page)
+    assert not hidden and kind == "error" and "Not authorised (403" in text
+    assert "failed" in (page.text_content("[data-role=objects]") or "")
+    page.unroute("**/local/**")
+
+    page.goto(stack.url)
+    page.wait_for_function("() => window.fewclick.labeler.masks.size === 1")
+    settle(page)
+    assert banner(page)[0]
+    assert page.evaluate("() => window.fewclick.save()") is True  # the new token saves too
+    assert len(_saved_objects(tmp_path, "a.png")) == 1
+
+
+def test_a_refused_click_is_requested_again_after_undo_and_redo(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    obj = make_known_object(tmp_path / "images" / "a.png")
+    open_labeler(page, stack.url)
+    first_mask(page, obj)
+    objects = "[data-role=objects]"
+    error = "() => document.querySelector('[data-role=banner]').dataset.kind === 'error'"
+
+    fake.failures.append((403, "ACCESS_DENIED", {}))
+    click_image(page, *obj.inside)
+    page.wait_for_function(error)
+    assert "failed" in (page.text_content(objects) or "")
+    page.keyboard.press("Control+z")
+    page.keyboard.press("Control+Shift+z")
+    settle(page)
+    assert mask_count(page) == 2 and "failed" not in (page.text_content(objects) or "")
+    assert banner(page)[0]
+
+    # The same click made again after an undo is a new attempt too.
+    fake.failures.append((403, "ACCESS_DENIED", {}))
+    settle(page)
+    click_image(page, *obj.outside, modifier="Shift")
+    page.wait_for_function(error)
+    page.keyboard.press("Control+z")
+    settle(page)  # the banner went: the image moved with the stage
+    click_image(page, *obj.outside, modifier="Shift")
+    settle(page)
+    assert mask_count(page) == 3 and "failed" not in (page.text_content(objects) or "")
+
+    page.click("#save")
+    page.wait_for_function("() => document.querySelector('[data-role=save-status]').textContent.startsWith('Saved')")
+    (saved,) = _saved_objects(tmp_path, "a.png")
+    assert [c["type"] for c in saved["fewclick"]["clicks"]] == ["positive", "negative"]
