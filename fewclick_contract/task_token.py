@@ -124,7 +124,7 @@ def _mac(key: bytes, signed_part: str) -> str:
 
 
 def is_s3_uri(uri: str) -> bool:
-    return bool(_S3_URI.match(uri))
+    return bool(_S3_URI.fullmatch(uri))  # "$" alone would pass a trailing newline
 
 
 def mint_task_token(
@@ -145,9 +145,18 @@ def mint_task_token(
     body = {"img": claims.img, "exp": claims.exp, "iat": claims.iat, "jti": claims.jti}
     if job:
         body["job"] = job
-    payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8"))
+    # ensure_ascii=False: an S3 key may be 1,024 bytes of non-ASCII text, and as \uXXXX escapes
+    # (6 characters each) its token outgrew MAX_TOKEN_LENGTH, which the verifier then refused.
+    text = json.dumps(body, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+    payload = _b64(text.encode("utf-8"))
     signed_part = f"{PREFIX}.{payload}"
-    return f"{signed_part}.{_mac(key, signed_part)}", claims
+    token = f"{signed_part}.{_mac(key, signed_part)}"
+    if len(token) > MAX_TOKEN_LENGTH:
+        # Never issue what `verify_task_token` refuses: the worker would get the task and a 401 per click.
+        raise ValueError(
+            f"a task token for {image_uri[:80]!r}... would be {len(token)} characters, over {MAX_TOKEN_LENGTH}"
+        )
+    return token, claims
 
 
 def verify_task_token(key: bytes, token: str, *, now: float | None = None) -> TaskClaims:

@@ -134,6 +134,19 @@ def create_job(plan: JobPlan, session: Any) -> str:
     The file goes first: the pre-annotation Lambda reads it (through DescribeLabelingJob) as soon as
     Ground Truth starts preparing tasks.
     """
+    # A job of this name would have its label file replaced below (its pre-annotation Lambda re-reads
+    # it), and only then would CreateLabelingJob refuse the name: ask first.
+    name = plan.request["LabelingJobName"]
+    try:
+        existing = session.client("sagemaker").describe_labeling_job(LabelingJobName=name)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") not in ("ResourceNotFound", "ValidationException"):
+            raise
+    else:
+        raise JobRequestError(
+            f"a labeling job named {name} exists already ({existing.get('LabelingJobStatus', 'unknown status')}); "
+            "pick another --job-name"
+        )
     bucket, _, key = plan.label_config_uri.removeprefix("s3://").partition("/")
     session.client("s3").put_object(
         Bucket=bucket,

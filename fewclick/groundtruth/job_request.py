@@ -21,6 +21,8 @@ from .stack_outputs import JOBS_PREFIX, OUTPUT_PREFIX, LabelingStackOutputs
 _JOB_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _LABEL_ATTRIBUTE = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,126}$")
 _WORKTEAM_ARN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]*:[0-9]{12}:workteam/.+$")
+# botocore's sagemaker model, HumanTaskConfig.TaskTitle.
+_TASK_TITLE = re.compile(r"[\t\n\r\x20-\ud7ff\ue000-\ufffd]*")
 _S3_URI = re.compile(r"^s3://(?P<bucket>[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9])/(?P<key>.+)$")
 
 
@@ -69,7 +71,7 @@ def default_job_name(now: float | None = None) -> str:
 
 
 def _bucket_of(uri: str, what: str) -> str:
-    match = _S3_URI.match(uri or "")
+    match = _S3_URI.fullmatch(uri or "")
     if not match:
         raise JobRequestError(f"{what} must be an s3://bucket/key URI, not {uri!r}")
     return match["bucket"]
@@ -82,12 +84,12 @@ def build_job_plan(options: JobOptions, outputs: LabelingStackOutputs) -> JobPla
     except ValueError as exc:
         raise JobRequestError(str(exc)) from None
     job_name = options.job_name or default_job_name()
-    if not _JOB_NAME.match(job_name):
+    if not _JOB_NAME.fullmatch(job_name):
         raise JobRequestError(f"job name {job_name!r}: 1-63 letters, digits and hyphens, starting with a letter/digit")
     # Semantic segmentation's output names its label map "<attribute>": "s3://...png" with a name
     # ending in -ref (CreateLabelingJob's LabelAttributeName), which augmented-manifest training expects.
     attribute = options.label_attribute_name or f"{job_name}-ref"
-    if not _LABEL_ATTRIBUTE.match(attribute) or not attribute.endswith("-ref"):
+    if not _LABEL_ATTRIBUTE.fullmatch(attribute) or not attribute.endswith("-ref"):
         raise JobRequestError(f"label attribute name {attribute!r}: letters, digits, hyphens, ending in -ref")
 
     manifest_bucket = _bucket_of(options.manifest_uri, "--manifest")
@@ -101,7 +103,7 @@ def build_job_plan(options: JobOptions, outputs: LabelingStackOutputs) -> JobPla
     workteam = options.workteam_arn or outputs.workteam_arn
     if not workteam:
         raise JobRequestError("no --workteam-arn given and the stack created no workteam")
-    if not _WORKTEAM_ARN.match(workteam):
+    if not _WORKTEAM_ARN.fullmatch(workteam):
         raise JobRequestError(f"{workteam!r} is not a SageMaker workteam ARN")
     if not 1 <= options.workers_per_object <= 9:
         raise JobRequestError("--workers-per-object must be 1..9 (CreateLabelingJob limit)")
@@ -130,6 +132,11 @@ def build_job_plan(options: JobOptions, outputs: LabelingStackOutputs) -> JobPla
             raise JobRequestError(f"{flag} must not be empty (workers read it)")
         if len(text) > limit:
             raise JobRequestError(f"{flag} is {len(text)} characters; CreateLabelingJob takes at most {limit}")
+    if not _TASK_TITLE.fullmatch(options.title):
+        raise JobRequestError(
+            "--title may hold letters, digits, punctuation and spaces, but no control characters and no "
+            "characters beyond U+FFFD such as emoji (CreateLabelingJob's TaskTitle pattern)"
+        )
     keywords = [k.strip() for k in options.keywords if k.strip()][:5] or ["segmentation"]
 
     label_config_uri = f"s3://{outputs.bucket}/{JOBS_PREFIX}{job_name}/label-categories.json"

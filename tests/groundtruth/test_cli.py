@@ -134,6 +134,10 @@ def test_label_category_file_is_the_documented_format() -> None:
         ({"description": ""}, "--description must not be empty"),
         ({"title": "t" * 129}, "129 characters"),
         ({"description": "d" * 256}, "at most 255"),
+        ({"title": "Segment \U0001f697 cars"}, "TaskTitle pattern"),
+        ({"title": "bell\x07"}, "TaskTitle pattern"),
+        ({"job_name": "abc\n"}, "job name"),
+        ({"manifest_uri": "s3://labeling-input/m.manifest\n"}, "s3://bucket/key"),
     ],
 )
 def test_invalid_jobs_are_refused_before_any_call(changes: dict[str, Any], message: str) -> None:
@@ -250,6 +254,11 @@ def test_create_reads_the_stack_writes_labels_and_creates_the_job(
         },
     )
     arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:labeling-job/street-scenes-1"
+    session.stubs["sagemaker"].add_client_error(
+        "describe_labeling_job",
+        service_error_code="ResourceNotFound",
+        expected_params={"LabelingJobName": "street-scenes-1"},
+    )
     session.stubs["sagemaker"].add_response("create_labeling_job", {"LabelingJobArn": arn}, expected)
 
     import fewclick.groundtruth.cli as cli
@@ -277,6 +286,56 @@ def test_create_reads_the_stack_writes_labels_and_creates_the_job(
         stub.assert_no_pending_responses()
     assert code == 0
     assert capsys.readouterr().out.strip() == arn
+
+
+def test_an_existing_job_name_is_refused_before_its_label_file_is_touched(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Re-using a running job's name used to replace its label file (which its pre-annotation Lambda
+    re-reads) before CreateLabelingJob refused the name."""
+    session = StubSession()
+    session.stubs["cloudformation"].add_response(
+        "describe_stacks",
+        {
+            "Stacks": [
+                {
+                    "StackName": STACK,
+                    "CreationTime": "2025-01-01T00:00:00Z",
+                    "StackStatus": "CREATE_COMPLETE",
+                    "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in OUTPUTS.items()],
+                }
+            ]
+        },
+        {"StackName": STACK},
+    )
+    existing = {
+        "LabelingJobStatus": "InProgress",
+        "LabelCounters": {},
+        "CreationTime": "2025-01-01T00:00:00Z",
+        "LastModifiedTime": "2025-01-01T00:00:00Z",
+        "JobReferenceCode": "ref",
+        "LabelingJobName": "street-scenes-1",
+        "LabelingJobArn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:labeling-job/street-scenes-1",
+        "LabelAttributeName": "street-scenes-1-ref",
+        "InputConfig": plan().request["InputConfig"],
+        "OutputConfig": plan().request["OutputConfig"],
+        "RoleArn": plan().request["RoleArn"],
+        "HumanTaskConfig": plan().request["HumanTaskConfig"],
+    }
+    session.stubs["sagemaker"].add_response("describe_labeling_job", existing, {"LabelingJobName": "street-scenes-1"})
+    # No S3 response is stubbed: a put_object would fail the test.
+    import fewclick.groundtruth.cli as cli
+
+    monkeypatch.setattr(cli, "_session", lambda args: session)
+    for stub in session.stubs.values():
+        stub.activate()
+    argv = ["labeling-job", "create", "--manifest", MANIFEST, "--labels", "dog,cat", "--workteam-arn", WORKTEAM]
+    code = main([*argv, "--job-name", "street-scenes-1", "--stack-name", STACK])
+    for stub in session.stubs.values():
+        stub.assert_no_pending_responses()
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "a labeling job named street-scenes-1 exists already (InProgress); pick another --job-name" in err
 
 
 def test_labels_default_to_the_stack_labels() -> None:

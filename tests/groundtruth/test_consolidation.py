@@ -219,6 +219,28 @@ def test_answers_a_worker_shaped_by_hand_are_left_out_not_the_batch(s3: Any, con
     result = consolidate_entry({**entry, "annotations": [entry["annotations"][0], missing]}, event, read_text=gone)
     assert result.workers == ["w-good"] and [w for w, _ in result.rejected] == ["w-gone"]
 
+    # A colour that is no colour, an answer file that is not text, an s3Uri that is no string: each
+    # costs that worker only (they used to drop the whole data object, good answers included).
+    def binary(uri: str) -> str:
+        return b"\xff\xfe not utf-8".decode("utf-8")
+
+    odd = [
+        {
+            "workerId": "w-red",
+            "annotationData": {"content": answer_content(good, labelMappings={"person": {"color": "red"}})},
+        },
+        {
+            "workerId": "w-null",
+            "annotationData": {"content": answer_content(good, labelMappings={"person": {"color": None}})},
+        },
+        {"workerId": "w-binary", "annotationData": {"s3Uri": "s3://labeling/output/x/worker-response/bin.json"}},
+        {"workerId": "w-number", "annotationData": {"s3Uri": 42}},
+        {"workerId": "w-list", "annotationData": {"s3Uri": ["s3://a/b"]}},
+    ]
+    result = consolidate_entry({**entry, "annotations": [entry["annotations"][0], *odd]}, event, read_text=binary)
+    assert result.workers == ["w-good"] and np.array_equal(result.classes, good)
+    assert {w for w, _ in result.rejected} == {"w-red", "w-null", "w-binary", "w-number", "w-list"}
+
     # An entry that is not a data object is one data object refused (the handler logs it and goes on).
     from consolidation.logic import AnswerError
 
@@ -239,6 +261,13 @@ def test_majority_vote_ties_go_to_background_and_transparent_is_background() -> 
     assert np.array_equal(voted, a) and confidence == pytest.approx(2 / 3, abs=1e-3)
     voted, confidence = majority_vote([b, b], 2)
     assert not voted.any() and confidence == 1.0
+    # Two classes tied: background too, whichever class is listed first.
+    person, car = rect(0, 10, 0, 10, 1), rect(0, 10, 0, 10, 2)
+    for pair in ([person, car], [car, person]):
+        voted, confidence = majority_vote(pair, 2)
+        assert not voted.any() and confidence == 0.0  # no worker left those pixels as background
+    voted, _ = majority_vote([person, car, car], 2)
+    assert np.array_equal(voted, car)
 
     colors = {"#ffffff": 0, class_color(1): 1, class_color(2): 2}
     transparent = label_png(a, alpha=0)

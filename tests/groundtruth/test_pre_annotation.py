@@ -165,6 +165,7 @@ def test_token_lifetime_is_capped_by_the_deployment(handler: Any, key: bytes, co
         {"source-ref": "s3://some-other-bucket/a.jpg"},
         {"source-ref": "https://example.com/a.jpg"},
         {"source-ref": 42},
+        {"source-ref": "s3://fewclick-test-images/" + "a" * 1025},  # no S3 key is this long
     ],
 )
 def test_objects_that_cannot_be_segmented_are_not_sent_to_workers(

@@ -39,6 +39,27 @@ def test_valid_token_is_accepted_and_scoped(key: bytes) -> None:
     assert token.startswith("fct1.") and len(token) < 400 and token.count(".") == 2
 
 
+@pytest.mark.parametrize(
+    "key_text",
+    ["фото/" + "д" * 505 + ".jpg", "\U0001f697" * 250, "a" * 1020],
+    ids=["cyrillic-1023-bytes", "emoji-1000-bytes", "ascii-1020-bytes"],
+)
+def test_a_token_for_any_legal_s3_key_is_one_the_verifier_accepts(key: bytes, key_text: str) -> None:
+    """S3 keys are up to 1,024 bytes of UTF-8; as JSON \\u escapes a Cyrillic one made a 4,284-character
+    token, which `verify_task_token` refused: the worker got the task, then a 401 per click."""
+    image = f"s3://fewclick-test-images/{key_text}"
+    assert len(key_text.encode()) <= 1024
+    token, claims = mint_task_token(key, image_uri=image, ttl_s=3600, job="j" * 63, now=NOW)
+    assert verify_task_token(key, token, now=NOW).img == image == claims.img
+
+
+def test_a_token_the_verifier_would_refuse_is_never_minted(key: bytes) -> None:
+    with pytest.raises(ValueError, match="over 4096"):
+        mint_task_token(key, image_uri="s3://fewclick-test-images/" + "a" * 5000, ttl_s=3600, now=NOW)
+    with pytest.raises(ValueError, match="s3://bucket/key URI"):  # a trailing newline is no part of a key
+        mint_task_token(key, image_uri=IMAGE_A + "\n", ttl_s=3600, now=NOW)
+
+
 def test_token_for_image_a_cannot_segment_image_b(key: bytes) -> None:
     token, _ = mint_task_token(key, image_uri=IMAGE_A, ttl_s=3600, now=NOW)
     claims = verify_task_token(key, token, now=NOW)

@@ -27,9 +27,10 @@ class LabelImageError(ValueError):
     pass
 
 
-def _pack(rgb: np.ndarray) -> np.ndarray:
-    rgb32 = rgb.astype(np.uint32)
-    return (rgb32[..., 0] << 16) | (rgb32[..., 1] << 8) | rgb32[..., 2]
+def _le_rgb(color: str) -> np.uint32:
+    """``#rrggbb`` as the low 24 bits of an RGBA pixel read as a little-endian uint32 (R lowest)."""
+    r, g, b = hex_to_rgb(color)
+    return np.uint32(r | (g << 8) | (b << 16))
 
 
 def decode_label_png(data_b64: str, color_to_class: Mapping[str, int], size: tuple[int, int]) -> np.ndarray:
@@ -51,17 +52,29 @@ def decode_label_png(data_b64: str, color_to_class: Mapping[str, int], size: tup
         raise LabelImageError("pngImageData is not a readable PNG") from None
     if (rgba.shape[0], rgba.shape[1]) != size:
         raise LabelImageError(f"label map is {rgba.shape[1]}x{rgba.shape[0]} but the image is {size[1]}x{size[0]}")
-    packed = _pack(rgba[..., :3])
+    # Memory: a 50 MP answer must fit the Lambda beside the other workers' maps. The RGBA bytes seen
+    # as one little-endian uint32 per pixel (A<<24 | B<<16 | G<<8 | R, no copy), one masked copy,
+    # then one boolean pass per class: ~11 bytes a pixel (uint32 channel copies and np.unique's
+    # int64 inverse took ~45, over 2 GB for one 49 MP answer).
+    pixels = np.ascontiguousarray(rgba).view("<u4")[..., 0]
+    rgb = pixels & np.uint32(0x00FFFFFF)
+    background = _le_rgb(BACKGROUND_COLOR)
     # Fully transparent pixels are unpainted: background, whatever their RGB.
-    packed[rgba[..., 3] == 0] = _pack(np.array(hex_to_rgb(BACKGROUND_COLOR), np.uint8))
-    lookup = {int(_pack(np.array(hex_to_rgb(color), np.uint8))): index for color, index in color_to_class.items()}
-    uniques, inverse = np.unique(packed, return_inverse=True)
-    classes = np.empty(len(uniques), np.uint8)
-    for i, value in enumerate(uniques.tolist()):
-        if value not in lookup:
-            raise LabelImageError(f"label map has colour #{value:06x}, which is no class of this task")
-        classes[i] = lookup[value]
-    return classes[inverse.reshape(packed.shape)]
+    rgb[(pixels >> np.uint32(24)) == 0] = background
+    classes = np.zeros(rgb.shape, np.uint8)
+    known = rgb == background
+    for color, index in color_to_class.items():
+        if index == 0:
+            continue
+        match = rgb == _le_rgb(color)
+        classes[match] = index
+        known |= match
+    if not known.all():
+        r, g, b = rgba[np.unravel_index(int(np.argmin(known)), known.shape)][:3]
+        raise LabelImageError(
+            f"label map has colour #{int(r):02x}{int(g):02x}{int(b):02x}, which is no class of this task"
+        )
+    return classes
 
 
 def encode_label_png(classes: np.ndarray, class_count: int) -> bytes:
@@ -76,9 +89,10 @@ def encode_label_png(classes: np.ndarray, class_count: int) -> bytes:
 def majority_vote(maps: list[np.ndarray], class_count: int) -> tuple[np.ndarray, float]:
     """Per-pixel majority over workers -> (classes, confidence).
 
-    Ties go to the lower class index, so background wins a 1-1 split: a pixel is only labeled when
-    more workers put it in a class than in any other (conservative masks). Counting class by class
-    keeps memory at O(workers x pixels) whatever the number of classes.
+    Ties go to the background, between any two classes: a pixel is only labeled when more workers
+    put it in a class than in any other (conservative masks; a tie between two classes used to go to
+    the one listed first). Counting class by class keeps memory at O(workers x pixels) whatever the
+    number of classes.
 
     Confidence (one number per image, as Ground Truth reports it) is the mean share of workers that
     agree with the result, over the pixels any worker labeled; 0.0 for a single worker, as Ground
@@ -87,13 +101,18 @@ def majority_vote(maps: list[np.ndarray], class_count: int) -> tuple[np.ndarray,
     if not maps:
         raise ValueError("no label maps to consolidate")
     stack = np.stack(maps)
-    best_count = np.zeros(stack.shape[1:], np.uint8)
+    background = (stack == 0).sum(axis=0, dtype=np.uint8)
+    best_count = background.copy()
     best_class = np.zeros(stack.shape[1:], np.uint8)
-    for k in range(class_count + 1):
+    tied = np.zeros(stack.shape[1:], bool)
+    for k in range(1, class_count + 1):
         count = (stack == k).sum(axis=0, dtype=np.uint8)
         better = count > best_count
+        tied = (tied & ~better) | ((count == best_count) & (count > 0))
         best_count[better] = count[better]
         best_class[better] = k
+    best_class[tied] = 0
+    best_count[tied] = background[tied]
     if len(maps) == 1:
         return best_class, 0.0
     touched = (stack != 0).any(axis=0)

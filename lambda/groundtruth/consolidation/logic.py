@@ -177,10 +177,13 @@ def consolidate_entry(
             continue
         # The docs spell it s3Uri; the recipe sample reads s3uri: accept both.
         uri = data.get("s3Uri") or data.get("s3uri")
+        if uri is not None and not isinstance(uri, str):
+            rejected.append((worker, f"annotationData.s3Uri is {type(uri).__name__}, not an s3:// URI"))
+            continue
         try:
             content = read_text(uri) if uri and data.get("content") is None else data.get("content")
-        except (ClientError, S3UriError) as exc:
-            # This worker's answer is gone or not ours to read: it alone is left out, not the batch.
+        except (ClientError, S3UriError, UnicodeDecodeError) as exc:
+            # This worker's answer is gone, not ours to read or not text: it alone is left out, not the batch.
             rejected.append((worker, f"the answer at {uri} cannot be read ({exc})"))
             continue
         try:
@@ -201,7 +204,7 @@ def consolidate_entry(
                 raise AnswerError("labeledImage.pngImageData is missing")
             maps.append(decode_label_png(image, color_to_class(answer, labels), this_size))
             workers.append(worker)
-        except (AnswerError, LabelImageError) as exc:
+        except (AnswerError, LabelImageError, LabelError) as exc:  # LabelError: a colour that is no colour
             rejected.append((worker, str(exc)))
     if not maps:
         reasons = "; ".join(f"{w}: {r}" for w, r in rejected) or "no annotations"

@@ -28,6 +28,10 @@ class Skip:
     reason: str
 
 
+# S3's own limit on an object key: a longer one names no object (and would not fit a task token).
+MAX_S3_KEY_BYTES = 1024
+
+
 def image_uri_of(data_object: Any, image_buckets: frozenset[str]) -> str | Skip:
     """The data object's S3 image URI, if it is one the API may read; else why not."""
     if not isinstance(data_object, dict):
@@ -37,9 +41,11 @@ def image_uri_of(data_object: Any, image_buckets: frozenset[str]) -> str | Skip:
         # A "source" (inline text) object cannot be segmented.
         return Skip("dataObject has no source-ref (an S3 image is required)")
     try:
-        bucket, _ = parse_s3_uri(uri)
+        bucket, key = parse_s3_uri(uri)
     except S3UriError:
         return Skip("source-ref is not an s3://bucket/key URI")
+    if len(key.encode("utf-8")) > MAX_S3_KEY_BYTES:
+        return Skip(f"source-ref's key is over S3's {MAX_S3_KEY_BYTES} bytes")
     if not is_s3_uri(uri):
         return Skip("source-ref has characters a task token cannot carry")
     if bucket not in image_buckets:
