@@ -36,10 +36,12 @@ const taskLabeler = createLabeler(document.getElementById("fc-root"), {
   // Lambda authorizer) instead of Cognito, and limited to this task's image.
   apiBaseUrl: `${taskData.apiUrl.replace(/\/+$/, "")}/v1/task`,
   getToken: () => taskData.token,
+  // A worker has no link with a token: the task's own token expired (the task outlived it) or was refused.
+  authHint: "This task's access has expired: release the task and take it again from your worker portal.",
   labels: taskLabels.length ? taskLabels : ["object"],
   onChange: (info) => {
     if (info.pending) setStatus("info", "Segmenting…");
-    else if (info.withoutMask) setStatus("error", `${info.withoutMask} object(s) have no mask (server error): retry or undo.`);
+    else if (info.withoutMask) setStatus("error", `${info.withoutMask} object(s) have no mask (the request failed, see above): retry or undo.`);
     else if (info.incomplete) setStatus("info", `${info.incomplete} object(s) still need 4 extreme points.`);
     else setStatus("info", `${info.complete} object(s) ready to submit.`);
   },

@@ -22,6 +22,8 @@ const RETRYABLE_STATUS = new Set([0, 429, 502, 503, 504]);
 // The API refuses more corrective clicks per object (fewclick_contract.api.MAX_CLICKS; a test keeps
 // the two equal): the UI stops at the limit instead of sending a request that can only fail.
 export const MAX_CORRECTIVE_CLICKS = 100;
+// The stand-alone page's way out of a 401/403; a host page with another one passes `authHint`.
+const DEFAULT_AUTH_HINT = "Open the link that carries the token.";
 const HISTORY_LIMIT = 500;
 const DRAG_THRESHOLD_PX = 5;
 // Two extreme points this close mark one side of the object twice (a repeated or slipped click): the
@@ -82,12 +84,13 @@ export function rleToMask(rle) {
 // API client
 
 export class ApiError extends Error {
-  constructor(status, code, message, retryAfterS = null) {
+  constructor(status, code, message, retryAfterS = null, authHint = DEFAULT_AUTH_HINT) {
     super(message);
     this.name = "ApiError";
     this.status = status; // 0 = the server could not be reached
     this.code = code;
     this.retryAfterS = retryAfterS;
+    this.authHint = authHint; // what a refused labeler can do: the page that made the client knows
   }
 
   get retryable() {
@@ -101,7 +104,7 @@ export class ApiError extends Error {
         return `Cannot reach the segmentation server (${this.message}).`;
       case 401:
       case 403:
-        return `Not authorised (${this.status} ${this.code}): ${this.message}. Open the link that carries the token.`;
+        return `Not authorised (${this.status} ${this.code}): ${this.message}. ${this.authHint}`;
       case 413:
         return `Too large (${this.code}): ${this.message}`;
       case 429:
@@ -118,9 +121,10 @@ export class ApiError extends Error {
 
 /** POST /segment with auth; every failure becomes an ApiError (never a silent one). */
 export class SegmentClient {
-  constructor({ apiBaseUrl = "/v1", getToken = () => null, fetchImpl = null } = {}) {
+  constructor({ apiBaseUrl = "/v1", getToken = () => null, fetchImpl = null, authHint = DEFAULT_AUTH_HINT } = {}) {
     this.apiBaseUrl = apiBaseUrl.replace(/\/+$/, "");
     this.getToken = getToken;
+    this.authHint = authHint;
     this.fetch = fetchImpl || globalThis.fetch.bind(globalThis);
   }
 
@@ -152,6 +156,7 @@ export class SegmentClient {
         error.code || `HTTP_${response.status}`,
         error.message || (payload && payload.message) || response.statusText || "request failed",
         Number.isFinite(retryAfter) ? retryAfter : null,
+        this.authHint,
       );
     }
     if (!payload || !payload.mask || !payload.sessionId) {
@@ -261,6 +266,7 @@ const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
  *   onChange(info)  called after every change: {dirty, objects, complete, pending, canUndo, canRedo}
  *   keyTarget       where keyboard shortcuts listen (default: window)
  *   fetchImpl       fetch to use (tests, or a signing fetch)
+ *   authHint        what to do after a 401/403 (default: open the link that carries the token)
  */
 export function createLabeler(root, config = {}) {
   return new Labeler(root, config);

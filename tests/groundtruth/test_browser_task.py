@@ -304,6 +304,23 @@ def test_worker_completes_a_task_end_to_end(stack: dict[str, Any], tmp_path: Pat
         page.keyboard.press("Control+z")
         page.wait_for_function("() => document.querySelector('#fc-status').textContent.includes('ready to submit')")
 
+        # A task token that expired mid-task: the worker is told what a worker can do (there is no
+        # link with a token to open, as the stand-alone page says).
+        refusal = {"error": {"code": "UNAUTHORIZED", "message": "the task token has expired; reopen the task"}}
+        page.route(
+            f"**{TASK_SEGMENT_PATH}",
+            lambda route: route.fulfill(status=401, content_type="application/json", body=json.dumps(refusal)),
+        )
+        click(70, 45)
+        page.wait_for_function(
+            "() => (document.querySelector('[data-role=banner]') || {}).textContent?.includes('release the task')"
+        )
+        banner = page.text_content("[data-role=banner]") or ""
+        assert "take it again from your worker portal" in banner and "carries the token" not in banner
+        page.unroute(f"**{TASK_SEGMENT_PATH}")
+        page.keyboard.press("Control+z")
+        page.wait_for_function("() => document.querySelector('#fc-status').textContent.includes('ready to submit')")
+
         # The same page (same origin as a worker) cannot use the token beyond its task.
         statuses = page.evaluate(
             """async ([api, path, token, other, expired, labelerRoute, own]) => {
