@@ -73,6 +73,11 @@ class Click(Point):
 
 
 class SegmentRequest(_Api):
+    # The rule `_image_or_session` enforces, stated in the published schema too.
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"anyOf": [{"required": ["image"]}, {"required": ["sessionId"]}]}
+    )
+
     image: S3Image | Base64Image | None = Field(default=None, description="Required unless sessionId is given.")
     sessionId: str | None = Field(
         default=None,
@@ -203,6 +208,8 @@ def openapi_schema(server_url: str | None = None) -> dict[str, Any]:
         ],
         ref_template="#/components/schemas/{model}",
     )
+    from .task_token import TASK_SEGMENT_PATH
+
     retry = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
     doc: dict[str, Any] = {
         "openapi": "3.1.0",
@@ -251,7 +258,39 @@ def openapi_schema(server_url: str | None = None) -> dict[str, Any]:
                 }
             },
         },
-        "components": {"schemas": defs["$defs"]},
+        "components": {
+            "schemas": defs["$defs"],
+            "securitySchemes": {
+                "labeler": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A Cognito ID token of the deployment's user pool (`fewclick serve`: the token "
+                    "it prints in its URL).",
+                },
+                "taskToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A Ground Truth task token (`fct1.…`, from the task's input), good for its "
+                    "one image until it expires.",
+                },
+            },
+        },
+    }
+    segment = doc["paths"][SEGMENT_PATH]["post"]
+    segment["security"] = [{"labeler": []}]
+    # The Ground Truth workers' route: the same request and answers, confined to the task's image.
+    doc["paths"][TASK_SEGMENT_PATH] = {
+        "post": {
+            **segment,
+            "operationId": "segmentTask",
+            "summary": "Segment the task's image (Ground Truth workers)",
+            "security": [{"taskToken": []}],
+            "responses": {
+                **segment["responses"],
+                "401": _error_response_doc("UNAUTHORIZED: no task token, a bad one, or one that expired"),
+                "403": _error_response_doc("ACCESS_DENIED: another image than the task's"),
+            },
+        }
     }
     if server_url:
         doc["servers"] = [{"url": server_url}]

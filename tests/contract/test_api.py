@@ -84,6 +84,23 @@ def test_openapi_document() -> None:
     schemas = doc["components"]["schemas"]
     assert {"SegmentRequest", "SegmentResponse", "ErrorResponse"} <= set(schemas)
     assert schemas["SegmentRequest"]["properties"]["extremePoints"]["minItems"] == 4
+    # What the handler refuses beyond the properties (neither image nor sessionId) is in the schema too.
+    request = schemas["SegmentRequest"]
+    assert request["anyOf"] == [{"required": ["image"]}, {"required": ["sessionId"]}]
+    import jsonschema_rs
+
+    validator = jsonschema_rs.validator_for(
+        {"$ref": "#/components/schemas/SegmentRequest", "components": {"schemas": schemas}}
+    )
+    points = [{"x": 1, "y": 1}] * 4
+    assert not validator.is_valid({"extremePoints": points})
+    assert validator.is_valid({"sessionId": "s", "extremePoints": points})
+    # How each route authenticates, and the Ground Truth workers' route beside the labelers'.
+    assert set(doc["components"]["securitySchemes"]) == {"labeler", "taskToken"}
+    assert op["security"] == [{"labeler": []}]
+    task = doc["paths"]["/v1/task/segment"]["post"]
+    assert task["security"] == [{"taskToken": []}] and task["requestBody"] == op["requestBody"]
+    assert "expired" in task["responses"]["401"]["description"]
     # Every $ref resolves inside the document.
     text = str(doc)
     for name in {part.split("'")[0] for part in text.split("#/components/schemas/")[1:]}:

@@ -54,6 +54,22 @@ def test_routes_and_context_decide_the_scope() -> None:
     assert raised.value.status == 401
 
 
+def test_the_task_path_is_confined_whatever_resource_matched_it_and_an_odd_context_is_no_context() -> None:
+    """The router dispatches on the path: a greedy resource (`/{proxy+}`) matching the task path
+    must not skip the check, and a requestContext that is not an object is a 401, not a 500."""
+    from fewclick_proxy.task_scope import task_image
+
+    greedy = {"resource": "/{proxy+}", "path": TASK_SEGMENT_PATH, "requestContext": {"resourcePath": "/{proxy+}"}}
+    with pytest.raises(ApiError) as raised:
+        task_image(greedy)
+    assert raised.value.status == 401
+    for context in ("x", 42, ["a"]):
+        with pytest.raises(ApiError) as raised:
+            task_image({"resource": TASK_SEGMENT_PATH, "path": TASK_SEGMENT_PATH, "requestContext": context})
+        assert raised.value.status == 401
+        assert task_image({"resource": "/v1/segment", "path": "/v1/segment", "requestContext": context}) is None
+
+
 def test_own_image_and_own_session_pass() -> None:
     from fewclick_proxy.task_scope import enforce_task_scope
 

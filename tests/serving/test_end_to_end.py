@@ -311,6 +311,12 @@ def test_a_bad_image_is_reported_against_the_shape_the_caller_sent(proxy: Proxy,
     assert "S3Image" not in err["error"]["message"] and "Base64Image" not in err["error"]["message"]
 
 
+def test_a_body_with_a_byte_order_mark_is_told_so(proxy: Proxy) -> None:
+    status, err, _ = call(proxy.handler, "POST", SEGMENT, raw_body='\ufeff{"extremePoints": []}')
+    assert (status, err["error"]["code"]) == (400, "INVALID_JSON")
+    assert "byte-order mark" in err["error"]["message"]
+
+
 def test_endpoint_down_is_503_with_retry_after(proxy: Proxy, stack: Stack) -> None:
     from fewclick_proxy.config import ProxyConfig
     from fewclick_proxy.endpoint_client import EndpointClient
@@ -342,6 +348,44 @@ def test_endpoint_down_is_503_with_retry_after(proxy: Proxy, stack: Stack) -> No
         assert int(headers["Retry-After"]) > 0
     finally:
         stack.runtime.set_model_url(stack.model.url)
+
+
+def test_the_request_budget_ends_before_the_lambda_does(proxy: Proxy, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A function timeout below API Gateway's 29 s must not let Lambda kill a request mid-call (the
+    caller would get API Gateway's bare 502): the budget is what the context has left, less a margin."""
+    from fewclick_proxy.segment import Segmenter
+
+    from .helpers import LambdaContext, rest_event
+
+    class ShortLived(LambdaContext):
+        def __init__(self, remaining_ms: int) -> None:
+            super().__init__()
+            self.remaining_ms = remaining_ms
+
+        def get_remaining_time_in_millis(self) -> int:
+            return self.remaining_ms
+
+    rgb, gt = make_scene(120, 160, seed=2)
+    body = {"image": {"base64": png_base64(rgb)}, "extremePoints": [{"x": x, "y": y} for x, y in extreme_points(gt)]}
+    out = proxy.handler.lambda_handler(rest_event("POST", SEGMENT, body), ShortLived(500))
+    err = json.loads(out["body"])["error"]
+    assert (out["statusCode"], err["code"]) == (503, "ENDPOINT_UNAVAILABLE"), err
+    assert "too little of this call's time is left" in err["message"]
+    assert proxy.stack.runtime.exchanges == []
+
+    budgets: list[float] = []
+    segment = Segmenter.segment
+
+    def noted(self: Segmenter, req: object, started: float | None = None, budget_s: float = 26.0) -> object:
+        budgets.append(budget_s)
+        return segment(self, req, started, budget_s)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Segmenter, "segment", noted)
+    out = proxy.handler.lambda_handler(rest_event("POST", SEGMENT, body), ShortLived(6_000))
+    assert out["statusCode"] == 200, out["body"]
+    assert 4.9 < budgets[-1] <= 5.1  # 6 s left, less the 1 s to answer
+    assert proxy.handler.lambda_handler(rest_event("POST", SEGMENT, body), ShortLived(60_000))["statusCode"] == 200
+    assert budgets[-1] > 26  # then API Gateway's 29 s is the bound (the segmenter caps at its 26 s)
 
 
 def test_served_masks_honor_every_click_where_it_was_made(proxy: Proxy) -> None:

@@ -40,7 +40,7 @@ from fewclick_contract.task_token import TASK_SEGMENT_PATH
 from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES
 
 from .config import ProxyConfig
-from .endpoint_client import EndpointClient
+from .endpoint_client import REQUEST_BUDGET_S, EndpointClient
 from .image_source import ImageSource
 from .segment import Segmenter
 from .session_secret import SessionSecretUnavailable, resolve_session_secret
@@ -121,6 +121,9 @@ def _json_response(status: int, body: Any, headers: dict[str, str] | None = None
 def _parse_request(raw_body: str | None) -> SegmentRequest:
     if not raw_body:
         raise ApiError(ErrorCode.INVALID_JSON, "the request body is empty")
+    if raw_body.startswith("\ufeff"):
+        # JSON text has no byte-order mark (RFC 8259, 8.1); said by name, not as "not valid JSON".
+        raise ApiError(ErrorCode.INVALID_JSON, "the request body starts with a byte-order mark: send JSON without one")
     try:
         payload = json.loads(raw_body)
     except ValueError:
@@ -143,6 +146,26 @@ def _parse_request(raw_body: str | None) -> SegmentRequest:
         where = ".".join(str(p) for p in first["loc"]) or "body"
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise ApiError(ErrorCode.VALIDATION_ERROR, f"{where}: {first['msg']}{more}") from None
+
+
+# Kept back from the Lambda's remaining time: the answer still has to be decoded, pasted, encoded and sent.
+ANSWER_MARGIN_S = 1.0
+
+
+def _lambda_budget_s(started: float) -> float:
+    """Seconds from ``started`` this request may spend before the Lambda itself is stopped (its
+    timeout may be set below API Gateway's 29 s): killed, it would leave the caller API Gateway's
+    bare 502, without the JSON error or CORS headers a 503 carries."""
+    context = getattr(app, "lambda_context", None)
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return REQUEST_BUDGET_S
+    budget = (time.perf_counter() - started) + remaining() / 1000.0 - ANSWER_MARGIN_S
+    if budget <= time.perf_counter() - started:
+        raise ApiError(
+            ErrorCode.ENDPOINT_UNAVAILABLE, "too little of this call's time is left to ask the model; retry", 1
+        )
+    return budget
 
 
 # The `image` union's branches, by the key that says which one a caller meant.
@@ -184,12 +207,14 @@ def segment() -> Response:
     except ValueError:
         # A body that is not UTF-8 arrives base64-encoded and Powertools' decode raises (binascii or
         # UnicodeDecodeError, both ValueErrors): that is the client's bad JSON, not our 500.
-        raise ApiError(ErrorCode.INVALID_JSON, "the request body is not UTF-8 JSON text") from None
+        raise ApiError(
+            ErrorCode.INVALID_JSON, "the request body is not UTF-8 JSON text (or, marked base64, not base64)"
+        ) from None
     req = _parse_request(raw_body)
     allowed_image = task_image(app.current_event.raw_event)
     if allowed_image is not None:
         enforce_task_scope(allowed_image, req, segmenter.config.session_secret)
-    outcome = segmenter.segment(req, started)
+    outcome = segmenter.segment(req, started, _lambda_budget_s(started))
     body = outcome.response.model_dump_json(exclude_none=True)
     if len(body) > MAX_RESPONSE_BYTES:
         raise ApiError(ErrorCode.PAYLOAD_TOO_LARGE, "the mask encodings exceed 6 MB; ask for output ['rle'] only")

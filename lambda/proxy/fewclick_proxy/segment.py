@@ -83,11 +83,13 @@ class Segmenter:
         self.images = images
         self.endpoint = endpoint
 
-    def segment(self, req: SegmentRequest, started: float | None = None) -> SegmentOutcome:
+    def segment(
+        self, req: SegmentRequest, started: float | None = None, budget_s: float = REQUEST_BUDGET_S
+    ) -> SegmentOutcome:
         started = time.perf_counter() if started is None else started
         # One budget for everything below (S3 reads, endpoint attempts, a session rebuilt), so the
-        # answer always beats API Gateway's 29 s.
-        deadline = started + REQUEST_BUDGET_S
+        # answer always beats API Gateway's 29 s (and the Lambda's own timeout: `budget_s`).
+        deadline = started + min(budget_s, REQUEST_BUDGET_S)
         token = self._token(req.sessionId)
         image = self.images.load(req.image) if req.image is not None else None
         if image is not None and token is not None and image.image_id != token.img:

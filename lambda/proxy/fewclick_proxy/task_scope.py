@@ -35,10 +35,14 @@ def task_image(event: Mapping[str, Any]) -> str | None:
     The route decides (not only the context): a task-route request that somehow arrives without
     the authorizer's context is refused rather than served unconfined.
     """
-    context = event.get("requestContext") or {}
+    context = event.get("requestContext")
+    if not isinstance(context, Mapping):
+        context = {}  # API Gateway always sends one; anything else is no authorizer's context
     authorizer = context.get("authorizer") or {}
     image = authorizer.get(CONTEXT_IMAGE) if isinstance(authorizer, Mapping) else None
-    on_task_route = event.get("resource") == TASK_SEGMENT_PATH or context.get("resourcePath") == TASK_SEGMENT_PATH
+    # The path too: the router dispatches on it, so a resource that differs (a greedy {proxy+}) must
+    # not let a task-route request past this check.
+    on_task_route = TASK_SEGMENT_PATH in (event.get("resource"), context.get("resourcePath"), event.get("path"))
     if not on_task_route and image is None:
         return None
     if not isinstance(image, str) or not image:
