@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from fewclick_model.server.http_server import content_length
+from fewclick_model.server.http_server import JsonRefusals, conflicting, content_length
 
 from fewclick_contract.task_token import (
     TASK_SEGMENT_PATH,
@@ -419,7 +419,7 @@ def _content_length(value: str | None) -> int | None:
     return 0 if not value else content_length(value)
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
+class _RequestHandler(JsonRefusals, BaseHTTPRequestHandler):
     server: GatewayServer
     protocol_version = "HTTP/1.1"  # keep-alive: the UI makes a request per click
     # Idle keep-alive connections close after this, so no handler thread lingers after shutdown.
@@ -448,19 +448,17 @@ class _RequestHandler(BaseHTTPRequestHandler):
         # The UI's pages answer HEAD as GET without the body (`_send`); no API route takes it.
         path = urlsplit(self.path).path
         if path.startswith(API_PREFIX) or path.startswith(LOCAL_PREFIX):
-            self._refuse_method()
+            self.refuse_method()
         else:
             self._dispatch("GET")
 
-    def _refuse_method(self) -> None:
+    def refuse_method(self) -> None:
+        # No route takes DELETE, PATCH, TRACE, QUERY or any other method (`JsonRefusals`): the API's
+        # JSON 405 and Allow.
         self._send(method_not_allowed(self.command, urlsplit(self.path).path), drain=True)
 
-    def __getattr__(self, name: str) -> Any:
-        # http.server looks up do_<METHOD> and answers an HTML 501 page when it is missing. No route takes
-        # DELETE, PATCH, TRACE, QUERY or any other method: answer those with the API's JSON 405 and Allow.
-        if name.startswith("do_"):
-            return self._refuse_method
-        raise AttributeError(name)
+    def refuse(self, status: int, message: str) -> None:
+        self._send(HttpResponse.error(status, "VALIDATION_ERROR", message), close=True)
 
     def _dispatch(self, method: str) -> None:
         gateway = self.server.gateway
@@ -484,19 +482,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
                 return
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 # API Gateway needs the size up front too; a body we cannot size cannot be limited.
-                self._send(HttpResponse.error(411, "VALIDATION_ERROR", "send a Content-Length"), close=True)
+                self.refuse(411, "send a Content-Length")
                 return
-            declared = set(self.headers.get_all("Content-Length") or [])
-            if len(declared) > 1:
-                # Two sizes for one body (RFC 9112, 6.3): either reading could be the attacker's framing.
-                self._send(
-                    HttpResponse.error(400, "VALIDATION_ERROR", "conflicting Content-Length headers"), close=True
-                )
+            if conflicting(self.headers, "Content-Length"):
+                self.refuse(400, "conflicting Content-Length headers")
                 return
             length = _content_length(self.headers.get("Content-Length"))
             if length is None:
                 # A negative length would read to the end of the stream, past every limit.
-                self._send(HttpResponse.error(400, "VALIDATION_ERROR", "bad Content-Length"), close=True)
+                self.refuse(400, "bad Content-Length")
                 return
             refused = gateway.too_large(length)
             if refused is not None:
@@ -536,25 +530,13 @@ class _RequestHandler(BaseHTTPRequestHandler):
             body = self.rfile.read(length)
         except TimeoutError:
             message = f"the body stopped before its Content-Length ({length} bytes) for {self.timeout} s"
-            self._send(HttpResponse.error(408, "VALIDATION_ERROR", message), close=True)
+            self.refuse(408, message)
             return None
         if len(body) < length:
             message = f"the body ended after {len(body)} of its Content-Length's {length} bytes"
-            self._send(HttpResponse.error(400, "VALIDATION_ERROR", message), close=True)
+            self.refuse(400, message)
             return None
         return body
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own refusals (a garbage request line 400, a URL too long 414, header lines
-        too long or too many 431) in the API's JSON error shape instead of its HTML page."""
-        try:
-            phrase = HTTPStatus(code).phrase
-        except ValueError:
-            phrase = "error"
-        # An unparsed request line leaves http.server's HTTP/0.9 default, which sends the body bare,
-        # without a status line: answer in the protocol this server speaks.
-        self.request_version = self.protocol_version
-        self._send(HttpResponse.error(code, "VALIDATION_ERROR", message or phrase), close=True)
 
     def _send(self, response: HttpResponse, *, close: bool = False, drain: bool = False) -> None:
         if drain:

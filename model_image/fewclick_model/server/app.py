@@ -21,14 +21,13 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 
 from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES, SESSION_HEADER, WireError, WireErrorCode
 
 from ..inference_options import PredictorOptions
 from .engine import DEFAULT_MAX_PENDING, ClickFactory, InferenceEngine, PredictorFactory, shutting_down
-from .http_server import QuietThreadingHTTPServer, content_length
+from .http_server import JsonRefusals, QuietThreadingHTTPServer, conflicting, content_length
 from .sessions import SessionCache
 
 # How long a stop waits for requests already in: a click takes milliseconds, a 100-click replay
@@ -41,7 +40,7 @@ LOG = logging.getLogger("fewclick.model_server")
 MAX_BODY_BYTES = SAGEMAKER_MAX_PAYLOAD_BYTES + 64 * 1024
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonRefusals, BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "fewclick-model-server"
     # Headers and body go out in separate writes; with Nagle on, the body can wait for the
@@ -88,30 +87,16 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.rfile = raw
         if parsed and any(b"\r" in line.rstrip(b"\r\n") for line in lines):
-            self.send_error(400, "a header line holds a bare CR")
+            self.refuse(400, "a header line holds a bare CR")
             return False
         return parsed
 
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own refusals (a garbage request line, a header line over 64 KB) in the
-        contract's JSON error shape instead of its HTML page, and the connection closed."""
+    def refuse(self, status: int, message: str) -> None:
         self.close_connection = True
-        # An unparsed request line leaves http.server's HTTP/0.9 default, which sends no status line.
-        self.request_version = self.protocol_version
-        try:
-            phrase = HTTPStatus(code).phrase
-        except ValueError:
-            phrase = "error"
-        self._send_error(code, WireErrorCode.BAD_REQUEST, message or phrase)
+        self._send_error(status, WireErrorCode.BAD_REQUEST, message)
 
-    def __getattr__(self, name: str) -> object:
-        # http.server answers a method without a do_<METHOD> with an HTML 501: this server takes GET,
-        # HEAD and POST, and says so in the contract's JSON with the Allow header.
-        if name.startswith("do_"):
-            return self._method_not_allowed
-        raise AttributeError(name)
-
-    def _method_not_allowed(self) -> None:
+    def refuse_method(self) -> None:
+        # This server takes GET, HEAD and POST (`JsonRefusals`): say so in the contract's JSON and Allow.
         self.close_connection = True
         body = WireError.of(WireErrorCode.BAD_REQUEST, f"{self.command} is not allowed; GET, HEAD or POST")
         self._send(
@@ -124,10 +109,9 @@ class _Handler(BaseHTTPRequestHandler):
         request on a kept-alive connection."""
         if self.headers.get("Transfer-Encoding") is not None:
             return "Transfer-Encoding is not supported: send the body with one Content-Length"
-        if len(set(self.headers.get_all("Content-Length") or [])) > 1:
-            return "conflicting Content-Length headers"
-        if len(set(self.headers.get_all(SESSION_HEADER) or [])) > 1:
-            return f"conflicting {SESSION_HEADER} headers"
+        for name in ("Content-Length", SESSION_HEADER):
+            if conflicting(self.headers, name):
+                return f"conflicting {name} headers"
         return None
 
     def do_GET(self) -> None:
@@ -136,8 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
         if problem is None and (content_length(self.headers.get("Content-Length")) or 0) > 0:
             problem = f"{self.command} takes no body"
         if problem is not None:
-            self.close_connection = True
-            self._send_error(400, WireErrorCode.BAD_REQUEST, problem)
+            self.refuse(400, problem)
             return
         path = self.path.split("?", 1)[0]
         if path == "/ping":
@@ -183,18 +166,15 @@ class _Handler(BaseHTTPRequestHandler):
         """The /invocations body, or None once a refusal is sent (and the connection marked closed:
         after a refusal before or during the body, the stream cannot be framed)."""
         if self.path.split("?", 1)[0] != "/invocations":
-            self.close_connection = True
-            self._send_error(404, WireErrorCode.BAD_REQUEST, f"no route POST {self.path[:100]}")
+            self.refuse(404, f"no route POST {self.path[:100]}")
             return None
         problem = self._framing_error()
         if problem is not None:
-            self.close_connection = True
-            self._send_error(400, WireErrorCode.BAD_REQUEST, problem)
+            self.refuse(400, problem)
             return None
         length = content_length(self.headers.get("Content-Length"))
         if length is None:
-            self.close_connection = True
-            self._send_error(411, WireErrorCode.BAD_REQUEST, "Content-Length required")
+            self.refuse(411, "Content-Length required")
             return None
         if length > MAX_BODY_BYTES:
             # Not reading the body means the connection cannot be reused.
@@ -204,8 +184,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length)
         if len(body) < length:
             # The client closed before its Content-Length: a cut body is not run as if whole.
-            self.close_connection = True
-            self._send_error(400, WireErrorCode.BAD_REQUEST, f"the body ended after {len(body)} of {length} bytes")
+            self.refuse(400, f"the body ended after {len(body)} of {length} bytes")
             return None
         return body
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import sys
+from email.message import Message
+from http import HTTPStatus
 from http.server import ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 def content_length(value: str | None) -> int | None:
@@ -21,6 +23,48 @@ def content_length(value: str | None) -> int | None:
         return None
     value = value.strip()
     return int(value) if value.isascii() and value.isdigit() else None
+
+
+def conflicting(headers: Message, name: str) -> bool:
+    """Whether ``name`` comes more than once with different values (two Content-Lengths, say): which
+    one counts is a guess, and a wrong guess lets a body hide a second request (RFC 9112, 6.3)."""
+    return len(set(headers.get_all(name) or [])) > 1
+
+
+class JsonRefusals:
+    """For a `BaseHTTPRequestHandler` whose server answers errors in JSON: http.server's own
+    refusals (a garbage request line 400, a URL over 64 KB 414, header lines too long or too many
+    431) and methods without a ``do_<METHOD>`` (its HTML 501) go to the handler's JSON answers,
+    `refuse` and `refuse_method`, and the connection closes."""
+
+    protocol_version: str
+    request_version: str
+    close_connection: bool
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        self.close_connection = True
+        # An unparsed request line leaves http.server's HTTP/0.9 default, which sends the body bare,
+        # without a status line: answer in the protocol this server speaks.
+        self.request_version = self.protocol_version
+        try:
+            phrase = HTTPStatus(code).phrase
+        except ValueError:
+            phrase = "error"
+        self.refuse(code, message or phrase)
+
+    def __getattr__(self, name: str) -> Any:
+        # http.server looks up do_<METHOD> and answers an HTML 501 page when it is missing.
+        if name.startswith("do_"):
+            return self.refuse_method
+        raise AttributeError(name)
+
+    def refuse(self, status: int, message: str) -> None:
+        """Answer ``status`` with ``message`` in the server's JSON error shape, closing the connection."""
+        raise NotImplementedError
+
+    def refuse_method(self) -> None:
+        """Answer a method the server does not take: 405 with Allow."""
+        raise NotImplementedError
 
 
 class QuietThreadingHTTPServer(ThreadingHTTPServer):
