@@ -312,37 +312,35 @@ def run(args: argparse.Namespace) -> int:
         methods.append(("opencv grabcut", GrabCutPredictor(), args.baseline_clicks))
 
     prepare_out_dir(args.out)
-    summaries: list[Summary] = []
     # The three results are written under temporary names and renamed together at the end: an
     # interrupted run used to leave a half CSV beside the previous run's summary and plot.
     results = {name: args.out / name for name in ("per_instance.csv", "summary.json", "miou_per_click.png")}
     partial = {name: args.out / f".partial-{name}" for name in results}
     csv_path = results["per_instance.csv"]
+    summaries: list[Summary] = []
     try:
         _evaluate_into(partial["per_instance.csv"], methods, instances, args, summaries)
-    except BaseException:
-        partial["per_instance.csv"].unlink(missing_ok=True)
-        raise
-    name = args.dataset.resolve().name
-    caps = ", ".join(f"{method}: {clicks}" for method, _, clicks in methods)
-    print(
-        f"\n{name}: {len(instances)} instances; click 0 = the 4 extreme points; NoC capped at the clicks run ({caps})"
-    )
-    print(TABLE_HEADER)
-    for s in summaries:
-        print(s.row())
-    for s in summaries:
+        name = args.dataset.resolve().name
+        caps = ", ".join(f"{method}: {clicks}" for method, _, clicks in methods)
         print(
-            f"{s.method} / {s.kind}: mean IoU never drops after a click: {s.never_drops}; "
-            f"first request {s.first_ms_p50:.0f} ms p50; click {s.click_ms_p50:.0f} ms p50, {s.click_ms_p90:.0f} ms p90"
+            f"\n{name}: {len(instances)} instances; click 0 = the 4 extreme points; "
+            f"NoC capped at the clicks run ({caps})"
         )
-    try:
+        print(TABLE_HEADER)
+        for s in summaries:
+            print(s.row())
+        for s in summaries:
+            print(
+                f"{s.method} / {s.kind}: mean IoU never drops after a click: {s.never_drops}; "
+                f"first request {s.first_ms_p50:.0f} ms p50; "
+                f"click {s.click_ms_p50:.0f} ms p50, {s.click_ms_p90:.0f} ms p90"
+            )
         plot(summaries, partial["miou_per_click.png"], f"{name}: mIoU per click")
         partial["summary.json"].write_text(json.dumps([s.__dict__ for s in summaries], indent=2))
         for key, path in partial.items():
             path.replace(results[key])
     finally:
-        for path in partial.values():
+        for path in partial.values():  # renamed away when all went well; left over otherwise
             path.unlink(missing_ok=True)
     print(f"per-instance CSV: {csv_path}\nplot: {results['miou_per_click.png']}")
     return 0

@@ -30,32 +30,38 @@ def check_device(device: str) -> str:
     return device
 
 
-def prepare_out_dir(path: Path) -> Path:
-    """Create ``path`` and prove a file can be written there (then removed); OSError naming it if not.
+def _prove_writable(folder: Path) -> None:
+    """Make ``folder`` and write a file there (then remove it). Permission bits alone do not tell
+    (read-only mounts, quotas, root in a container), so it writes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, prefix=".fewclick-write-test-"):
+        pass
 
-    Permission bits alone do not tell (read-only mounts, quotas, root in a container), so it writes.
-    """
+
+def prepare_out_dir(path: Path) -> Path:
+    """Create ``path`` and prove a file can be written there; OSError naming it if not."""
     if path.exists() and not path.is_dir():
         raise NotADirectoryError(f"--out {path} is a file, not a folder")
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".fewclick-write-test-"):
-            pass
+        _prove_writable(path)
     except OSError as exc:
         raise OSError(f"--out {path} is not a writable folder: {exc.strerror or exc}") from exc
     return path
+
+
+def check_names_a_file(path: Path, option: str) -> None:
+    """IsADirectoryError where ``option``'s ``path`` is a folder: it must name the file to write."""
+    if path.is_dir():
+        raise IsADirectoryError(f"{option} {path} is a folder; name a file")
 
 
 def prepare_out_file(path: Path, option: str) -> Path:
     """Prove ``path`` can be written (its folder made, a file written there and removed) without
     touching ``path`` itself; OSError naming ``option`` if not. For outputs written only at the end
     of a long run (exported weights), where a bad path used to be found after all the work."""
-    if path.is_dir():
-        raise IsADirectoryError(f"{option} {path} is a folder; name a file")
+    check_names_a_file(path, option)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".fewclick-write-test-"):
-            pass
+        _prove_writable(path.parent)
     except OSError as exc:
         raise OSError(f"{option} {path}: its folder is not writable: {exc.strerror or exc}") from exc
     return path

@@ -65,7 +65,7 @@ from .data import (
 from .encoding import CropClick, encode_guidance
 from .losses import segmentation_loss
 from .network import FewClickNet
-from .preflight import prepare_out_dir, prepare_out_file
+from .preflight import check_names_a_file, prepare_out_dir, prepare_out_file
 from .simulator import region_click, sample_training_click
 
 TRAIN_DATASETS = ("coco_mval", "davis")
@@ -473,8 +473,7 @@ def check_out_and_export(out: Path, last: Path, export_to: Path, resume: bool) -
         raise ValueError(
             f"--out {out} holds a training run ({last.name}): pass --resume to continue it, or another --out"
         )
-    if export_to.is_dir():
-        raise IsADirectoryError(f"--export {export_to} is a folder; name a file")
+    check_names_a_file(export_to, "--export")  # cheap, so before the data loads; writability comes later
     if export_to.resolve() == last.resolve():
         raise ValueError(f"--export {export_to} is the run's own checkpoint: name another file")
 
