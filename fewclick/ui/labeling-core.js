@@ -474,17 +474,11 @@ export class Labeler {
   }
 
   undo() {
-    const before = this.doc;
-    if (!this.history.undo()) return;
-    this._forgetFailures(before);
-    this._changed();
+    this._move(() => this.history.undo());
   }
 
   redo() {
-    const before = this.doc;
-    if (!this.history.redo()) return;
-    this._forgetFailures(before);
-    this._changed();
+    this._move(() => this.history.redo());
   }
 
   setOpacity(value) {
@@ -785,8 +779,16 @@ export class Labeler {
   }
 
   _commit(doc) {
+    this._move(() => {
+      this.history.push(Object.freeze(doc));
+      return true;
+    });
+  }
+
+  /** Apply a history step (`step()` says whether it moved), then what every new current state needs. */
+  _move(step) {
     const before = this.doc;
-    this.history.push(Object.freeze(doc));
+    if (!step()) return;
     this._forgetFailures(before);
     this._changed();
   }

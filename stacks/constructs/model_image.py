@@ -51,9 +51,8 @@ _TRIGGER_CODE = Path(__file__).resolve().parent / "image_build_trigger"
 # CloudFormation timeout, not as the build's own failure and log.
 CUSTOM_RESOURCE_LIMIT = Duration.minutes(60)
 PROVIDER_MARGIN = Duration.minutes(10)  # queueing, the last status poll, the provider's own calls
-DEFAULT_BUILD_TIMEOUT = Duration.minutes(
-    45
-)  # pulling a CUDA base image and installing torch: not measured here (no AWS)
+# Pulling a CUDA base image and installing torch: not measured here (no AWS).
+DEFAULT_BUILD_TIMEOUT = Duration.minutes(45)
 
 
 class ModelImage(Protocol):

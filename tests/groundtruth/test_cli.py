@@ -224,11 +224,8 @@ class StubSession:
         return self.clients[name]
 
 
-def test_create_reads_the_stack_writes_labels_and_creates_the_job(
-    aws_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    session = StubSession()
-    expected = plan().request
+def _expect_stack_outputs(session: StubSession) -> None:
+    """The CLI's first call: DescribeStacks answering the labeling stack's outputs."""
     session.stubs["cloudformation"].add_response(
         "describe_stacks",
         {
@@ -243,6 +240,14 @@ def test_create_reads_the_stack_writes_labels_and_creates_the_job(
         },
         {"StackName": STACK},
     )
+
+
+def test_create_reads_the_stack_writes_labels_and_creates_the_job(
+    aws_env: None, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    session = StubSession()
+    expected = plan().request
+    _expect_stack_outputs(session)
     session.stubs["s3"].add_response(
         "put_object",
         {},
@@ -294,20 +299,7 @@ def test_an_existing_job_name_is_refused_before_its_label_file_is_touched(
     """Re-using a running job's name used to replace its label file (which its pre-annotation Lambda
     re-reads) before CreateLabelingJob refused the name."""
     session = StubSession()
-    session.stubs["cloudformation"].add_response(
-        "describe_stacks",
-        {
-            "Stacks": [
-                {
-                    "StackName": STACK,
-                    "CreationTime": "2025-01-01T00:00:00Z",
-                    "StackStatus": "CREATE_COMPLETE",
-                    "Outputs": [{"OutputKey": k, "OutputValue": v} for k, v in OUTPUTS.items()],
-                }
-            ]
-        },
-        {"StackName": STACK},
-    )
+    _expect_stack_outputs(session)
     existing = {
         "LabelingJobStatus": "InProgress",
         "LabelCounters": {},

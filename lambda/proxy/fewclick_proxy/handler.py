@@ -160,8 +160,9 @@ def _lambda_budget_s(started: float) -> float:
     remaining = getattr(context, "get_remaining_time_in_millis", None)
     if not callable(remaining):
         return REQUEST_BUDGET_S
-    budget = (time.perf_counter() - started) + remaining() / 1000.0 - ANSWER_MARGIN_S
-    if budget <= time.perf_counter() - started:
+    elapsed = time.perf_counter() - started
+    budget = elapsed + remaining() / 1000.0 - ANSWER_MARGIN_S
+    if budget <= elapsed:
         raise ApiError(
             ErrorCode.ENDPOINT_UNAVAILABLE, "too little of this call's time is left to ask the model; retry", 1
         )
