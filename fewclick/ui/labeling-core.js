@@ -31,6 +31,9 @@ const DRAG_THRESHOLD_PX = 5;
 const MIN_EXTREME_DISTANCE_PX = 2;
 // However the view was zoomed or panned, this much of the image stays inside the stage to click on.
 const MIN_VISIBLE_PX = 48;
+// The ring around a click the mask does not follow (`missedClicks` of the API's answer).
+const MISSED_RING_PX = 12;
+const MISSED_RING_COLOR = "#ffd600";
 
 // ---------------------------------------------------------------------------------------------
 // COCO RLE
@@ -180,6 +183,19 @@ function objectKey(obj) {
 
 function docKeys(doc) {
   return new Set(doc.objects.map(objectKey));
+}
+
+/** What to do about the clicks a mask does not follow, by the kinds among them. */
+function missedHint(obj, missed) {
+  const kinds = new Set(missed.map((i) => obj.points[4 + i].type));
+  const n = missed.length;
+  const which = n === 1 ? "The ringed click is" : `${n} ringed clicks are`;
+  if (kinds.size === 1 && kinds.has("boundary")) {
+    return `${which} not on the mask's edge yet. Add a positive click where the object should reach, ` +
+      "or a negative one where it should give way, next to it; or undo (Ctrl-Z).";
+  }
+  return `${which} not followed by the mask (a boundary click off its edge, a positive click outside ` +
+    "or a negative one inside). Click again beside it, or undo (Ctrl-Z).";
 }
 
 function isComplete(obj) {
@@ -841,6 +857,13 @@ export class Labeler {
     return null;
   }
 
+  /** Indices into `obj`'s corrective clicks that its current mask does not follow (none while that
+   * mask is pending: an older mask's indices would point at other clicks). */
+  missedClicks(obj) {
+    const entry = obj && isComplete(obj) ? this.masks.get(objectKey(obj)) : null;
+    return entry && entry.missed ? entry.missed.filter((i) => Number.isInteger(i) && 4 + i < obj.points.length) : [];
+  }
+
   _busy() {
     return Boolean(this.inflight) || Boolean(this.image && this._nextRequest());
   }
@@ -864,7 +887,12 @@ export class Labeler {
     this._request(obj)
       .then(({ response, elapsedMs, resent }) => {
         if (generation !== this.generation) return;
-        this.masks.set(key, { rle: response.mask, modelVersion: response.modelVersion || null });
+        this.masks.set(key, {
+          rle: response.mask,
+          modelVersion: response.modelVersion || null,
+          // Indices into the corrective clicks that this mask does not follow (an older server sends none).
+          missed: Array.isArray(response.missedClicks) ? response.missedClicks : [],
+        });
         this.lastMaskKey.set(obj.id, key);
         this.latency = { clientMs: elapsedMs, resent, ...(response.timings || {}) };
         if (this.bannerKind === "busy") this._hideBanner(); // recovered after automatic retries
@@ -1062,9 +1090,23 @@ export class Labeler {
     topCtx.setTransform(dpr, 0, 0, dpr, 0, 0);
     const selected = doc.objects[doc.selected];
     if (selected) {
+      const missed = new Set(this.missedClicks(selected).map((i) => 4 + i));
       selected.points.forEach((p, i) => {
         const cx = tx + (p.x + 0.5) * scale;
         const cy = ty + (p.y + 0.5) * scale;
+        if (missed.has(i)) {
+          // A click the mask does not follow: a dashed ring the labeler cannot mistake for a point.
+          topCtx.beginPath();
+          topCtx.arc(cx, cy, MISSED_RING_PX, 0, 2 * Math.PI);
+          topCtx.setLineDash([4, 3]);
+          topCtx.lineWidth = 4;
+          topCtx.strokeStyle = "#000";
+          topCtx.stroke();
+          topCtx.lineWidth = 2;
+          topCtx.strokeStyle = MISSED_RING_COLOR;
+          topCtx.stroke();
+          topCtx.setLineDash([]);
+        }
         topCtx.beginPath();
         topCtx.arc(cx, cy, p.type === "extreme" ? 8 : 6, 0, 2 * Math.PI);
         topCtx.fillStyle = CLICK_COLORS[p.type];
@@ -1109,6 +1151,8 @@ export class Labeler {
     else if (!selected || selected.points.length < 4) {
       const n = selected ? selected.points.length : 0;
       hint = `Click extreme point ${n + 1} of 4 (left-, right-, top- or bottom-most pixel of the object).`;
+    } else if (this.missedClicks(selected).length) {
+      hint = missedHint(selected, this.missedClicks(selected));
     } else if (this.boundaryMode) {
       hint = "Boundary mode: clicks add boundary points (blue). B to leave.";
     } else {
@@ -1121,7 +1165,7 @@ export class Labeler {
       doc.selected,
       this.config.labels,
       doc.objects.map((obj) => [obj.id, obj.label, objectKey(obj), this.masks.has(objectKey(obj)),
-        this.failed.has(objectKey(obj))]),
+        this.failed.has(objectKey(obj)), this.missedClicks(obj).length]),
     ]);
     if (signature === this._panelSignature) return;
     this._panelSignature = signature;
@@ -1131,7 +1175,11 @@ export class Labeler {
       if (!isComplete(obj)) state = `${obj.points.length}/4 points`;
       else if (this.failed.has(key)) state = "failed";
       else if (!this.masks.has(key)) state = "segmenting…";
-      else state = obj.points.length === 5 ? "1 click" : `${obj.points.length - 4} clicks`;
+      else {
+        state = obj.points.length === 5 ? "1 click" : `${obj.points.length - 4} clicks`;
+        const missed = this.missedClicks(obj).length;
+        if (missed) state += `, ${missed} not followed`;
+      }
       const select = el("select", {
         "aria-label": `Class of object ${index + 1}`,
         onchange: (e) => {

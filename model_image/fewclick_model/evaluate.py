@@ -21,6 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from fewclick_contract.click_respect import click_respected as contract_click_respected
+
 from .cli_types import network_side, non_negative_int, seed
 from .data import (
     FOLDS,
@@ -32,12 +34,11 @@ from .data import (
 )
 from .inference_options import MIRROR_CHOICES, PRECISIONS
 from .preflight import prepare_out_dir
-from .simulator import Click, boundary_of, extreme_points, next_click
+from .simulator import Click, extreme_points, next_click
 
 MAX_CLICKS = 20
 REPORT_CLICKS = 5
 THRESHOLD = 0.5
-BOUNDARY_TOLERANCE_PX = 3.0
 
 
 class Predictor(Protocol):
@@ -53,27 +54,9 @@ def masked_iou(pred: np.ndarray, truth: np.ndarray, ignore: np.ndarray | None) -
 
 
 def click_respected(click: Click, mask: np.ndarray) -> bool:
-    """Positive inside, negative outside, boundary within 3 px of the mask's edge."""
-    if click.kind == "positive":
-        return bool(mask[click.y, click.x])
-    if click.kind == "negative":
-        return not bool(mask[click.y, click.x])
-    mask = mask.astype(bool)
-    # The mask's edge pixels (where it meets the background, or the image frame: an object cut
-    # by the frame ends there) and the background pixels beside them. The background's own
-    # frame pixels are no edge: counting them made a click on the frame "respected" wherever
-    # the mask stayed away from it.
-    beside = cv2.dilate(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool) & ~mask
-    edge = boundary_of(mask) | beside
-    if not edge.any():
-        return False
-    y0, y1 = max(click.y - 4, 0), click.y + 5
-    x0, x1 = max(click.x - 4, 0), click.x + 5
-    ys, xs = np.nonzero(edge[y0:y1, x0:x1])
-    if len(xs) == 0:
-        return False
-    d = np.hypot(xs + x0 - click.x, ys + y0 - click.y).min()
-    return bool(d <= BOUNDARY_TOLERANCE_PX)
+    """Positive inside, negative outside, boundary within 3 px of the mask's edge (the test the
+    proxy reports to labelers as `missedClicks`: one implementation)."""
+    return contract_click_respected(click.x, click.y, click.kind, mask)
 
 
 @dataclass

@@ -90,6 +90,22 @@ class OperationsDashboard(Construct):
         )
         self.dashboard.add_widgets(
             cloudwatch.GraphWidget(
+                # The model card's "clicks respected", measured on the labelers' own clicks: a rising share
+                # means labelers meet images the model handles worse than the benchmarks.
+                title="Proxy: corrective clicks the answer's mask does not follow (share)",
+                left=[
+                    _labelled(m.proxy("NewestClickMissed", "Average", request_type=kind), f"not followed ({kind})")
+                    for kind in request_types
+                ],
+                right=[
+                    _labelled(m.proxy("NewestClickMissed", "SampleCount", request_type=kind), f"clicks ({kind})")
+                    for kind in request_types
+                ],
+                width=24,
+            ),
+        )
+        self.dashboard.add_widgets(
+            cloudwatch.GraphWidget(
                 title="Model latency (microseconds)",
                 left=[
                     _labelled(m.endpoint("ModelLatency", p), f"ModelLatency {p} (microseconds)") for p in PERCENTILES

@@ -70,10 +70,14 @@ def test_response_model_round_trip() -> None:
     body = {
         "sessionId": "v1.x",
         "mask": {"size": [2, 3], "counts": "06"},
+        "missedClicks": [2],
         "modelVersion": "m",
         "timings": {"modelMs": 1.0, "totalMs": 2.0},
     }
     assert SegmentResponse.model_validate(body).model_dump(exclude_none=True) == body
+    # Every answer names the clicks it does not follow, none included.
+    without = {k: v for k, v in body.items() if k != "missedClicks"}
+    assert SegmentResponse.model_validate(without).model_dump(exclude_none=True) == {**without, "missedClicks": []}
 
 
 def test_openapi_document() -> None:

@@ -74,7 +74,7 @@ def test_the_proxys_own_metrics_are_shown_under_the_deployments_namespace(
         keyed = {(m[1], dimensions(m)) for m in lines}
         service = ("service", POWERTOOLS_SERVICE_NAME)
         for kind in ("new", "warm"):
-            for name in ("SegmentLatency", "SessionCacheHit", "SessionCacheMiss"):
+            for name in ("SegmentLatency", "SessionCacheHit", "SessionCacheMiss", "NewestClickMissed"):
                 assert (name, frozenset({service, ("RequestType", kind)})) in keyed, (namespace, name, kind)
         for name in ("Errors4xx", "Errors5xx"):
             assert (name, frozenset({service})) in keyed
@@ -90,4 +90,4 @@ def test_the_proxys_own_metrics_are_shown_under_the_deployments_namespace(
             POWERTOOLS_SERVICE_NAME,
         )
     labels = _labels(default_app)
-    assert {"warm p50 (ms)", "warm p90 (ms)", "new p90 (ms)"} <= labels
+    assert {"warm p50 (ms)", "warm p90 (ms)", "new p90 (ms)", "not followed (warm)", "clicks (warm)"} <= labels

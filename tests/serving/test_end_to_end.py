@@ -406,8 +406,57 @@ def test_served_masks_honor_every_click_where_it_was_made(proxy: Proxy) -> None:
     mask = _mask(body)
     for c in clicks:
         assert click_respected(Click(c["x"], c["y"], c["type"]), mask), c
+    assert body["missedClicks"] == []
     for x, y in points:
         assert click_respected(Click(int(x), int(y), "boundary"), mask), (x, y)
+
+
+def _emf_values(printed: str, name: str) -> list[float]:
+    """The values of metric ``name`` in the EMF lines Powertools printed."""
+    values = []
+    for line in printed.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            record = json.loads(line)
+            if name in record:
+                values.append(float(record[name][0] if isinstance(record[name], list) else record[name]))
+    return values
+
+
+def test_the_answer_names_the_clicks_its_mask_does_not_follow(proxy: Proxy, capsys: pytest.CaptureFixture) -> None:
+    """A boundary click deep inside the object (a labeler's slip) is far from any edge the network
+    draws; the answer says so by index, and every click it does not name is followed by the mask.
+    The proxy's NewestClickMissed metric (the dashboard's share of clicks not followed) says 1."""
+    import cv2
+
+    rgb, gt = make_scene(300, 400, seed=5)
+    extremes = [{"x": x, "y": y} for x, y in extreme_points(gt)]
+    dist = cv2.distanceTransform(gt.astype(np.uint8), cv2.DIST_L2, 5)
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    assert dist[y, x] > 20
+    clicks = [*_clicks_inside(gt), {"x": int(x), "y": int(y), "type": "boundary"}]
+    status, body, _ = proxy.segment({"image": {"base64": png_base64(rgb)}, "extremePoints": extremes, "clicks": clicks})
+    assert status == 200, body
+    mask = _mask(body)
+    # Independent of the contract's window test: distance to the mask's edge over the whole image.
+    edge = mask ^ cv2.erode(mask.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
+    edge_distance = cv2.distanceTransform((~edge).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    followed = [
+        bool(mask[c["y"], c["x"]])
+        if c["type"] == "positive"
+        else not mask[c["y"], c["x"]]
+        if c["type"] == "negative"
+        else edge_distance[c["y"], c["x"]] <= 3.0
+        for c in clicks
+    ]
+    assert body["missedClicks"] == [i for i, ok in enumerate(followed) if not ok] == [3]
+    assert _emf_values(capsys.readouterr().out, "NewestClickMissed") == [1.0]
+
+    # Without the slip every click is followed, and the metric says 0; no clicks, no metric.
+    status, body, _ = proxy.segment({"sessionId": body["sessionId"], "extremePoints": extremes, "clicks": clicks[:3]})
+    assert status == 200 and body["missedClicks"] == []
+    status, body, _ = proxy.segment({"sessionId": body["sessionId"], "extremePoints": extremes})
+    assert status == 200 and body["missedClicks"] == []
+    assert _emf_values(capsys.readouterr().out, "NewestClickMissed") == [0.0]
 
 
 def test_a_large_object_travels_at_twice_the_network_side_and_a_small_one_does_not(proxy: Proxy) -> None:

@@ -2,7 +2,9 @@
 
 The real stack never expires a session or goes down when a test asks it to; this handler speaks the
 same API (fewclick_contract.api) and can be told to. Its mask is the ellipse inscribed in the extreme
-points' box, with disks added/removed at positive/negative clicks: enough to see masks change.
+points' box, with disks added/removed at positive/negative clicks: enough to see masks change. It
+ignores boundary clicks, so one off the ellipse's edge comes back in `missedClicks` (the real
+proxy's test, `fewclick_contract.click_respect`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from fewclick_contract.api import OPENAPI_PATH, SegmentRequest, openapi_schema
+from fewclick_contract.click_respect import missed_clicks
 
 
 def _response(status: int, payload: Any, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -90,6 +93,7 @@ class FakeProxy:
             {
                 "sessionId": session_id,
                 "mask": {"size": [height, width], "counts": rle["counts"].decode("ascii")},
+                "missedClicks": missed_clicks(mask.astype(bool), [(c.x, c.y, c.type) for c in request.clicks]),
                 "modelVersion": "fake-ellipse",
                 "timings": {"modelMs": 1.0, "totalMs": 2.0},
             },

@@ -666,3 +666,64 @@ def test_a_refused_click_is_requested_again_after_undo_and_redo(
     page.wait_for_function("() => document.querySelector('[data-role=save-status]').textContent.startsWith('Saved')")
     (saved,) = _saved_objects(tmp_path, "a.png")
     assert [c["type"] for c in saved["fewclick"]["clicks"]] == ["positive", "negative"]
+
+
+def _ring_pixels(page: Any, x: int, y: int) -> int:
+    """Pixels of the missed-click ring's colour on the points layer, 9-15 screen px around image pixel (x, y)."""
+    return int(
+        page.evaluate(
+            """([x, y]) => {
+                 const labeler = window.fewclick.labeler;
+                 const top = labeler.ui.top;
+                 const rect = top.getBoundingClientRect();
+                 const p = labeler.imageToClient(x, y);
+                 const dpr = top.width / rect.width;
+                 const cx = (p.x - rect.left) * dpr, cy = (p.y - rect.top) * dpr, r = 16 * dpr;
+                 const data = top.getContext('2d').getImageData(cx - r, cy - r, 2 * r, 2 * r).data;
+                 let n = 0;
+                 for (let j = 0; j < 2 * r; j += 1) for (let i = 0; i < 2 * r; i += 1) {
+                   const d = Math.hypot(i - r, j - r) / dpr;
+                   const k = 4 * (j * 2 * r + i);
+                   const ringColour = data[k] > 200 && data[k + 1] > 170 && data[k + 2] < 90 && data[k + 3] > 200;
+                   if (d >= 9 && d <= 15 && ringColour) n += 1;
+                 }
+                 return n;
+               }""",
+            [x, y],
+        )
+    )
+
+
+def test_a_click_the_mask_does_not_follow_is_ringed_and_explained(
+    stack: LocalStack, fake: FakeProxy, page: Any, tmp_path: Path
+) -> None:
+    """The API's missedClicks reach the labeler: the click is ringed, its object says so, and the hint
+    says what to do. The fake proxy ignores boundary clicks, so one deep inside the object stays off the
+    mask's edge."""
+    obj = make_known_object(tmp_path / "images" / "a.png")
+    open_labeler(page, stack.url)
+    first_mask(page, obj)
+    assert _ring_pixels(page, *obj.inside) == 0
+
+    click_image(page, *obj.inside, modifier="Alt")  # a boundary click
+    settle(page)
+    assert fake.requests[-1]["clicks"] == [{"x": obj.inside[0], "y": obj.inside[1], "type": "boundary"}]
+    assert "1 not followed" in (page.text_content("[data-role=objects]") or "")
+    hint = page.text_content("[data-role=hint]") or ""
+    assert "ringed click is not on the mask's edge" in hint and "positive click" in hint
+    assert _ring_pixels(page, *obj.inside) > 20
+    screenshot(page, "missed-click")
+
+    # A positive click elsewhere: the boundary click is still missed (index 0), the positive one is followed.
+    click_image(page, *obj.boundary)
+    settle(page)
+    assert page.evaluate("() => window.fewclick.labeler.missedClicks(window.fewclick.labeler.doc.objects[0])") == [0]
+    assert _ring_pixels(page, *obj.inside) > 20 and _ring_pixels(page, *obj.boundary) == 0
+
+    # Back to the extreme points alone: nothing to ring, the usual hint.
+    page.keyboard.press("Control+z")
+    page.keyboard.press("Control+z")
+    settle(page)
+    assert "not followed" not in (page.text_content("[data-role=objects]") or "")
+    assert "Left-click: add to the object" in (page.text_content("[data-role=hint]") or "")
+    assert _ring_pixels(page, *obj.inside) == 0

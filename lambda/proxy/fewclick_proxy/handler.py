@@ -229,6 +229,11 @@ def segment() -> Response:
     _metric("SessionCacheHit" if outcome.cache == "hit" else "SessionCacheMiss", MetricUnit.Count, 1)
     if outcome.recovered:
         _metric("SessionRecovered", MetricUnit.Count, 1)
+    if req.clicks:
+        # 1 when the answer to a corrective click does not follow it (its average is the served share of
+        # clicks not respected, the model card's figure measured on labelers' own clicks).
+        newest_missed = len(req.clicks) - 1 in outcome.response.missedClicks
+        _metric("NewestClickMissed", MetricUnit.Count, 1 if newest_missed else 0)
     tracer.put_annotation(key="requestType", value=outcome.request_type)
     tracer.put_annotation(key="cache", value=outcome.cache)
     logger.info(

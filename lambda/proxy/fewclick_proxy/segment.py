@@ -6,7 +6,8 @@ One call of `Segmenter.segment`:
 3. compute the crop with `crop_box_for_clicks` (the geometry training used) and its id,
 4. send the crop pixels only when the endpoint cannot have them (new session, crop
    changed, session expired), otherwise only points: a warm click carries kilobytes,
-5. paste the crop probabilities back onto the full image, threshold at 0.5, encode.
+5. paste the crop probabilities back onto the full image, threshold at 0.5, encode, and name the
+   clicks the mask still does not follow (`missedClicks`).
 
 Session expiry is recovered here: with an S3 image the proxy re-reads the object and
 retries with pixels in a new session (invisible to the UI); with an inline image it
@@ -34,6 +35,7 @@ from fewclick_contract.api import (
     Timings,
 )
 from fewclick_contract.click_constraints import served_constraints, served_probabilities
+from fewclick_contract.click_respect import missed_clicks
 from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop
 from fewclick_contract.edge_refine import crop_side_for
 from fewclick_contract.wire import (
@@ -157,6 +159,7 @@ class Segmenter:
             mask=RleMask(**masks.encode_rle(mask)),
             polygons=masks.polygons(mask) if "polygon" in req.output else None,
             png=masks.encode_png(mask) if "png" in req.output else None,
+            missedClicks=missed_clicks(mask, [(c.x, c.y, c.type) for c in req.clicks]),
             modelVersion=result.response.modelVersion,
             timings=Timings(
                 modelMs=round(result.response.modelMs, 3),
