@@ -3,7 +3,9 @@
 Click 0 is the 4 extreme points of the true mask; each corrective click goes
 where `simulator` says (``region``: distance-transform maximum of the largest
 error region; ``boundary``: the true-boundary point farthest from the
-predicted boundary). IoU ignores unknown pixels (GrabCut's 128 band). NoC@k
+predicted boundary; ``guided``: boundary clicks, and a region click after one
+the mask did not follow, as the labeling UI advises). IoU ignores unknown
+pixels (GrabCut's 128 band). NoC@k
 is the number of corrective clicks until IoU >= k%, capped at 20.
 """
 
@@ -37,6 +39,8 @@ from .preflight import prepare_out_dir
 from .simulator import Click, extreme_points, next_click
 
 MAX_CLICKS = 20
+GUIDED = "guided"
+CLICK_KINDS = ("region", "boundary", GUIDED)
 REPORT_CLICKS = 5
 THRESHOLD = 0.5
 
@@ -57,6 +61,16 @@ def click_respected(click: Click, mask: np.ndarray) -> bool:
     """Positive inside, negative outside, boundary within 3 px of the mask's edge (the test the
     proxy reports to labelers as `missedClicks`: one implementation)."""
     return contract_click_respected(click.x, click.y, click.kind, mask)
+
+
+def robot_click_kind(kind: str, clicks: list[Click], respected: list[bool]) -> str:
+    """The simulator's kind for the next click. ``guided`` is the labeler who follows the labeling UI's
+    advice: boundary clicks, but after a boundary click the mask did not follow (the ringed click of
+    the API's ``missedClicks``), one region click by the standard protocol (at the largest error,
+    usually the part the boundary click pointed at)."""
+    if kind != GUIDED:
+        return kind
+    return "region" if clicks and clicks[-1].kind == "boundary" and not respected[-1] else "boundary"
 
 
 @dataclass
@@ -85,7 +99,7 @@ def evaluate_instance(predictor: Predictor, inst: Instance, kind: str, max_click
     )
     clicks: list[Click] = []
     for _ in range(max_clicks):
-        click = next_click(kind, inst.mask, pred, inst.ignore)
+        click = next_click(robot_click_kind(kind, clicks, result.respected), inst.mask, pred, inst.ignore)
         if click is None:  # nothing left to correct
             result.ious.append(result.ious[-1])
             continue
@@ -169,7 +183,14 @@ def plot(summaries: list[Summary], path: Path, title: str) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", type=Path, required=True, help="folder with images/ and masks/")
-    parser.add_argument("--clicks", nargs="+", choices=["region", "boundary"], default=["region", "boundary"])
+    parser.add_argument(
+        "--clicks",
+        nargs="+",
+        choices=CLICK_KINDS,
+        default=["region", "boundary"],
+        help="the robot's click kinds: region (positive/negative), boundary, or guided (boundary clicks, and a "
+        "region click after one the mask did not follow, as the labeling UI advises)",
+    )
     parser.add_argument("--weights", type=Path, default=None, help="model weights (default: the committed ones)")
     parser.add_argument(
         "--input-size", type=network_side, default=None, help="network side, a multiple of 32 (default: the weights')"

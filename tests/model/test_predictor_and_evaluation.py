@@ -194,21 +194,42 @@ def test_masked_iou_ignores_unknown_pixels_and_click_respect_rules() -> None:
     assert not evaluate.click_respected(Click(5, 5, "boundary"), np.zeros((10, 10), bool))
 
 
-def test_a_boundary_click_on_the_image_frame_is_respected_only_where_the_mask_reaches_it() -> None:
-    mask = np.zeros((40, 40), bool)
-    mask[10:30, 10:30] = True  # 10 px from every side of the frame
-    assert not evaluate.click_respected(Click(20, 0, "boundary"), mask)
-    assert not evaluate.click_respected(Click(0, 39, "boundary"), mask)
-    # The edge is two-sided (the mask's outer pixels and the background's beside them): 3 px from either.
-    assert evaluate.click_respected(Click(20, 6, "boundary"), mask)
-    assert not evaluate.click_respected(Click(20, 5, "boundary"), mask)
-    assert evaluate.click_respected(Click(20, 13, "boundary"), mask)
-    assert not evaluate.click_respected(Click(20, 14, "boundary"), mask)
-    cut = np.zeros((40, 40), bool)
-    cut[0:20, 5:35] = True  # an object cut by the top of the frame ends there
-    assert evaluate.click_respected(Click(20, 0, "boundary"), cut)
-    assert evaluate.click_respected(Click(38, 0, "boundary"), cut)  # 3 px beside where it meets the frame
-    assert not evaluate.click_respected(Click(39, 0, "boundary"), cut)
+def test_the_guided_robot_answers_a_boundary_click_the_mask_did_not_follow_with_one_region_click() -> None:
+    """``guided`` models the labeler who follows the UI's ring: after a boundary click the mask missed, a
+    region click; after a boundary click it followed, or a region click, a boundary click again."""
+    from fewclick_model.data import Instance
+
+    truth = np.zeros((60, 60), bool)
+    truth[10:50, 10:50] = True
+
+    class IgnoresBoundaryClicks:
+        """The first mask misses the object's right part; positive clicks fill rows around them, boundary
+        clicks are ignored: every one stays off the edge, so the robot must switch kinds."""
+
+        def __init__(self) -> None:
+            self.kinds: list[str] = []
+
+        def set_image(self, image: np.ndarray) -> None:
+            pass
+
+        def predict(self, extreme_points: np.ndarray, clicks: list[Click]) -> np.ndarray:
+            self.kinds = [c.kind for c in clicks]
+            mask = np.zeros((60, 60), np.float32)
+            mask[10:50, 10:30] = 1.0
+            for c in clicks:
+                if c.kind == "positive":
+                    mask[max(c.y - 6, 10) : c.y + 7, 10:50] = 1.0
+            return mask
+
+    predictor = IgnoresBoundaryClicks()
+    inst = Instance("square", np.zeros((60, 60, 3), np.uint8), truth, None)
+    result = evaluate.evaluate_instance(predictor, inst, evaluate.GUIDED, 4)
+    assert predictor.kinds == ["boundary", "positive", "boundary", "positive"]
+    assert result.respected == [False, True, False, True]
+    assert result.ious[-1] > result.ious[0]
+    assert evaluate.robot_click_kind("boundary", [Click(1, 1, "boundary")], [False]) == "boundary"
+    assert evaluate.robot_click_kind(evaluate.GUIDED, [], []) == "boundary"
+    assert evaluate.robot_click_kind(evaluate.GUIDED, [Click(1, 1, "boundary")], [True]) == "boundary"
 
 
 def test_model_latency_benchmark_times_every_request_type_and_plots(
