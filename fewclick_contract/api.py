@@ -120,7 +120,7 @@ class SegmentResponse(_Api):
         default=None, description="Outer contours as [[x, y], ...] (if asked)."
     )
     png: str | None = Field(default=None, description="base64 8-bit PNG, 255 = object (if asked)")
-    missedClicks: list[int] = Field(
+    missedClicks: list[Annotated[int, Field(ge=0)]] = Field(
         default_factory=list,
         description="Indices into the request's clicks that this mask does not follow: a positive click "
         "outside it, a negative one inside, a boundary click its edge misses by more than 3 px "

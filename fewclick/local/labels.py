@@ -4,7 +4,8 @@ Layout under the output folder (documented in README.md, "Where labels go"):
 
 - ``annotations.json``: ONE COCO "instances" file for every image labelled so far. Segmentations are
   COCO compressed RLE (the API's own mask format, so nothing is re-encoded). Each annotation also keeps
-  its ``fewclick`` record (extreme points, corrective clicks, object index) so an object can be re-edited.
+  its ``fewclick`` record (extreme points, corrective clicks, object index, the clicks its mask does not
+  follow) so an object can be re-edited.
 - ``label_maps/<stem>.png`` (``<name>.png`` where two images share a stem): pixel value = object index
   (1..N, the order of the image's objects; 0 is background; a later object overwrites an earlier one
   where they overlap). 8-bit PNG up to 255 objects, 16-bit beyond. The class of object ``i`` is the
@@ -34,6 +35,7 @@ from pycocotools import mask as mask_utils
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from fewclick_contract.api import Click, Point, RleMask
+from fewclick_contract.click_respect import missed_clicks
 
 ANNOTATIONS_FILE = "annotations.json"
 LABEL_MAPS_DIR = "label_maps"
@@ -302,6 +304,7 @@ class LabelStore:
                     "clicks": record.get("clicks", []),
                     "mask": ann["segmentation"],
                     "modelVersion": record.get("modelVersion"),
+                    "missedClicks": record.get("missedClicks", []),
                 }
             )
         return result
@@ -343,6 +346,10 @@ class LabelStore:
                             "extremePoints": [p.model_dump() for p in obj.extremePoints],
                             "clicks": [c.model_dump() for c in obj.clicks],
                             "modelVersion": obj.modelVersion,
+                            # Which clicks the saved mask does not follow, worked out here from the mask itself
+                            # (not taken from the page): a reopened object stays ringed, and a reviewer can find
+                            # masks a labeler accepted against their own clicks.
+                            "missedClicks": missed_clicks(binary, [(c.x, c.y, c.type) for c in obj.clicks]),
                         },
                     }
                 )

@@ -185,17 +185,22 @@ function docKeys(doc) {
   return new Set(doc.objects.map(objectKey));
 }
 
-/** What to do about the clicks a mask does not follow, by the kinds among them. */
+/** What the ringed clicks are and what to do about them, by the kinds among them. */
 function missedHint(obj, missed) {
-  const kinds = new Set(missed.map((i) => obj.points[4 + i].type));
-  const n = missed.length;
-  const which = n === 1 ? "The ringed click is" : `${n} ringed clicks are`;
-  if (kinds.size === 1 && kinds.has("boundary")) {
-    return `${which} not on the mask's edge yet. Add a positive click where the object should reach, ` +
-      "or a negative one where it should give way, next to it; or undo (Ctrl-Z).";
+  const count = (type) => missed.filter((i) => obj.points[4 + i].type === type).length;
+  const clicks = (n, what) => `${n} ${what} click${n === 1 ? "" : "s"}`;
+  const [boundary, positive, negative] = [count("boundary"), count("positive"), count("negative")];
+  const parts = [];
+  if (boundary) parts.push(`${clicks(boundary, "boundary")} off the mask's edge`);
+  if (positive) parts.push(`${clicks(positive, "positive")} outside the mask`);
+  if (negative) parts.push(`${clicks(negative, "negative")} inside it`);
+  let advice = "";
+  if (boundary) {
+    advice += "Beside a ringed boundary click, add a positive click where the object should reach it, " +
+      "or a negative one where the mask should give way. ";
   }
-  return `${which} not followed by the mask (a boundary click off its edge, a positive click outside ` +
-    "or a negative one inside). Click again beside it, or undo (Ctrl-Z).";
+  if (positive || negative) advice += "Click again beside a ringed positive or negative click. ";
+  return `Ringed: ${parts.join(", ")}. ${advice}Or undo (Ctrl-Z).`;
 }
 
 function isComplete(obj) {
@@ -334,7 +339,7 @@ export class Labeler {
 
   /**
    * Show an image. `image`: {url, width?, height?, getApiImage: async () => ({base64}|{s3Uri}),
-   * objects?: saved objects [{label, extremePoints, clicks, mask, modelVersion}]}.
+   * objects?: saved objects [{label, extremePoints, clicks, mask, modelVersion, missedClicks?}]}.
    */
   async open(image) {
     this.generation += 1;
@@ -380,7 +385,8 @@ export class Labeler {
       const obj = this._makeObject(saved.label || this.config.labels[0], points);
       if (saved.mask) {
         const key = objectKey(obj);
-        this.masks.set(key, { rle: saved.mask, modelVersion: saved.modelVersion || null });
+        // The store names the saved mask's missed clicks (fewclick/local/labels.py), so they stay ringed.
+        this.masks.set(key, { rle: saved.mask, modelVersion: saved.modelVersion || null, missed: saved.missedClicks });
         this.lastMaskKey.set(obj.id, key);
       }
       return obj;
@@ -861,7 +867,8 @@ export class Labeler {
    * mask is pending: an older mask's indices would point at other clicks). */
   missedClicks(obj) {
     const entry = obj && isComplete(obj) ? this.masks.get(objectKey(obj)) : null;
-    return entry && entry.missed ? entry.missed.filter((i) => Number.isInteger(i) && 4 + i < obj.points.length) : [];
+    if (!entry || !Array.isArray(entry.missed)) return [];
+    return entry.missed.filter((i) => Number.isInteger(i) && i >= 0 && 4 + i < obj.points.length);
   }
 
   _busy() {
@@ -1152,7 +1159,8 @@ export class Labeler {
       const n = selected ? selected.points.length : 0;
       hint = `Click extreme point ${n + 1} of 4 (left-, right-, top- or bottom-most pixel of the object).`;
     } else if (this.missedClicks(selected).length) {
-      hint = missedHint(selected, this.missedClicks(selected));
+      // The mode stays said: the advice is a region click, which boundary mode would not make.
+      hint = (this.boundaryMode ? "Boundary mode (B to leave). " : "") + missedHint(selected, this.missedClicks(selected));
     } else if (this.boundaryMode) {
       hint = "Boundary mode: clicks add boundary points (blue). B to leave.";
     } else {

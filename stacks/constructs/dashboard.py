@@ -101,6 +101,7 @@ class OperationsDashboard(Construct):
                     _labelled(m.proxy("NewestClickMissed", "SampleCount", request_type=kind), f"clicks ({kind})")
                     for kind in request_types
                 ],
+                left_y_axis=cloudwatch.YAxisProps(min=0, max=1, label="share", show_units=False),
                 width=24,
             ),
         )

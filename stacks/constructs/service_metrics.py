@@ -65,7 +65,8 @@ class ServiceMetrics:
         """The proxy's own EMF metric, with the dimensions Powertools writes: ``service``, and on a
         segmented request its ``RequestType`` (``new``: crop pixels sent, ``warm``: points only).
         Answered requests: SegmentLatency, ModelLatency, SessionCacheHit / Miss, SessionRecovered and,
-        with corrective clicks, NewestClickMissed (1 or 0; with RequestType); refused ones: Errors4xx /
+        with corrective clicks, NewestClickMissed (1 when the answer does not follow the newest click,
+        else 0; with RequestType); refused ones: Errors4xx /
         Errors5xx (service only)."""
         dimensions = {"service": POWERTOOLS_SERVICE_NAME}
         if request_type is not None:

@@ -78,6 +78,8 @@ def test_response_model_round_trip() -> None:
     # Every answer names the clicks it does not follow, none included.
     without = {k: v for k, v in body.items() if k != "missedClicks"}
     assert SegmentResponse.model_validate(without).model_dump(exclude_none=True) == {**without, "missedClicks": []}
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        SegmentResponse.model_validate({**body, "missedClicks": [-1]})
 
 
 def test_openapi_document() -> None:

@@ -66,7 +66,7 @@ def test_save_writes_coco_and_label_map(images: Path, tmp_path: Path) -> None:
     assert [coco.cats[a["category_id"]]["name"] for a in anns] == ["object", "dog"]  # "dog" added, not lost
     assert np.array_equal(coco.annToMask(anns[0]).astype(bool), first)
     assert anns[0]["area"] == int(first.sum()) and anns[0]["bbox"] == [5.0, 5.0, 35.0, 25.0]
-    assert anns[0]["fewclick"]["clicks"] == click
+    assert anns[0]["fewclick"]["clicks"] == click and anns[0]["fewclick"]["missedClicks"] == []
     label_map = cv2.imread(str(tmp_path / "out" / "label_maps" / "a.png"), cv2.IMREAD_UNCHANGED)
     assert label_map.dtype == np.uint8
     assert np.all(label_map[second] == 2) and np.all(label_map[first & ~second] == 1)
@@ -83,6 +83,27 @@ def test_save_writes_coco_and_label_map(images: Path, tmp_path: Path) -> None:
     data = json.loads((tmp_path / "out" / "annotations.json").read_text())
     assert len(data["annotations"]) == 2 and len({a["id"] for a in data["annotations"]}) == 2
     assert store.listing()["done"] == 2
+
+
+def test_the_store_names_the_clicks_a_saved_mask_does_not_follow(images: Path, tmp_path: Path) -> None:
+    """Worked out from the mask, whatever the page sends: a reopened object stays ringed, and the COCO
+    record shows a reviewer which masks were accepted against their own clicks."""
+    store = LabelStore(images, tmp_path / "out")
+    mask = box(40, 60, 5, 30, 5, 40)
+    clicks = [
+        {"x": 10, "y": 10, "type": "positive"},  # inside: followed
+        {"x": 50, "y": 35, "type": "positive"},  # outside: missed
+        {"x": 20, "y": 4, "type": "boundary"},  # 1 px off the edge: followed
+        {"x": 20, "y": 17, "type": "boundary"},  # 12 px inside: missed
+        {"x": 52, "y": 10, "type": "negative"},  # outside: followed
+    ]
+    store.save("a.png", {"objects": [saved_object(mask, clicks=clicks)]})
+    (ann,) = json.loads((tmp_path / "out" / "annotations.json").read_text())["annotations"]
+    assert ann["fewclick"]["missedClicks"] == [1, 3]
+    assert store.load("a.png")["objects"][0]["missedClicks"] == [1, 3]
+    # The page cannot set it: the saved object's schema has no such field.
+    with pytest.raises(LabelStoreError, match="missedClicks"):
+        store.save("a.png", {"objects": [{**saved_object(mask, clicks=clicks), "missedClicks": []}]})
 
 
 def test_many_objects_use_a_16_bit_label_map(images: Path, tmp_path: Path) -> None:
