@@ -230,8 +230,9 @@ def segment() -> Response:
     if outcome.recovered:
         _metric("SessionRecovered", MetricUnit.Count, 1)
     if req.clicks:
-        # 1 when the answer to a corrective click does not follow it (its average is the served share of
-        # clicks not respected, the model card's figure measured on labelers' own clicks).
+        # 1 when this answer does not follow its newest click: the average is the share of answers that
+        # leave the labeler's latest click unfollowed, the model card's "clicks respected" on real clicks
+        # (clicks the UI coalesced into one request count once).
         newest_missed = len(req.clicks) - 1 in outcome.response.missedClicks
         _metric("NewestClickMissed", MetricUnit.Count, 1 if newest_missed else 0)
     tracer.put_annotation(key="requestType", value=outcome.request_type)
