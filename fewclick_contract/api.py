@@ -141,6 +141,7 @@ class ErrorCode(StrEnum):
     ACCESS_DENIED = "ACCESS_DENIED"
     SESSION_EXPIRED = "SESSION_EXPIRED"
     NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
     TOO_MANY_CLICKS = "TOO_MANY_CLICKS"
     IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
@@ -161,6 +162,8 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.ACCESS_DENIED: 403,
     ErrorCode.SESSION_EXPIRED: 404,
     ErrorCode.NOT_FOUND: 404,
+    # `fewclick serve`'s gateway, for a method a route does not take (API Gateway answers NOT_FOUND there).
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.TOO_MANY_CLICKS: 413,
     ErrorCode.IMAGE_TOO_LARGE: 413,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,

@@ -37,6 +37,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from fewclick_model.server.http_server import JsonRefusals, conflicting, content_length
 
+from fewclick_contract.api import ErrorCode
 from fewclick_contract.task_token import (
     TASK_SEGMENT_PATH,
     TaskTokenError,
@@ -113,7 +114,7 @@ def method_not_allowed(method: str, path: str) -> HttpResponse:
     allowed = allowed_methods(path)
     return HttpResponse.error(
         405,
-        "METHOD_NOT_ALLOWED",
+        ErrorCode.METHOD_NOT_ALLOWED,
         f"{method} is not allowed on {path}; it takes {', '.join(allowed) or 'nothing'}",
         {"Allow": ", ".join(allowed)},
     )
@@ -244,7 +245,7 @@ def build_proxy_event(
 def response_from_lambda(result: Mapping[str, Any]) -> HttpResponse:
     """Turn the Lambda's proxy response into HTTP, as API Gateway does (502 when it is malformed)."""
     if not isinstance(result, Mapping) or not isinstance(result.get("statusCode"), int):
-        return HttpResponse.error(502, "INTERNAL_ERROR", "the proxy Lambda returned a malformed response")
+        return HttpResponse.error(502, ErrorCode.INTERNAL_ERROR, "the proxy Lambda returned a malformed response")
     headers: dict[str, str] = {}
     for name, values in (result.get("multiValueHeaders") or {}).items():
         headers[name] = ", ".join(str(v) for v in values)
@@ -284,7 +285,7 @@ class Gateway:
             return None
         if not authorization:
             return HttpResponse.error(
-                401, "UNAUTHORIZED", "missing Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
+                401, ErrorCode.UNAUTHORIZED, "missing Authorization: Bearer <token>", {"WWW-Authenticate": "Bearer"}
             )
         scheme, _, presented = authorization.partition(" ")
         # Constant-time compare: the token is the only secret between the page and the stack.
@@ -292,7 +293,7 @@ class Gateway:
         presented_bytes = presented.strip().encode("utf-8", "surrogateescape")
         if scheme.lower() != "bearer" or not hmac.compare_digest(presented_bytes, self.config.token.encode()):
             return HttpResponse.error(
-                403, "ACCESS_DENIED", "the token is not valid for this server", {"WWW-Authenticate": "Bearer"}
+                403, ErrorCode.ACCESS_DENIED, "the token is not valid for this server", {"WWW-Authenticate": "Bearer"}
             )
         return None
 
@@ -304,18 +305,18 @@ class Gateway:
         """
         token = bearer_token(authorization)
         if self.config.task_token_key is None or token is None:
-            return HttpResponse.error(401, "UNAUTHORIZED", "a Ground Truth task token is required"), None
+            return HttpResponse.error(401, ErrorCode.UNAUTHORIZED, "a Ground Truth task token is required"), None
         try:
             claims = verify_task_token(self.config.task_token_key, token)
         except TaskTokenError as exc:
-            return HttpResponse.error(401, "UNAUTHORIZED", f"task token refused ({exc.reason})"), None
+            return HttpResponse.error(401, ErrorCode.UNAUTHORIZED, f"task token refused ({exc.reason})"), None
         return None, dict(authorizer_context(claims))
 
     def too_large(self, length: int) -> HttpResponse | None:
         if length > self.config.max_body_bytes:
             return HttpResponse.error(
                 413,
-                "PAYLOAD_TOO_LARGE",
+                ErrorCode.PAYLOAD_TOO_LARGE,
                 f"request body is {length} bytes; the limit is {self.config.max_body_bytes} bytes",
             )
         return None
@@ -326,7 +327,7 @@ class Gateway:
             return None
         seconds = max(1, math.ceil(wait))
         return HttpResponse.error(
-            429, "THROTTLED", f"too many requests; retry in {seconds} s", {"Retry-After": str(seconds)}
+            429, ErrorCode.THROTTLED, f"too many requests; retry in {seconds} s", {"Retry-After": str(seconds)}
         )
 
     def invoke(
@@ -344,7 +345,7 @@ class Gateway:
             known = [m for (m, p) in API_ROUTES if p == path]
             if known:
                 return method_not_allowed(method, path)
-            return HttpResponse.error(404, "NOT_FOUND", f"no route {method} {path}")
+            return HttpResponse.error(404, ErrorCode.NOT_FOUND, f"no route {method} {path}")
         request_id = str(uuid.uuid4())
         event = build_proxy_event(
             method=method,
@@ -364,7 +365,7 @@ class Gateway:
                 self.shed["queue_full"] += 1
                 # What Lambda's concurrency limit answers through API Gateway: throttled, try again shortly.
                 return HttpResponse.error(
-                    429, "THROTTLED", "the API is at its concurrency limit; retry in 1 s", {"Retry-After": "1"}
+                    429, ErrorCode.THROTTLED, "the API is at its concurrency limit; retry in 1 s", {"Retry-After": "1"}
                 )
             self.queued += 1
         try:
@@ -377,7 +378,7 @@ class Gateway:
                 self.shed["queue_timeout"] += 1
             return HttpResponse.error(
                 503,
-                "ENDPOINT_UNAVAILABLE",
+                ErrorCode.ENDPOINT_UNAVAILABLE,
                 f"the API is busy (queued over {self.config.max_queue_wait_s:g} s); retry in 2 s",
                 {"Retry-After": "2"},
             )
@@ -386,7 +387,7 @@ class Gateway:
         except Exception:
             # API Gateway answers 502 when the function errors; the trace goes to our log, not the client.
             LOG.error("proxy Lambda raised:\n%s", traceback.format_exc())
-            return HttpResponse.error(502, "INTERNAL_ERROR", "the proxy Lambda failed; see the server log")
+            return HttpResponse.error(502, ErrorCode.INTERNAL_ERROR, "the proxy Lambda failed; see the server log")
         finally:
             self._lambda_lock.release()
         return response_from_lambda(result)
@@ -394,13 +395,13 @@ class Gateway:
     def static(self, path: str) -> HttpResponse:
         ui_dir = self.config.ui_dir
         if ui_dir is None:
-            return HttpResponse.error(404, "NOT_FOUND", "no UI is served here")
+            return HttpResponse.error(404, ErrorCode.NOT_FOUND, "no UI is served here")
         relative = "index.html" if path in ("", "/") else unquote(path).lstrip("/")
         root = ui_dir.resolve()
         target = (root / relative).resolve()
         # resolve() + is_relative_to: "../" or a symlink cannot reach outside the UI folder.
         if not target.is_relative_to(root) or target.suffix not in UI_SUFFIXES or not target.is_file():
-            return HttpResponse.error(404, "NOT_FOUND", f"no file {path}")
+            return HttpResponse.error(404, ErrorCode.NOT_FOUND, f"no file {path}")
         content_type = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
         if target.suffix == ".js":
             content_type = "text/javascript"  # module scripts are refused under any other type
@@ -458,7 +459,7 @@ class _RequestHandler(JsonRefusals, BaseHTTPRequestHandler):
         self._send(method_not_allowed(self.command, urlsplit(self.path).path), drain=True)
 
     def refuse(self, status: int, message: str) -> None:
-        self._send(HttpResponse.error(status, "VALIDATION_ERROR", message), close=True)
+        self._send(HttpResponse.error(status, ErrorCode.VALIDATION_ERROR, message), close=True)
 
     def _dispatch(self, method: str) -> None:
         gateway = self.server.gateway
@@ -510,14 +511,14 @@ class _RequestHandler(JsonRefusals, BaseHTTPRequestHandler):
                     method, path, self.headers.items(), query, body, self.client_address[0], authorizer=authorizer
                 )
             elif gateway.local_api is None:
-                response = HttpResponse.error(404, "NOT_FOUND", "no local labeling API here")
+                response = HttpResponse.error(404, ErrorCode.NOT_FOUND, "no local labeling API here")
             else:
                 response = gateway.local_api.handle(method, path, query, body)
         except (BrokenPipeError, ConnectionResetError):
             return
         except Exception:
             LOG.error("gateway error:\n%s", traceback.format_exc())
-            response = HttpResponse.error(500, "INTERNAL_ERROR", "the local gateway failed; see the server log")
+            response = HttpResponse.error(500, ErrorCode.INTERNAL_ERROR, "the local gateway failed; see the server log")
         self._send(response)
 
     def _read_body(self, length: int) -> bytes | None:
