@@ -6,7 +6,7 @@ labeling UI can mark them: a labeler whose boundary click the edge did not reach
 at once and add a region click there, rather than click the same spot again.
 
 - positive: the click's pixel is in the mask; negative: it is not;
-- boundary: an edge pixel lies within `BOUNDARY_TOLERANCE_PX` of the click. Edge pixels are the
+- boundary: an edge pixel lies within `RESPECTED_WITHIN_PX` of the click. Edge pixels are the
   mask's pixels that touch the background or the image frame (an object cut by the frame ends
   there) and the background pixels beside the mask. The background's own frame pixels are no
   edge: counting them made a click on the frame "followed" however far the mask stayed from it.
@@ -21,8 +21,8 @@ from collections.abc import Iterable
 
 import numpy as np
 
-BOUNDARY_TOLERANCE_PX = 3.0
-_REACH = int(BOUNDARY_TOLERANCE_PX)  # the farthest pixel offset that can be within the tolerance
+RESPECTED_WITHIN_PX = 3.0
+_REACH = int(RESPECTED_WITHIN_PX)  # the farthest pixel offset that can be within the tolerance
 
 
 def click_respected(x: int, y: int, kind: str, mask: np.ndarray) -> bool:
@@ -63,4 +63,4 @@ def _boundary_followed(x: int, y: int, mask: np.ndarray) -> bool:
     if len(xs) == 0:
         return False
     # The core's centre is the click.
-    return bool(np.hypot(xs - _REACH, ys - _REACH).min() <= BOUNDARY_TOLERANCE_PX)
+    return bool(np.hypot(xs - _REACH, ys - _REACH).min() <= RESPECTED_WITHIN_PX)

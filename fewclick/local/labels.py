@@ -76,6 +76,18 @@ class SaveRequest(_Strict):
     objects: list[SavedObject] = Field(default_factory=list, max_length=MAX_OBJECTS_PER_IMAGE)
 
 
+def _missed(ann: dict[str, Any], record: dict[str, Any]) -> list[int]:
+    """The clicks an annotation saved before the store recorded them does not follow, from its mask (so
+    an older annotations.json reopens ringed too); [] where the record is not one this store wrote."""
+    try:
+        rle = dict(ann["segmentation"])
+        rle["counts"] = rle["counts"].encode("ascii")
+        mask = mask_utils.decode(rle).astype(bool)
+        return missed_clicks(mask, [(int(c["x"]), int(c["y"]), str(c["type"])) for c in record.get("clicks", [])])
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        return []
+
+
 # --- atomic files ---
 
 
@@ -304,7 +316,7 @@ class LabelStore:
                     "clicks": record.get("clicks", []),
                     "mask": ann["segmentation"],
                     "modelVersion": record.get("modelVersion"),
-                    "missedClicks": record.get("missedClicks", []),
+                    "missedClicks": record["missedClicks"] if "missedClicks" in record else _missed(ann, record),
                 }
             )
         return result

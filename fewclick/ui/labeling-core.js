@@ -199,7 +199,8 @@ function missedHint(obj, missed) {
     advice += "Beside a ringed boundary click, add a positive click where the object should reach it, " +
       "or a negative one where the mask should give way. ";
   }
-  if (positive || negative) advice += "Click again beside a ringed positive or negative click. ";
+  // Region clicks are enforced where they were made, so one is missed only where a later click disagrees.
+  if (positive || negative) advice += "A later click overrides a ringed positive or negative one: undo one of the two. ";
   return `Ringed: ${parts.join(", ")}. ${advice}Or undo (Ctrl-Z).`;
 }
 

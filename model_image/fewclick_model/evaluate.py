@@ -5,8 +5,8 @@ where `simulator` says (``region``: distance-transform maximum of the largest
 error region; ``boundary``: the true-boundary point farthest from the
 predicted boundary; ``guided``: boundary clicks, and a region click after one
 the mask did not follow, as the labeling UI advises). IoU ignores unknown
-pixels (GrabCut's 128 band). NoC@k
-is the number of corrective clicks until IoU >= k%, capped at 20.
+pixels (GrabCut's 128 band). NoC@k is the number of corrective clicks until
+IoU >= k%, capped at 20.
 """
 
 from __future__ import annotations

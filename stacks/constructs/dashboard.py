@@ -92,13 +92,13 @@ class OperationsDashboard(Construct):
             cloudwatch.GraphWidget(
                 # The model card's "clicks respected", measured on the labelers' own clicks: a rising share
                 # means labelers meet images the model handles worse than the benchmarks.
-                title="Proxy: corrective clicks the answer's mask does not follow (share)",
+                title="Proxy: answers whose mask does not follow the newest corrective click (share)",
                 left=[
                     _labelled(m.proxy("NewestClickMissed", "Average", request_type=kind), f"not followed ({kind})")
                     for kind in request_types
                 ],
                 right=[
-                    _labelled(m.proxy("NewestClickMissed", "SampleCount", request_type=kind), f"clicks ({kind})")
+                    _labelled(m.proxy("NewestClickMissed", "SampleCount", request_type=kind), f"answers ({kind})")
                     for kind in request_types
                 ],
                 left_y_axis=cloudwatch.YAxisProps(min=0, max=1, label="share", show_units=False),

@@ -66,8 +66,7 @@ class ServiceMetrics:
         segmented request its ``RequestType`` (``new``: crop pixels sent, ``warm``: points only).
         Answered requests: SegmentLatency, ModelLatency, SessionCacheHit / Miss, SessionRecovered and,
         with corrective clicks, NewestClickMissed (1 when the answer does not follow the newest click,
-        else 0; with RequestType); refused ones: Errors4xx /
-        Errors5xx (service only)."""
+        else 0; with RequestType); refused ones: Errors4xx / Errors5xx (service only)."""
         dimensions = {"service": POWERTOOLS_SERVICE_NAME}
         if request_type is not None:
             dimensions["RequestType"] = request_type

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fewclick_contract.click_respect import BOUNDARY_TOLERANCE_PX, click_respected, missed_clicks
+from fewclick_contract.click_respect import RESPECTED_WITHIN_PX, click_respected, missed_clicks
 
 
 def _reference_boundary(x: int, y: int, mask: np.ndarray) -> bool:
@@ -21,7 +21,7 @@ def _reference_boundary(x: int, y: int, mask: np.ndarray) -> bool:
     if not edge.any():
         return False
     ys, xs = np.nonzero(edge)
-    return bool(np.hypot(xs - x, ys - y).min() <= BOUNDARY_TOLERANCE_PX)
+    return bool(np.hypot(xs - x, ys - y).min() <= RESPECTED_WITHIN_PX)
 
 
 def test_region_clicks() -> None:

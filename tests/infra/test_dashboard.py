@@ -90,4 +90,4 @@ def test_the_proxys_own_metrics_are_shown_under_the_deployments_namespace(
             POWERTOOLS_SERVICE_NAME,
         )
     labels = _labels(default_app)
-    assert {"warm p50 (ms)", "warm p90 (ms)", "new p90 (ms)", "not followed (warm)", "clicks (warm)"} <= labels
+    assert {"warm p50 (ms)", "warm p90 (ms)", "new p90 (ms)", "not followed (warm)", "answers (warm)"} <= labels

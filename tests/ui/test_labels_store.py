@@ -101,6 +101,11 @@ def test_the_store_names_the_clicks_a_saved_mask_does_not_follow(images: Path, t
     (ann,) = json.loads((tmp_path / "out" / "annotations.json").read_text())["annotations"]
     assert ann["fewclick"]["missedClicks"] == [1, 3]
     assert store.load("a.png")["objects"][0]["missedClicks"] == [1, 3]
+    # An annotations.json written before the store recorded them reopens ringed too: worked out on load.
+    coco = json.loads((tmp_path / "out" / "annotations.json").read_text())
+    del coco["annotations"][0]["fewclick"]["missedClicks"]
+    (tmp_path / "out" / "annotations.json").write_text(json.dumps(coco))
+    assert LabelStore(images, tmp_path / "out").load("a.png")["objects"][0]["missedClicks"] == [1, 3]
     # The page cannot set it: the saved object's schema has no such field.
     with pytest.raises(LabelStoreError, match="missedClicks"):
         store.save("a.png", {"objects": [{**saved_object(mask, clicks=clicks), "missedClicks": []}]})
