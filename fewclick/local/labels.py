@@ -80,11 +80,17 @@ def _missed(ann: dict[str, Any], record: dict[str, Any]) -> list[int]:
     """The clicks an annotation saved before the store recorded them does not follow, from its mask (so
     an older annotations.json reopens ringed too); [] where the record is not one this store wrote."""
     try:
-        rle = dict(ann["segmentation"])
-        rle["counts"] = rle["counts"].encode("ascii")
-        mask = mask_utils.decode(rle).astype(bool)
-        return missed_clicks(mask, [(int(c["x"]), int(c["y"]), str(c["type"])) for c in record.get("clicks", [])])
-    except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+        height, width = (int(v) for v in ann["segmentation"]["size"])
+        counts = str(ann["segmentation"]["counts"])
+        # The same bound a save passes: a hand-edited file's counts never reach pycocotools unchecked.
+        if rle_counts_total(counts, height * width) != height * width:
+            return []
+        mask = mask_utils.decode({"size": [height, width], "counts": counts.encode("ascii")}).astype(bool)
+        clicks = [(int(c["x"]), int(c["y"]), str(c["type"])) for c in record.get("clicks", [])]
+        if not all(0 <= x < width and 0 <= y < height for x, y, _ in clicks):
+            return []
+        return missed_clicks(mask, clicks)
+    except (KeyError, TypeError, ValueError, AttributeError):
         return []
 
 

@@ -1154,14 +1154,15 @@ export class Labeler {
     ui.latency.classList.toggle("fc-pending", pending);
 
     // Hint: what the next click does.
+    const missed = this.missedClicks(selected);
     let hint;
     if (!this.image) hint = "Loading image…";
     else if (!selected || selected.points.length < 4) {
       const n = selected ? selected.points.length : 0;
       hint = `Click extreme point ${n + 1} of 4 (left-, right-, top- or bottom-most pixel of the object).`;
-    } else if (this.missedClicks(selected).length) {
+    } else if (missed.length) {
       // The mode stays said: the advice is a region click, which boundary mode would not make.
-      hint = (this.boundaryMode ? "Boundary mode (B to leave). " : "") + missedHint(selected, this.missedClicks(selected));
+      hint = (this.boundaryMode ? "Boundary mode (B to leave). " : "") + missedHint(selected, missed);
     } else if (this.boundaryMode) {
       hint = "Boundary mode: clicks add boundary points (blue). B to leave.";
     } else {
@@ -1186,8 +1187,8 @@ export class Labeler {
       else if (!this.masks.has(key)) state = "segmenting…";
       else {
         state = obj.points.length === 5 ? "1 click" : `${obj.points.length - 4} clicks`;
-        const missed = this.missedClicks(obj).length;
-        if (missed) state += `, ${missed} not followed`;
+        const notFollowed = this.missedClicks(obj).length;
+        if (notFollowed) state += `, ${notFollowed} not followed`;
       }
       const select = el("select", {
         "aria-label": `Class of object ${index + 1}`,

@@ -142,7 +142,8 @@ class Segmenter:
 
         prob = decode_probabilities(result.response.probabilities, size)
         # The same click-consistency pass as the model library's evaluation (one implementation).
-        constraints = served_constraints(extreme, [(c.x, c.y, c.type) for c in req.clicks])
+        click_points = [(c.x, c.y, c.type) for c in req.clicks]
+        constraints = served_constraints(extreme, click_points)
         mask = masks.binarize(
             served_probabilities(prob, box, height, width, constraints, network_size=self.config.input_size)
         )
@@ -159,7 +160,7 @@ class Segmenter:
             mask=RleMask(**masks.encode_rle(mask)),
             polygons=masks.polygons(mask) if "polygon" in req.output else None,
             png=masks.encode_png(mask) if "png" in req.output else None,
-            missedClicks=missed_clicks(mask, [(c.x, c.y, c.type) for c in req.clicks]),
+            missedClicks=missed_clicks(mask, click_points),
             modelVersion=result.response.modelVersion,
             timings=Timings(
                 modelMs=round(result.response.modelMs, 3),
