@@ -62,8 +62,9 @@ class Base64Image(_Api):
 class Point(_Api):
     # Strict: JSON integers only. Lax pydantic would take true as 1 and "12" as 12, which the OpenAPI
     # document (type: integer) says are errors; a client that sends them has a bug worth hearing about.
-    x: int = Field(strict=True, description="column, 0 <= x < image width")
-    y: int = Field(strict=True, description="row, 0 <= y < image height")
+    # JSON Schema's "integer" also matches 3.0; strict does not, so the descriptions say so.
+    x: int = Field(strict=True, description="column, 0 <= x < image width, written without a fraction (3, not 3.0)")
+    y: int = Field(strict=True, description="row, 0 <= y < image height, written without a fraction (3, not 3.0)")
 
 
 class Click(Point):
@@ -142,6 +143,7 @@ class ErrorCode(StrEnum):
     SESSION_EXPIRED = "SESSION_EXPIRED"
     NOT_FOUND = "NOT_FOUND"
     METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"
     TOO_MANY_CLICKS = "TOO_MANY_CLICKS"
     IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
@@ -164,6 +166,8 @@ ERROR_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     # `fewclick serve`'s gateway, for a method a route does not take (API Gateway answers NOT_FOUND there).
     ErrorCode.METHOD_NOT_ALLOWED: 405,
+    # A body declared as something other than UTF-8 JSON (`fewclick_contract.media_type`).
+    ErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     ErrorCode.TOO_MANY_CLICKS: 413,
     ErrorCode.IMAGE_TOO_LARGE: 413,
     ErrorCode.PAYLOAD_TOO_LARGE: 413,
@@ -252,6 +256,10 @@ def openapi_schema(server_url: str | None = None) -> dict[str, Any]:
                         "404": _error_response_doc("SESSION_EXPIRED: send the image again (with the same clicks)"),
                         "411": _error_response_doc("VALIDATION_ERROR: the body has no Content-Length (chunked)"),
                         "413": _error_response_doc("Image, request or click list too large"),
+                        "415": _error_response_doc(
+                            "UNSUPPORTED_MEDIA_TYPE: the body is declared as something other than UTF-8 "
+                            "application/json (no Content-Type is taken as JSON)"
+                        ),
                         "429": {**_error_response_doc("Throttled"), "headers": retry},
                         "500": _error_response_doc("INTERNAL_ERROR: a fault of the proxy (logged; report it)"),
                         "502": _error_response_doc("The model endpoint failed, or (INTERNAL_ERROR) the proxy did"),

@@ -67,6 +67,7 @@ class WireErrorCode(StrEnum):
     BAD_REQUEST = "BAD_REQUEST"
     UNSUPPORTED_WIRE_VERSION = "UNSUPPORTED_WIRE_VERSION"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+    UNSUPPORTED_MEDIA_TYPE = "UNSUPPORTED_MEDIA_TYPE"  # the body is not declared as CONTENT_TYPE
     OVERLOADED = "OVERLOADED"  # inference queue full: retry shortly
     NOT_READY = "NOT_READY"  # model still loading
     INTERNAL = "INTERNAL"
@@ -77,6 +78,7 @@ WIRE_ERROR_STATUS: dict[WireErrorCode, int] = {
     WireErrorCode.BAD_REQUEST: 400,
     WireErrorCode.UNSUPPORTED_WIRE_VERSION: 400,
     WireErrorCode.PAYLOAD_TOO_LARGE: 413,
+    WireErrorCode.UNSUPPORTED_MEDIA_TYPE: 415,
     WireErrorCode.OVERLOADED: 503,
     WireErrorCode.NOT_READY: 503,
     WireErrorCode.INTERNAL: 500,

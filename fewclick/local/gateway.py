@@ -513,7 +513,9 @@ class _RequestHandler(JsonRefusals, BaseHTTPRequestHandler):
             elif gateway.local_api is None:
                 response = HttpResponse.error(404, ErrorCode.NOT_FOUND, "no local labeling API here")
             else:
-                response = gateway.local_api.handle(method, path, query, body)
+                response = gateway.local_api.handle(
+                    method, path, query, body, content_type=self.headers.get("Content-Type")
+                )
         except (BrokenPipeError, ConnectionResetError):
             return
         except Exception:

@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 from fewclick.local.gateway import HttpResponse
 from fewclick.local.labels import LabelStore, LabelStoreError
+from fewclick_contract.media_type import json_content_type_problem
 
 
 class _MethodNotAllowed(LabelStoreError):
@@ -36,15 +37,22 @@ class LocalLabelApi:
         # then names its images by S3 URI instead of sending their bytes.
         self.image_bucket = image_bucket
 
-    def handle(self, method: str, path: str, query: Mapping[str, list[str]], body: bytes) -> HttpResponse:
+    def handle(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, list[str]],
+        body: bytes,
+        content_type: str | None = None,
+    ) -> HttpResponse:
         try:
-            return self._route(method, path, body)
+            return self._route(method, path, body, content_type)
         except _MethodNotAllowed as exc:
             return HttpResponse.error(exc.status, exc.code, exc.message, {"Allow": exc.allowed})
         except LabelStoreError as exc:
             return HttpResponse.error(exc.status, exc.code, exc.message)
 
-    def _route(self, method: str, path: str, body: bytes) -> HttpResponse:
+    def _route(self, method: str, path: str, body: bytes, content_type: str | None) -> HttpResponse:
         parts = path.removeprefix("/local/").split("/", 1)
         resource = parts[0]
         # Image names are percent-encoded by the page; unquote once, then look them up (never join paths).
@@ -63,6 +71,9 @@ class LocalLabelApi:
             self._only(method, "GET", "PUT")
             if method == "GET":
                 return HttpResponse.json(200, self.store.load(name))
+            problem = json_content_type_problem(content_type)
+            if problem is not None:
+                raise LabelStoreError(415, "UNSUPPORTED_MEDIA_TYPE", problem)
             try:
                 payload = json.loads(body or b"null")
             except ValueError as exc:

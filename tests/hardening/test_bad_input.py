@@ -7,6 +7,8 @@ is still up afterwards: a warm click on a session opened before the case still g
 from __future__ import annotations
 
 import contextlib
+import http.client
+import json
 import resource
 import socket
 from dataclasses import dataclass
@@ -374,3 +376,36 @@ def test_unknown_methods_get_json_405(hstack: HardeningStack) -> None:
         reply: Reply = call(hstack.url, method, SEGMENT)
         assert reply.status == 405, (method, reply)
         assert reply.code == "METHOD_NOT_ALLOWED" and reply.headers.get("allow") == "POST"
+
+
+@pytest.mark.parametrize(
+    ("content_type", "says"),
+    [
+        ("application/x-www-form-urlencoded", "not 'application/x-www-form-urlencoded'"),  # curl -d alone
+        ("text/plain;charset=UTF-8", "not 'text/plain'"),  # a cross-site form post, no preflight
+        ("application/json; charset=utf-16", "not charset 'utf-16'"),
+    ],
+)
+def test_a_body_not_declared_as_json_gets_415(
+    content_type: str, says: str, hstack: HardeningStack, warm_session: dict[str, Any]
+) -> None:
+    # The request itself is a valid click: only its declared type is wrong.
+    reply = call(hstack.url, "POST", SEGMENT, warm_session, headers={"Content-Type": content_type})
+    assert (reply.status, reply.code) == (415, "UNSUPPORTED_MEDIA_TYPE"), reply
+    assert says in reply.message and "application/json" in reply.message, reply
+    assert_still_up(hstack, warm_session)
+
+
+def test_a_body_without_a_content_type_is_taken_as_json(hstack: HardeningStack, warm_session: dict[str, Any]) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", hstack.server.port, timeout=120)
+    try:
+        body = json.dumps(warm_session).encode()
+        conn.putrequest("POST", SEGMENT)
+        conn.putheader("Authorization", f"Bearer {TOKEN}")
+        conn.putheader("Content-Length", str(len(body)))
+        conn.endheaders(body)
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        assert json.loads(resp.read())["mask"]["size"] == [HEIGHT, WIDTH]
+    finally:
+        conn.close()

@@ -160,6 +160,28 @@ def test_invocation_errors(
     assert (got, err["error"]["code"]) == (status, code)
 
 
+def test_a_body_not_declared_as_json_is_refused_and_the_connection_kept(
+    server: tuple[Any, Client, FakePredictor],
+) -> None:
+    handle, _, _ = server
+    conn = http.client.HTTPConnection(handle.host, handle.port, timeout=30)
+    try:
+        body = _request()
+        headers = {"Content-Type": "application/x-www-form-urlencoded", wire.SESSION_HEADER: wire.NEW_SESSION}
+        conn.request("POST", "/invocations", body=body, headers=headers)
+        resp = conn.getresponse()
+        error = json.loads(resp.read())["error"]
+        assert (resp.status, error["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE")
+        assert "not 'application/x-www-form-urlencoded'" in error["message"]
+        # The body was read, so the same connection carries the next request, and it runs.
+        conn.request("POST", "/invocations", body=body, headers={**headers, "Content-Type": wire.CONTENT_TYPE})
+        resp = conn.getresponse()
+        assert resp.status == 200, resp.read()
+        resp.read()
+    finally:
+        conn.close()
+
+
 def test_a_content_length_that_is_not_ascii_digits_is_answered(server: tuple[Any, Client, FakePredictor]) -> None:
     import socket
 

@@ -261,6 +261,13 @@ def test_local_api_lists_serves_and_saves(stack: LocalStack, tmp_path: Path) -> 
     assert json.loads(request(stack, "GET", "/local/images")[2])["done"] == 1
     status, _, data = request(stack, "PUT", "/local/labels/a.png", "{not json")
     assert status == 400 and json.loads(data)["error"]["code"] == "BAD_JSON"
+    # A save declared as a form is refused by name (the same rule as the segment API), the labels kept.
+    status, _, data = request(
+        stack, "PUT", "/local/labels/a.png", json.dumps({"objects": []}), headers={"Content-Type": "text/plain"}
+    )
+    error = json.loads(data)["error"]
+    assert (status, error["code"]) == (415, "UNSUPPORTED_MEDIA_TYPE") and "not 'text/plain'" in error["message"]
+    assert json.loads(request(stack, "GET", "/local/images")[2])["done"] == 1
 
 
 # --- serve's own checks ---

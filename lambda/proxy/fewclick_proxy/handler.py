@@ -36,6 +36,7 @@ from fewclick_contract.api import (
     SegmentRequest,
     openapi_schema,
 )
+from fewclick_contract.media_type import json_content_type_problem
 from fewclick_contract.task_token import TASK_SEGMENT_PATH
 from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES
 
@@ -203,6 +204,9 @@ def segment() -> Response:
     started = time.perf_counter()
     # First, before reading the request: without a session-token key in AWS nothing is served (503).
     segmenter = get_segmenter()
+    problem = json_content_type_problem(app.current_event.get_header_value("Content-Type"))
+    if problem is not None:
+        raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, problem)
     try:
         raw_body = app.current_event.decoded_body
     except ValueError:

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 
+from fewclick_contract.media_type import json_content_type_problem
 from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES, SESSION_HEADER, WireError, WireErrorCode
 
 from ..inference_options import PredictorOptions
@@ -146,6 +147,11 @@ class _Handler(JsonRefusals, BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self._read_body()
         if body is None:
+            return
+        # After the body is read, so the refused request leaves the connection reusable.
+        problem = json_content_type_problem(self.headers.get("Content-Type"))
+        if problem is not None:
+            self._send_error(415, WireErrorCode.UNSUPPORTED_MEDIA_TYPE, problem)
             return
         # Admitted only once the body is in: a client still uploading (or stalled mid-body) holds
         # no inference, so a SIGTERM's drain does not wait out its read timeout.
