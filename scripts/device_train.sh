@@ -9,6 +9,8 @@
 #   .venv/bin/python -m fewclick_model.pack ../shared/datasets packed           # once
 # Then one call of the device tool: command "bash scripts/device_train.sh", carry ["packed", ".whl"],
 # timeout_s 600.
+# To train other weights further, set INIT to them and carry them too; to stay within the 64 MiB, pack
+# without the instances they hold out (`pack ... --without-holdout SHARE`: they never train) and set DATA.
 #
 # $OUT receives four flat files (the device tool returns at most 8, at most 2 folders down):
 # stage3.pt and weights.pt (the candidate; fp16, ~6 MB each) and each stage's log. Checkpoints go to

@@ -7,6 +7,10 @@ instance keeps a generous window around its object, downscaled only where the
 object stays well above the network side, and re-encoded as JPEG. The output
 has the same ``images/`` + ``masks/`` layout and names, so ``fewclick train
 --data`` reads it unchanged and the held-out split (by name) is the same.
+
+``--without-holdout SHARE`` leaves out the instances a network holding out SHARE never trains on
+(`data.is_holdout`): a fine-tune from such weights holds out the same share, so they would travel
+for nothing, and the copy must fit the device machine's 64 MiB beside the repository.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .data import list_instances, load_instance
+from .cli_types import fraction
+from .data import is_holdout, list_instances, load_instance
 
 # Margin kept on each side of the object's box, as a share of its larger side: twice
 # what training crops use, so box jitter and rotation still see real pixels.
@@ -56,11 +61,12 @@ def pack_instance(
     return jpeg.tobytes(), png.tobytes(), scale
 
 
-def pack_folder(source: Path, target: Path, min_extent: int, quality: int) -> int:
+def pack_folder(source: Path, target: Path, min_extent: int, quality: int, without_holdout: float = 0.0) -> int:
     (target / "images").mkdir(parents=True, exist_ok=True)
     (target / "masks").mkdir(parents=True, exist_ok=True)
     written = 0
-    for image_path, mask_path in tqdm(list_instances(source), desc=f"pack {source.name}", unit="img"):
+    pairs = [(i, m) for i, m in list_instances(source) if not is_holdout(m.stem, without_holdout)]
+    for image_path, mask_path in tqdm(pairs, desc=f"pack {source.name}", unit="img"):
         inst = load_instance(image_path, mask_path)
         packed = pack_instance(inst.image, inst.mask, min_extent, quality)
         if packed is None:
@@ -80,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--min-extent", type=int, default=320, help="objects larger than this (px) are downscaled to it"
     )
     parser.add_argument("--quality", type=int, default=90, help="JPEG quality")
+    parser.add_argument(
+        "--without-holdout",
+        type=fraction,
+        default=0.0,
+        metavar="SHARE",
+        help="leave out the instances held out at this share (what a fine-tune of such weights never trains on)",
+    )
 
 
 def _move_into(staging: Path, target: Path) -> None:
@@ -106,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         total = 0
         for name in args.datasets:
-            total += pack_folder(source / name, staging / name, args.min_extent, args.quality)
+            total += pack_folder(source / name, staging / name, args.min_extent, args.quality, args.without_holdout)
         _move_into(staging, target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -3,7 +3,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from fewclick_model.data import list_instances, load_instance
+from fewclick_model.data import is_holdout, list_instances, load_instance
 from fewclick_model.pack import pack_folder, pack_instance
 
 from .synthetic import write_folder
@@ -21,6 +21,16 @@ def test_packed_folder_keeps_names_objects_and_a_window_around_them(tmp_path: Pa
         assert packed.mask.sum() == original.mask.sum()
         ys, xs = np.nonzero(packed.mask)
         assert packed.mask.shape[0] > ys.max() - ys.min() + 1 and packed.mask.shape[1] > xs.max() - xs.min() + 1
+
+
+def test_the_instances_a_fine_tune_holds_out_can_be_left_behind(tmp_path: Path) -> None:
+    source = write_folder(tmp_path / "src", 12, seed=5)
+    names = [m.stem for _, m in list_instances(source)]
+    share = 0.5
+    kept = [n for n in names if not is_holdout(n, share)]
+    assert 0 < len(kept) < len(names)  # the synthetic names fall on both sides at 50 %
+    assert pack_folder(source, tmp_path / "packed", min_extent=320, quality=90, without_holdout=share) == len(kept)
+    assert [m.stem for _, m in list_instances(tmp_path / "packed")] == kept
 
 
 def test_large_objects_are_downscaled_to_the_minimum_extent() -> None:
