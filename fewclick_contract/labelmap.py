@@ -9,9 +9,11 @@ plus the clicks that produced it::
      "inputImageProperties": {"height": H, "width": W},
      "labelMappings": {"<label>": {"color": "#rrggbb"}, ...},
      "labeledImage": {"pngImageData": "<base64 PNG, BACKGROUND_COLOR + one colour per class>"},
-     "objects": [{"label", "extremePoints", "clicks", "modelVersion"}, ...],
+     "objects": [{"label", "extremePoints", "clicks", "modelVersion", "missedClicks"}, ...],
      "skipped": {"incomplete": n, "withoutMask": n}}   # objects left out (the page refuses to submit those)
 
+``missedClicks`` are indices into an object's ``clicks`` that its mask does not follow (the segment
+API's answer for that mask; see `fewclick_contract.click_respect`).
 Class ``i`` (1-based, in label-category order) is painted `class_color(i)`; 0 is the background.
 The consolidated output uses the same colours in its ``internal-color-map`` (the semantic
 segmentation output format of https://docs.aws.amazon.com/sagemaker/latest/dg/sms-data-output.html).

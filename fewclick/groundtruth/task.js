@@ -87,6 +87,9 @@ function buildAnswer() {
       extremePoints: obj.extremePoints,
       clicks: obj.clicks,
       modelVersion: obj.modelVersion,
+      // Indices into `clicks` the submitted mask does not follow (the API's answer): a reviewer can
+      // find the objects a worker accepted against their own clicks.
+      missedClicks: obj.missedClicks,
     })),
     skipped: { incomplete, withoutMask },
   };

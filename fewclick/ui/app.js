@@ -224,7 +224,8 @@ async function save() {
       const response = await api(labelsUrl(image.name), {
         method: "PUT",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ objects }),
+        // The store works out which clicks a saved mask does not follow from the mask itself.
+        body: JSON.stringify({ objects: objects.map(({ missedClicks: _, ...saved }) => saved) }),
       });
       const result = await response.json();
       labeler.markSaved(doc); // what was sent: edits made while it travelled stay unsaved

@@ -399,8 +399,9 @@ export class Labeler {
     this._changed();
   }
 
-  /** Objects with masks, as the API names things; plus counts of what could not be exported, and
-   * the document they came from (give it to `markSaved` once they are stored). */
+  /** Objects with masks, as the API names things (`missedClicks`: the clicks each mask does not
+   * follow, as the API answered); plus counts of what could not be exported, and the document they
+   * came from (give it to `markSaved` once they are stored). */
   exportObjects() {
     const doc = this.doc;
     const objects = [];
@@ -423,6 +424,7 @@ export class Labeler {
         clicks: obj.points.slice(4).map((p) => ({ x: p.x, y: p.y, type: p.type })),
         mask: { size: mask.rle.size, counts: mask.rle.counts },
         modelVersion: mask.modelVersion,
+        missedClicks: this.missedClicks(obj),
       });
     }
     return { objects, incomplete, withoutMask, doc };

@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
+from fewclick_contract.click_respect import missed_clicks
 from fewclick_contract.labelmap import ANSWER_FIELD, ANSWER_FORMAT, class_color, hex_to_rgb
 from fewclick_contract.task_token import TASK_SEGMENT_PATH, derive_key, mint_task_token
 from tests.browser_support import CHROMIUM
@@ -289,6 +290,15 @@ def test_worker_completes_a_task_end_to_end(stack: dict[str, Any], tmp_path: Pat
         for x, y in CAR[2:]:
             click(x, y)
         wait_settled(2)
+        # A boundary click (Alt) in the middle of the car: the fake model's ellipse keeps its edge far
+        # from it, so the answer names it as not followed.
+        page.keyboard.down("Alt")
+        click(152, 90)
+        page.keyboard.up("Alt")
+        page.wait_for_function(
+            "() => { const e = window.fewclickTask.labeler.exportObjects();"
+            " return e.objects.length === 2 && e.objects[1].clicks.length === 1 && !e.withoutMask; }"
+        )
         masks = page.evaluate("() => window.fewclickTask.labeler.exportObjects().objects.map(o => o.mask)")
         page.click("crowd-form button[data-crowd-submit]")
         page.wait_for_function("() => window.__crowdSubmissions.length === 1")
@@ -364,6 +374,13 @@ def test_worker_completes_a_task_end_to_end(stack: dict[str, Any], tmp_path: Pat
     assert answer["objects"][0]["extremePoints"] == [{"x": x, "y": y} for x, y in PERSON]
     assert answer["objects"][0]["clicks"] == [{"x": 70, "y": 40, "type": "positive"}]
     assert answer["objects"][0]["modelVersion"] == "ellipse-test"
+    assert answer["objects"][1]["clicks"] == [{"x": 152, "y": 90, "type": "boundary"}]
+    # Which clicks each submitted mask does not follow, as the API answered: checked here on the masks
+    # themselves with the contract's own test.
+    assert [o["missedClicks"] for o in answer["objects"]] == [[], [0]]
+    for obj, rle in zip(answer["objects"], masks, strict=True):
+        clicks = [(c["x"], c["y"], c["type"]) for c in obj["clicks"]]
+        assert missed_clicks(_decode(rle), clicks) == obj["missedClicks"]
 
     # The label map is exactly the masks the API returned, later objects on top.
     expected = np.zeros((H, W), np.uint8)
