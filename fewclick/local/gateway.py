@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from fewclick_model.server.http_server import JsonRefusals, conflicting, content_length
+from fewclick_model.server.http_server import JsonRefusals, conflicting, content_length, linger_close
 
 from fewclick_contract.api import ErrorCode
 from fewclick_contract.task_token import (
@@ -495,7 +495,8 @@ class _RequestHandler(JsonRefusals, BaseHTTPRequestHandler):
                 return
             refused = gateway.too_large(length)
             if refused is not None:
-                # Answer without reading the body (that is the point of the limit), then drop the connection.
+                # Answer without reading the body into memory (that is the point of the limit), then drop
+                # the connection (lingering: `_send`).
                 self._send(refused, close=True)
                 return
             if path.startswith(API_PREFIX):
@@ -566,6 +567,11 @@ class _RequestHandler(JsonRefusals, BaseHTTPRequestHandler):
                 self.wfile.write(response.body)
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
+            return
+        if close:
+            # What the client still sends (a refused body) is read and dropped before the close, so the
+            # answer reaches a client that uploads everything before reading.
+            linger_close(self.connection)
 
 
 class GatewayServer(ThreadingHTTPServer):

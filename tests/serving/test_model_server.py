@@ -182,6 +182,27 @@ def test_a_body_not_declared_as_json_is_refused_and_the_connection_kept(
         conn.close()
 
 
+def test_a_client_that_uploads_all_of_a_body_over_the_limit_still_reads_the_413(
+    server: tuple[Any, Client, FakePredictor],
+) -> None:
+    import socket
+
+    from fewclick_model.server.app import MAX_BODY_BYTES
+
+    handle, _, fake = server
+    warm_up = fake.predicts
+    body = b"A" * (MAX_BODY_BYTES + 1024 * 1024)
+    with socket.create_connection((handle.host, handle.port), timeout=30) as sock:
+        # The whole body before the answer, as SageMaker's client and browsers send: a close on the unread
+        # upload would reset the connection (a broken pipe here) instead of answering it.
+        sock.sendall(f"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+    assert reply.startswith(b"HTTP/1.1 413") and b"PAYLOAD_TOO_LARGE" in reply, reply[:300]
+    assert fake.predicts == warm_up
+
+
 def test_a_content_length_that_is_not_ascii_digits_is_answered(server: tuple[Any, Client, FakePredictor]) -> None:
     import socket
 

@@ -165,6 +165,25 @@ def test_body_limit_answers_413_without_reading_the_body(tmp_path: Path, fake: F
         assert request(stack, "PUT", "/local/labels/a.png", big)[0] == 413
 
 
+def test_a_client_that_uploads_all_of_a_refused_body_still_reads_the_413(tmp_path: Path, fake: FakeProxy) -> None:
+    # As browsers and http.client do: the whole body goes out before the answer is read. Closing on
+    # the unread upload would reset the connection, and the client would see a network error.
+    with _stack(tmp_path, fake, max_body_bytes=64 * 1024) as stack:
+        body = b"A" * (8 * 1024 * 1024)
+        with socket.create_connection(("127.0.0.1", stack.port), timeout=10) as sock:
+            sock.sendall(
+                b"POST /v1/segment HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + TOKEN.encode()
+                + f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+                + body
+            )
+            reply = b""
+            while chunk := sock.recv(65536):
+                reply += chunk
+        assert reply.startswith(b"HTTP/1.1 413") and b"PAYLOAD_TOO_LARGE" in reply, reply[:300]
+        assert fake.requests == []
+
+
 def test_throttling_answers_429_with_retry_after(tmp_path: Path, fake: FakeProxy) -> None:
     with _stack(tmp_path, fake, rate_per_s=0.1, burst=2) as stack:  # a token per 10 s: no refill mid-test
         statuses = [request(stack, "GET", "/v1/openapi.json") for _ in range(4)]

@@ -28,7 +28,7 @@ from fewclick_contract.wire import SAGEMAKER_MAX_PAYLOAD_BYTES, SESSION_HEADER, 
 
 from ..inference_options import PredictorOptions
 from .engine import DEFAULT_MAX_PENDING, ClickFactory, InferenceEngine, PredictorFactory, shutting_down
-from .http_server import JsonRefusals, QuietThreadingHTTPServer, conflicting, content_length
+from .http_server import JsonRefusals, QuietThreadingHTTPServer, conflicting, content_length, linger_close
 from .sessions import SessionCache
 
 # How long a stop waits for requests already in: a click takes milliseconds, a 100-click replay
@@ -95,6 +95,7 @@ class _Handler(JsonRefusals, BaseHTTPRequestHandler):
     def refuse(self, status: int, message: str) -> None:
         self.close_connection = True
         self._send_error(status, WireErrorCode.BAD_REQUEST, message)
+        linger_close(self.connection)  # the refused request's body may still be on its way
 
     def refuse_method(self) -> None:
         # This server takes GET, HEAD and POST (`JsonRefusals`): say so in the contract's JSON and Allow.
@@ -103,6 +104,7 @@ class _Handler(JsonRefusals, BaseHTTPRequestHandler):
         self._send(
             405, body.model_dump_json().encode(), {"Content-Type": "application/json", "Allow": "GET, HEAD, POST"}
         )
+        linger_close(self.connection)
 
     def _framing_error(self) -> str | None:
         """What makes this request's body boundary ambiguous, or None. SageMaker sends one
@@ -186,6 +188,7 @@ class _Handler(JsonRefusals, BaseHTTPRequestHandler):
             # Not reading the body means the connection cannot be reused.
             self.close_connection = True
             self._send_error(413, WireErrorCode.PAYLOAD_TOO_LARGE, "request body over 6 MB")
+            linger_close(self.connection)
             return None
         body = self.rfile.read(length)
         if len(body) < length:

@@ -8,7 +8,9 @@ while `fewclick.local.sagemaker_runtime` may import `fewclick_model`.
 from __future__ import annotations
 
 import logging
+import socket
 import sys
+import time
 from email.message import Message
 from http import HTTPStatus
 from http.server import ThreadingHTTPServer
@@ -29,6 +31,40 @@ def conflicting(headers: Message, name: str) -> bool:
     """Whether ``name`` comes more than once with different values (two Content-Lengths, say): which
     one counts is a guess, and a wrong guess lets a body hide a second request (RFC 9112, 6.3)."""
     return len(set(headers.get_all(name) or [])) > 1
+
+
+# After answering a request whose body it will not read (over the size limit), how long a connection
+# keeps reading and dropping what the client still uploads before it closes (nginx's "lingering
+# close"): closing on unread bytes makes the kernel answer with a reset, and a client that sends its
+# whole body before reading (browsers, http.client) gets a broken pipe instead of the 413.
+LINGER_S = 5.0
+# ... and how long it waits for the next piece of the upload before giving up on it.
+LINGER_QUIET_S = 1.0
+# Past this much the client is left to its reset: a few times the largest body worth uploading here.
+LINGER_MAX_BYTES = 64 * 1024 * 1024
+
+
+def linger_close(connection: socket.socket) -> None:
+    """Finish the answer already written, then read and drop the rest of the upload until the client
+    closes, goes quiet or the bounds above are reached; the caller's close then sends no reset."""
+    try:
+        connection.shutdown(socket.SHUT_WR)  # the answer goes out with a FIN: the client sees its end
+    except OSError:
+        return
+    deadline = time.monotonic() + LINGER_S
+    dropped = 0
+    try:
+        while dropped < LINGER_MAX_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            connection.settimeout(min(left, LINGER_QUIET_S))
+            chunk = connection.recv(256 * 1024)
+            if not chunk:
+                break
+            dropped += len(chunk)
+    except OSError:  # TimeoutError included: a quiet or vanished client is simply closed on
+        pass
 
 
 class JsonRefusals:
