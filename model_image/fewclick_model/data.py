@@ -141,7 +141,7 @@ MIN_TRAINING_OBJECT_PX = 16
 class SampleGenerator:
     """Random, augmented crops of training instances, as the network will see them served."""
 
-    def __init__(self, instances: Sequence[Instance], size: int, seed: int = 0) -> None:
+    def __init__(self, instances: Sequence[Instance], size: int, seed: int = 0, paste_share: float = 0.0) -> None:
         self.instances = [i for i in instances if i.mask.sum() >= MIN_TRAINING_OBJECT_PX]
         if not self.instances:
             raise ValueError(
@@ -150,6 +150,8 @@ class SampleGenerator:
             )
         self.size = size
         self.rng = np.random.default_rng(seed)
+        # Share of samples with another instance's object pasted across the target's edge (`copy_paste`).
+        self.paste_share = paste_share
 
     def _geometric(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Small rotations and anisotropic scaling of the whole image, sometimes."""
@@ -180,6 +182,9 @@ class SampleGenerator:
         while True:
             inst = self.instances[int(self.rng.integers(len(self.instances)))]
             image, mask = self._geometric(inst.image, inst.mask)
+            # Drawn only when asked for, so runs without pasting keep the random stream they had.
+            if self.paste_share > 0 and len(self.instances) > 1 and self.rng.random() < self.paste_share:
+                image, mask = self._paste(image, mask, inst)
             if mask.sum() >= MIN_TRAINING_OBJECT_PX:
                 break
         ys, xs = np.nonzero(mask)
@@ -195,6 +200,15 @@ class SampleGenerator:
             crop_mask = crop_mask[:, ::-1].copy()
             crop_points[:, 0] = self.size - 1 - crop_points[:, 0]
         return TrainingSample(self._photometric(crop), crop_mask, crop_points)
+
+    def _paste(self, image: np.ndarray, mask: np.ndarray, target: Instance) -> tuple[np.ndarray, np.ndarray]:
+        from .copy_paste import paste_object
+
+        donor = self.instances[int(self.rng.integers(len(self.instances)))]
+        if donor is target:
+            return image, mask
+        pasted = paste_object(image, mask, donor.image, donor.mask, self.rng, MIN_TRAINING_OBJECT_PX)
+        return pasted if pasted is not None else (image, mask)
 
     def _jitter_box(self, box: CropBox) -> CropBox:
         """Shift each side a little: served crops also see objects off-centre (grown crops)."""
