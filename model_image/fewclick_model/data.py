@@ -19,6 +19,7 @@ import numpy as np
 
 from fewclick_contract.crop import CropBox, extract_crop, relaxed_box
 
+from .copy_paste import paste_object
 from .simulator import extreme_points
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -202,8 +203,6 @@ class SampleGenerator:
         return TrainingSample(self._photometric(crop), crop_mask, crop_points)
 
     def _paste(self, image: np.ndarray, mask: np.ndarray, target: Instance) -> tuple[np.ndarray, np.ndarray]:
-        from .copy_paste import paste_object
-
         donor = self.instances[int(self.rng.integers(len(self.instances)))]
         if donor is target:
             return image, mask

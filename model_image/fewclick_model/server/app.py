@@ -54,7 +54,12 @@ class _Handler(JsonRefusals, BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:
         LOG.debug("%s - %s", self.address_string(), format % args)
 
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None, *, close: bool = False) -> None:
+        """``close``: the answer to a request whose body was refused unread, after which the connection
+        cannot be framed: it closes, reading and dropping what the client still uploads first
+        (`linger_close`), so a client that sends its whole body before reading gets this answer."""
+        if close:
+            self.close_connection = True
         self.send_response(status)
         for k, v in (headers or {"Content-Type": "application/json"}).items():
             self.send_header(k, v)
@@ -62,9 +67,11 @@ class _Handler(JsonRefusals, BaseHTTPRequestHandler):
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
+        if close:
+            linger_close(self.connection)
 
-    def _send_error(self, status: int, code: WireErrorCode, message: str) -> None:
-        self._send(status, WireError.of(code, message).model_dump_json().encode())
+    def _send_error(self, status: int, code: WireErrorCode, message: str, *, close: bool = False) -> None:
+        self._send(status, WireError.of(code, message).model_dump_json().encode(), close=close)
 
     def parse_request(self) -> bool:
         # A bare CR inside a header line is a line break to the header parser, so
@@ -93,18 +100,17 @@ class _Handler(JsonRefusals, BaseHTTPRequestHandler):
         return parsed
 
     def refuse(self, status: int, message: str) -> None:
-        self.close_connection = True
-        self._send_error(status, WireErrorCode.BAD_REQUEST, message)
-        linger_close(self.connection)  # the refused request's body may still be on its way
+        self._send_error(status, WireErrorCode.BAD_REQUEST, message, close=True)
 
     def refuse_method(self) -> None:
         # This server takes GET, HEAD and POST (`JsonRefusals`): say so in the contract's JSON and Allow.
-        self.close_connection = True
         body = WireError.of(WireErrorCode.BAD_REQUEST, f"{self.command} is not allowed; GET, HEAD or POST")
         self._send(
-            405, body.model_dump_json().encode(), {"Content-Type": "application/json", "Allow": "GET, HEAD, POST"}
+            405,
+            body.model_dump_json().encode(),
+            {"Content-Type": "application/json", "Allow": "GET, HEAD, POST"},
+            close=True,
         )
-        linger_close(self.connection)
 
     def _framing_error(self) -> str | None:
         """What makes this request's body boundary ambiguous, or None. SageMaker sends one
@@ -186,9 +192,7 @@ class _Handler(JsonRefusals, BaseHTTPRequestHandler):
             return None
         if length > MAX_BODY_BYTES:
             # Not reading the body means the connection cannot be reused.
-            self.close_connection = True
-            self._send_error(413, WireErrorCode.PAYLOAD_TOO_LARGE, "request body over 6 MB")
-            linger_close(self.connection)
+            self._send_error(413, WireErrorCode.PAYLOAD_TOO_LARGE, "request body over 6 MB", close=True)
             return None
         body = self.rfile.read(length)
         if len(body) < length:
