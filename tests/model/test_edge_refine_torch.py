@@ -15,7 +15,8 @@ from fewclick_contract.edge_refine import REFINE_RADIUS, guided_filter, refine_p
 def soft_disc(side: int, centre: tuple[float, float], radius: float, softness: float) -> np.ndarray:
     yy, xx = np.mgrid[:side, :side]
     distance = np.hypot(xx - centre[0], yy - centre[1])
-    return (1 / (1 + np.exp(-(radius - distance) / softness))).astype(np.float32)
+    # tanh form of the logistic: exp() of the far corners' distances overflows float64.
+    return (0.5 + 0.5 * np.tanh((radius - distance) / (2 * softness))).astype(np.float32)
 
 
 def textured_guide(side: int, seed: int) -> np.ndarray:

@@ -204,7 +204,7 @@ def segment() -> Response:
     started = time.perf_counter()
     # First, before reading the request: without a session-token key in AWS nothing is served (503).
     segmenter = get_segmenter()
-    problem = json_content_type_problem(app.current_event.get_header_value("Content-Type"))
+    problem = json_content_type_problem(app.current_event.headers.get("Content-Type"))
     if problem is not None:
         raise ApiError(ErrorCode.UNSUPPORTED_MEDIA_TYPE, problem)
     try:
