@@ -517,6 +517,56 @@ def test_a_stop_while_the_model_loads_exits_at_once(tmp_path: Path) -> None:
             process.wait(5)
 
 
+_STOP_THAT_HANGS = """
+import sys, threading, types
+from fewclick_model.server import app, cli
+
+class Handle:
+    url = "http://127.0.0.1:0"
+    loader = types.SimpleNamespace(is_alive=lambda: False)
+    engine = types.SimpleNamespace(ready=True, model_version="fake", load_error=None)
+
+    def wait_ready(self, timeout=None):
+        pass
+
+    def stop(self, drain_s=25.0):
+        threading.Event().wait()  # a drain or a device that never returns
+
+app.start_model_server = lambda *args, **kwargs: Handle()
+cli.STOP_DEADLINE_S = 1.0
+sys.exit(cli.main(["--device", "cpu", "--port", "0", "--log-level", "INFO"]))
+"""
+
+
+def test_a_stop_that_hangs_still_ends_the_process() -> None:
+    """Whatever blocks a stop (a stuck device, a thread joined at exit), the process ends
+    `STOP_DEADLINE_S` after the signal, exit status 1: an orphan would keep its port and a core."""
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", _STOP_THAT_HANGS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        assert process.stdout is not None
+        lines = []
+        for line in process.stdout:
+            lines.append(line)
+            if "ready: model fake" in line:
+                break
+        assert process.poll() is None, "".join(lines)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 1
+        assert time.monotonic() - started >= 1.0  # the stop had its time first
+        assert "still stopping after 1 s; exiting" in process.stdout.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
 # --- message framing: one reading of where a request ends, or a refusal ---------------------------
 
 

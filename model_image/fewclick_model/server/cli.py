@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable
 from types import FrameType
 from typing import NoReturn
@@ -21,6 +23,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # What bad input raises (a --weights that is missing or not weights, a device this machine lacks, a port
 # in use): the user's to fix, so one line, not a traceback; anything else is a bug and keeps it.
 USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError)
+# A stop that was asked for ends the process within this long, whatever still blocks it. The drain is
+# bounded (`app.DRAIN_TIMEOUT_S`, 25 s), but not a stuck device, nor a thread the interpreter joins at
+# exit; and an orphaned model server (`fewclick serve` sends SIGTERM when it dies) keeps its port and a
+# core until a SIGKILL that nothing may send.
+STOP_DEADLINE_S = 35.0
 
 
 _A = {int: "an integer", float: "a number"}
@@ -228,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    _exit_if_stop_overruns(stop, STOP_DEADLINE_S)
     from ..preflight import check_device
     from .app import detect_devices, start_model_server
     from .sessions import SessionCache
@@ -292,6 +300,21 @@ def run(args: argparse.Namespace) -> int:
         _exit_now(1)
     LOG.info("stopped")
     return 0
+
+
+def _exit_if_stop_overruns(stop: threading.Event, seconds: float) -> None:
+    """Once ``stop`` is set, end the process ``seconds`` later if it is still there (exit status 1).
+    A daemon thread: a stop that finishes in time exits without waiting for it."""
+
+    def watch() -> None:
+        stop.wait()
+        time.sleep(seconds)
+        # Not through logging: a stuck thread may hold its lock. Nor a flush that could block.
+        with contextlib.suppress(OSError):
+            os.write(2, f"model server: still stopping after {seconds:g} s; exiting\n".encode())
+        os._exit(1)
+
+    threading.Thread(target=watch, name="stop-deadline", daemon=True).start()
 
 
 def _exit_now(code: int) -> NoReturn:
