@@ -35,13 +35,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from fewclick_model.cli_types import port_number, positive_float, positive_int
+from fewclick_model.server.stop_signals import stop_on_signals
 
 from fewclick.cli import TRACEBACK_ENV
 from fewclick.local.gateway import (
@@ -562,19 +562,6 @@ class LocalStack:
         self.stop()
 
 
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    def _handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     started = time.monotonic()
@@ -584,7 +571,7 @@ def run(args: argparse.Namespace) -> int:
     except ServeError as exc:
         print(f"fewclick serve: {exc}", file=sys.stderr)
         return 2
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         try:
             stack.start(stop)
         except ServeError as exc:

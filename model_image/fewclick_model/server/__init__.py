@@ -4,7 +4,8 @@
 - `engine`: wire request -> prediction; model replicas and session affinity (its
   docstring explains how a session's clicks always reach the replica holding its cache),
 - `sessions`: the bounded session cache (LRU + idle TTL + lifetime + memory cap),
-- `cli`: `fewclick model-server` and the container's `serve` entry.
+- `cli`: `fewclick model-server` and the container's `serve` entry,
+- `stop_signals`: SIGTERM / SIGINT as an Event, set off the signal handler (also `fewclick serve`'s).
 
 Importing this package does not import torch; loading the model does.
 """

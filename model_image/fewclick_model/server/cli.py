@@ -6,17 +6,16 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import NoReturn
 
 from ..cli_types import device_or_auto
 from ..inference_options import MIRROR_CHOICES, PRECISIONS, PredictorOptions
 from .sessions import DEFAULT_IDLE_TTL_S, DEFAULT_LIFETIME_S, DEFAULT_MAX_BYTES, DEFAULT_MAX_SESSIONS
+from .stop_signals import stop_on_signals
 
 LOG = logging.getLogger("fewclick.model_server")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -226,16 +225,14 @@ def _without_user_error_traceback(record: logging.LogRecord) -> bool:
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Signals first: a stop that arrives while torch imports or the model loads is kept, not lost.
+    # SageMaker stops containers with SIGTERM: finish in-flight requests, then exit.
     stop = threading.Event()
+    with stop_on_signals(stop, on_signal=lambda signum: LOG.info("signal %d: shutting down", signum)):
+        _exit_if_stop_overruns(stop, STOP_DEADLINE_S)
+        return _serve(args, stop)
 
-    def _on_signal(signum: int, _frame: FrameType | None) -> None:
-        # SageMaker stops containers with SIGTERM; finish in-flight requests, then exit.
-        LOG.info("signal %d: shutting down", signum)
-        stop.set()
 
-    signal.signal(signal.SIGTERM, _on_signal)
-    signal.signal(signal.SIGINT, _on_signal)
-    _exit_if_stop_overruns(stop, STOP_DEADLINE_S)
+def _serve(args: argparse.Namespace, stop: threading.Event) -> int:
     from ..preflight import check_device
     from .app import detect_devices, start_model_server
     from .sessions import SessionCache
