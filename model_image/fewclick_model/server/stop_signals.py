@@ -35,9 +35,9 @@ def _relay(
     while data := source.recv(64):  # b"" once the write end is closed: the context has ended
         for signum in data:
             if signum in wanted:
+                stop.set()  # first: a failing ``on_signal`` must not cost the stop
                 if on_signal is not None:
                     on_signal(signum)
-                stop.set()
 
 
 @contextlib.contextmanager
