@@ -484,6 +484,17 @@ def test_a_request_given_up_on_while_it_runs_keeps_its_queue_slot(monkeypatch: p
         handle.stop()
 
 
+def _read_until(process: Any, text: str) -> None:
+    """Read the child's output until a line holds ``text``; it must still be running then."""
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if text in line:
+            break
+    assert process.poll() is None, "".join(lines)
+
+
 def test_a_stop_while_the_model_loads_exits_at_once(tmp_path: Path) -> None:
     """A load that hangs (here: weights on a FIFO nobody writes) must not keep the container alive."""
     import os
@@ -501,13 +512,7 @@ def test_a_stop_while_the_model_loads_exits_at_once(tmp_path: Path) -> None:
     )
     try:
         # Until the log says it is loading (torch's import alone takes seconds on a busy machine).
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if "loading the model" in line:
-                break
-        assert process.poll() is None, "".join(lines)
+        _read_until(process, "loading the model")
         time.sleep(0.5)  # the loader is now blocked opening the FIFO
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0
@@ -549,13 +554,7 @@ def test_a_stop_that_hangs_still_ends_the_process() -> None:
         [sys.executable, "-c", _STOP_THAT_HANGS], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     try:
-        assert process.stdout is not None
-        lines = []
-        for line in process.stdout:
-            lines.append(line)
-            if "ready: model fake" in line:
-                break
-        assert process.poll() is None, "".join(lines)
+        _read_until(process, "ready: model fake")
         started = time.monotonic()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 1
