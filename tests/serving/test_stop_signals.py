@@ -42,7 +42,7 @@ def test_other_signals_do_not_stop() -> None:
 # Python no-op for SIGTERM before and after, so a signal landing as the handlers are put back does
 # not kill the child (the test is about the wait, not about that instant).
 _WAITS_FOR_A_STOP = """
-import signal, sys, threading
+import signal, threading
 from fewclick_model.server.stop_signals import stop_on_signals
 
 signal.signal(signal.SIGTERM, lambda *_: None)
