@@ -1,4 +1,5 @@
-"""Copy-paste augmentation: another instance's object pasted against the one being learned.
+"""Copy-paste augmentation: another instance's object pasted against the one being learned, or the
+one being learned pasted onto another instance's photo.
 
 Why: with ~1,100 training instances the network is limited by its data (model card), and its
 largest remaining error is a mask that spills past an edge and will not be cut back, most often
@@ -9,6 +10,10 @@ those pixels); behind, it replaces background next to the target's edge.
 
 Measured, and off by default (`fewclick train --paste-share`, 0): it lost on the held-out instances
 both as a fine-tune of the served weights and from ImageNet on (the model card).
+
+The other way round (`swap_background`, `fewclick train --background-share`): the target keeps its
+own pixels and a band of its surroundings, and the rest of the photo comes from another instance's,
+so the same object is seen in new context rather than beside new edges.
 """
 
 from __future__ import annotations
@@ -22,6 +27,12 @@ SCALE_RANGE = (0.3, 1.0)
 MIN_KEPT_SHARE = 0.5
 # Soft alpha at the pasted object's edge (px), so the seam is not a one-pixel step no photo has.
 EDGE_SIGMA_PX = 1.0
+# A target on a new background keeps a band of its own surroundings up to this share of its size, so
+# the seam between the two photos is not always its own edge: a seam that always was would be a cue
+# the network could learn to look for, and no served photo has it.
+MAX_KEPT_BAND = 0.1
+# The new background is scaled to cover the image, then up to this much more, and cut at random.
+BACKGROUND_ZOOM = (1.0, 1.5)
 
 
 def touches_border(mask: np.ndarray) -> bool:
@@ -90,3 +101,37 @@ def paste_object(
     out = image.astype(np.float32, copy=True)
     out[iy0:iy1, ix0:ix1] = colour + (1.0 - window[..., None]) * out[iy0:iy1, ix0:ix1]
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), target
+
+
+def _covering_cut(background: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A random window of ``background``, scaled to cover ``shape`` and sometimes mirrored."""
+    h, w = shape
+    bh, bw = background.shape[:2]
+    scale = max(h / bh, w / bw) * rng.uniform(*BACKGROUND_ZOOM)
+    size = (max(w, int(np.ceil(bw * scale))), max(h, int(np.ceil(bh * scale))))
+    resized = cv2.resize(background, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    y0 = int(rng.integers(resized.shape[0] - h + 1))
+    x0 = int(rng.integers(resized.shape[1] - w + 1))
+    cut = resized[y0 : y0 + h, x0 : x0 + w]
+    return cut[:, ::-1] if rng.random() < 0.5 else cut
+
+
+def swap_background(
+    image: np.ndarray, mask: np.ndarray, background: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """``image`` with everything but the target and a band of its own surroundings (0 to
+    ``MAX_KEPT_BAND`` of its size) taken from ``background``; the target's mask is unchanged and its
+    pixels are exactly its own."""
+    if not mask.any():
+        return image
+    ys, xs = np.nonzero(mask)
+    extent = max(xs.max() - xs.min(), ys.max() - ys.min()) + 1
+    band = round(rng.uniform(0, MAX_KEPT_BAND) * extent)
+    kept = mask.astype(np.uint8)
+    if band > 0:
+        kept = cv2.dilate(kept, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1)))
+    # Soft only outside what is kept: the seam fades over a pixel or two, the target is untouched.
+    alpha = np.maximum(cv2.GaussianBlur(kept.astype(np.float32), (0, 0), EDGE_SIGMA_PX), kept)[..., None]
+    new = _covering_cut(background, mask.shape, rng).astype(np.float32)
+    out = alpha * image.astype(np.float32) + (1.0 - alpha) * new
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -19,7 +19,7 @@ import numpy as np
 
 from fewclick_contract.crop import CropBox, extract_crop, relaxed_box
 
-from .copy_paste import paste_object
+from .copy_paste import paste_object, swap_background
 from .simulator import extreme_points
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -142,7 +142,14 @@ MIN_TRAINING_OBJECT_PX = 16
 class SampleGenerator:
     """Random, augmented crops of training instances, as the network will see them served."""
 
-    def __init__(self, instances: Sequence[Instance], size: int, seed: int = 0, paste_share: float = 0.0) -> None:
+    def __init__(
+        self,
+        instances: Sequence[Instance],
+        size: int,
+        seed: int = 0,
+        paste_share: float = 0.0,
+        background_share: float = 0.0,
+    ) -> None:
         self.instances = [i for i in instances if i.mask.sum() >= MIN_TRAINING_OBJECT_PX]
         if not self.instances:
             raise ValueError(
@@ -153,6 +160,8 @@ class SampleGenerator:
         self.rng = np.random.default_rng(seed)
         # Share of samples with another instance's object pasted across the target's edge (`copy_paste`).
         self.paste_share = paste_share
+        # Share of samples whose target is pasted onto another instance's photo (`copy_paste`).
+        self.background_share = background_share
 
     def _geometric(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Small rotations and anisotropic scaling of the whole image, sometimes."""
@@ -186,6 +195,8 @@ class SampleGenerator:
             # Drawn only when asked for, so runs without pasting keep the random stream they had.
             if self.paste_share > 0 and len(self.instances) > 1 and self.rng.random() < self.paste_share:
                 image, mask = self._paste(image, mask, inst)
+            if self.background_share > 0 and len(self.instances) > 1 and self.rng.random() < self.background_share:
+                image = self._swap_background(image, mask, inst)
             if mask.sum() >= MIN_TRAINING_OBJECT_PX:
                 break
         ys, xs = np.nonzero(mask)
@@ -208,6 +219,10 @@ class SampleGenerator:
             return image, mask
         pasted = paste_object(image, mask, donor.image, donor.mask, self.rng, MIN_TRAINING_OBJECT_PX)
         return pasted if pasted is not None else (image, mask)
+
+    def _swap_background(self, image: np.ndarray, mask: np.ndarray, target: Instance) -> np.ndarray:
+        donor = self.instances[int(self.rng.integers(len(self.instances)))]
+        return image if donor is target else swap_background(image, mask, donor.image, self.rng)
 
     def _jitter_box(self, box: CropBox) -> CropBox:
         """Shift each side a little: served crops also see objects off-centre (grown crops)."""

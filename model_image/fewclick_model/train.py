@@ -145,6 +145,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of samples with another instance's object pasted across the target's edge (copy-paste)",
     )
     parser.add_argument(
+        "--background-share",
+        type=fraction,
+        default=0.0,
+        help="share of samples whose target is pasted onto another instance's photo (new context, same object)",
+    )
+    parser.add_argument(
         "--max-passes",
         type=non_negative_int,
         default=len(EXTRA_PASSES) - 1,
@@ -224,26 +230,44 @@ class BatchStream(torch.utils.data.IterableDataset):
     """Endless augmented batches; each loader worker draws from its own seed."""
 
     def __init__(
-        self, instances: Sequence[Instance], size: int, batch: int, seed: int, paste_share: float = 0.0
+        self,
+        instances: Sequence[Instance],
+        size: int,
+        batch: int,
+        seed: int,
+        paste_share: float = 0.0,
+        background_share: float = 0.0,
     ) -> None:
         self.instances, self.size, self.batch, self.seed = instances, size, batch, seed
-        self.paste_share = paste_share
+        self.paste_share, self.background_share = paste_share, background_share
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         info = torch.utils.data.get_worker_info()
         worker = 0 if info is None else info.id
         # In-process (no worker info) this is the plain `--seed` stream.
-        gen = SampleGenerator(self.instances, self.size, seed=self.seed + 1000 * worker, paste_share=self.paste_share)
+        gen = SampleGenerator(
+            self.instances,
+            self.size,
+            seed=self.seed + 1000 * worker,
+            paste_share=self.paste_share,
+            background_share=self.background_share,
+        )
         while True:
             b = TrainingBatch.of([gen.sample() for _ in range(self.batch)])
             yield b.crops, b.masks, b.points
 
 
 def batch_source(
-    instances: Sequence[Instance], size: int, batch: int, seed: int, workers: int, paste_share: float = 0.0
+    instances: Sequence[Instance],
+    size: int,
+    batch: int,
+    seed: int,
+    workers: int,
+    paste_share: float = 0.0,
+    background_share: float = 0.0,
 ) -> Callable[[], TrainingBatch]:
     """A callable returning the next batch, from worker processes when ``workers`` > 0."""
-    stream = BatchStream(instances, size, batch, seed, paste_share)
+    stream = BatchStream(instances, size, batch, seed, paste_share, background_share)
     if workers <= 0:
         it = iter(stream)
         return lambda: TrainingBatch(*next(it))
@@ -583,7 +607,9 @@ def run(args: argparse.Namespace) -> int:
         rng = np.random.default_rng(args.seed + start)
         print(f"resumed at step {start}")
     # A resumed run draws new crops rather than replaying the first ones.
-    next_batch = batch_source(train_set, args.size, args.batch, args.seed + 7 * start, args.workers, args.paste_share)
+    next_batch = batch_source(
+        train_set, args.size, args.batch, args.seed + 7 * start, args.workers, args.paste_share, args.background_share
+    )
     pool = ThreadPoolExecutor(args.sim_threads) if args.sim_threads > 1 else None
     network = {"encoder": args.encoder, "decoder_channels": args.decoder_channels, "size": args.size}  # for a resume
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from fewclick_model.copy_paste import MIN_KEPT_SHARE, paste_object
+from fewclick_model.copy_paste import MAX_KEPT_BAND, MIN_KEPT_SHARE, paste_object, swap_background
 from fewclick_model.data import Instance, SampleGenerator
 
 from .synthetic import make_instance
@@ -96,3 +96,40 @@ def test_training_samples_with_pasting_keep_their_extreme_points_on_the_target()
 def _instance(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, None]:
     image, mask = make_instance(rng)
     return image, mask > 0, None
+
+
+def test_a_target_on_a_new_background_keeps_its_pixels_its_mask_and_a_band_of_its_surroundings() -> None:
+    image, target, _, _ = _scene()
+    # Another photo: a horizontal ramp, so which part of it arrived (scaled, cut, mirrored) varies.
+    background = np.repeat(np.tile(np.linspace(120, 250, 90).astype(np.uint8), (60, 1))[..., None], 3, axis=2)
+    rng = np.random.default_rng(5)
+    bands = []
+    for _ in range(30):
+        out = swap_background(image, target, background, rng)
+        assert out.shape == image.shape and out.dtype == np.uint8
+        assert (out[target] == TARGET_GREY).all()  # the target is exactly its own pixels
+        # Far from the target every pixel is the other photo's (brighter than anything of this one).
+        far = cv2.dilate(target.astype(np.uint8), np.ones((31, 31), np.uint8)) == 0
+        assert (out[far] >= 120).all()
+        # The band of its own surroundings it kept: the unchanged pixels around it, never wider than allowed.
+        own = (out == TARGET_GREY).all(axis=2) & ~target
+        band = int(np.ceil(np.max(cv2.distanceTransform((~target).astype(np.uint8), cv2.DIST_L2, 5)[own], initial=0)))
+        assert band <= round(MAX_KEPT_BAND * 101) + 1
+        bands.append(band)
+    # Some keep a visible band, some almost none: the seam is not always the target's edge.
+    assert max(bands) >= 5 and min(bands) <= 2
+
+
+def test_training_samples_on_new_backgrounds_keep_their_mask_and_the_stream_without_them() -> None:
+    rng = np.random.default_rng(6)
+    instances = [Instance(f"obj{i}", *_instance(rng)) for i in range(6)]
+    plain = SampleGenerator(instances, 64, seed=7)
+    swapping = SampleGenerator(instances, 64, seed=7, background_share=1.0)
+    differs = 0
+    for _ in range(20):
+        a, b = plain.sample(), swapping.sample()
+        differs += int(not np.array_equal(a.crop, b.crop))
+        assert b.mask.any()
+    assert differs > 0
+    again = SampleGenerator(instances, 64, seed=7, background_share=0.0).sample()
+    assert np.array_equal(again.crop, SampleGenerator(instances, 64, seed=7).sample().crop)
