@@ -13,7 +13,8 @@ both as a fine-tune of the served weights and from ImageNet on (the model card).
 
 The other way round (`swap_background`, `fewclick train --background-share`): the target keeps its
 own pixels and a band of its surroundings, and the rest of the photo comes from another instance's,
-so the same object is seen in new context rather than beside new edges.
+so the same object is seen in new context rather than beside new edges. Measured too, and off by
+default: a matched pair of fine-tunes lost the extreme points' mask by 0.7-1.0 (the model card).
 """
 
 from __future__ import annotations
