@@ -55,6 +55,7 @@ class PredictorOptions:
     boundary_refiner: bool | str | Path = True
     progressive_merge: bool = True
     cuda_graphs: bool = True
+    frozen_graphs: bool = True
 
     def load(self, device: str | None = None) -> CropPredictor:
         from .predictor import load_crop_predictor

@@ -148,6 +148,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_false",
         help="on a GPU, launch each click's kernels eagerly (served: replayed as CUDA graphs)",
     )
+    parser.add_argument(
+        "--no-frozen-graphs",
+        dest="frozen_graphs",
+        action="store_false",
+        help="on a CPU, run the passes op by op from Python (served: frozen TorchScript graphs)",
+    )
     parser.add_argument("--repeats", type=positive_int, default=60, help="timed rounds of each request type")
     parser.add_argument("--out", type=Path, default=Path("artifacts/model-latency"), help="where the JSON and PNG go")
 
@@ -166,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision,
         boundary_refiner=args.boundary_refiner,
         cuda_graphs=args.cuda_graphs,
+        frozen_graphs=args.frozen_graphs,
     )
     s = p.input_size
     rng = np.random.default_rng(0)

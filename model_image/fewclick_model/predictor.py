@@ -18,6 +18,7 @@ from typing import Literal, TypeVar
 
 import numpy as np
 import torch
+from torch import nn
 
 from fewclick_contract.click_constraints import served_constraints, served_probabilities
 from fewclick_contract.crop import CropBox, crop_box_for_clicks, extract_crop, paste_crop
@@ -39,6 +40,7 @@ from .cuda_graphs import GraphedCall
 from .edge_refine_torch import refine_probabilities_on
 from .encoding import EXTREME_POINTS, CropClick, encode_guidance
 from .folding import fold_batch_norms
+from .frozen_graphs import FrozenCall
 from .inference_options import MIRROR_MODES, MirrorChoice, MirrorMode, Precision, resolve_dtype, resolve_mirror
 from .network import FewClickNet, ImageFeatures
 from .progressive_merge import FIRST_MERGED_CLICK, merge_near_click
@@ -97,6 +99,32 @@ def _split_cpu_threads(views: int) -> int:
     return budget
 
 
+class _EncoderPass(nn.Module):
+    """`FewClickNet.encode_image` as tensors in, tensors out: what a graph can record."""
+
+    def __init__(self, model: FewClickNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.model.encode_image(rgb)
+        return features.stride2, features.stride4
+
+
+class _DecoderPass(nn.Module):
+    """`FewClickNet.decode_with_features` as tensors in, tensors out: what a graph can record.
+    It always returns the decoder's features too; they are computed on the way to the logits."""
+
+    def __init__(self, model: FewClickNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, stride2: torch.Tensor, stride4: torch.Tensor, guidance: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model.decode_with_features(ImageFeatures(stride2, stride4), guidance)
+
+
 class CropPredictor:
     def __init__(
         self,
@@ -109,6 +137,7 @@ class CropPredictor:
         refiner: BoundaryRefiner | None = None,
         progressive_merge: bool = True,
         cuda_graphs: bool = True,
+        frozen_graphs: bool = True,
     ) -> None:
         if mirror not in MIRROR_MODES:
             raise ValueError(f"mirror must be one of {MIRROR_MODES}, got {mirror!r}")
@@ -141,16 +170,21 @@ class CropPredictor:
         if mirror == "every" and self.device.type == "cpu" and _split_cpu_threads(2) >= 2:
             self._view_pool = ThreadPoolExecutor(2, thread_name_prefix="fewclick-view")
         # On a GPU a click's passes are replayed as CUDA graphs (`cuda_graphs`: launch-bound
-        # there); the decoder always returns its features too, which costs nothing extra.
-        self._graphed_decode: GraphedCall | None = None
-        self._graphed_refiner: GraphedCall | None = None
+        # there); on a CPU the crop's and the click's passes run as frozen TorchScript graphs
+        # (`frozen_graphs`: the two view threads no longer queue for the GIL to dispatch ops).
+        # Both give eager mode's answers.
+        self._graphed_encode: FrozenCall | None = None
+        self._graphed_decode: GraphedCall | FrozenCall | None = None
+        self._graphed_refiner: GraphedCall | FrozenCall | None = None
         if cuda_graphs and self.device.type == "cuda":
-            model = self.model
-            self._graphed_decode = GraphedCall(
-                lambda s2, s4, g: model.decode_with_features(ImageFeatures(s2, s4), g), "the decoder"
-            )
+            self._graphed_decode = GraphedCall(_DecoderPass(self.model), "the decoder")
             if self.refiner is not None:
                 self._graphed_refiner = GraphedCall(self.refiner, "the boundary refiner")
+        elif frozen_graphs and self.device.type == "cpu":
+            self._graphed_encode = FrozenCall(_EncoderPass(self.model), "the encoder")
+            self._graphed_decode = FrozenCall(_DecoderPass(self.model), "the decoder")
+            if self.refiner is not None:
+                self._graphed_refiner = FrozenCall(self.refiner, "the boundary refiner")
 
     @property
     def views(self) -> int:
@@ -172,7 +206,8 @@ class CropPredictor:
             return f"{self.device.type}, {dtype}, mirror {self.mirror}{refiner}{graphs}"
         threads = torch.get_num_threads()
         layout = f"2 views side by side, {threads} thread(s) each" if self._view_pool else f"{threads} thread(s)"
-        return f"cpu ({layout}), {dtype}, mirror {self.mirror}{refiner}"
+        frozen = ", frozen graphs" if self._graphed_decode is not None and self._graphed_decode.enabled else ""
+        return f"cpu ({layout}), {dtype}, mirror {self.mirror}{refiner}{frozen}"
 
     def _side_by_side(self, run: Callable[[int], T]) -> list[T]:
         """[run(0), run(1)] at the same time on the CPU pool's two threads (callers without a
@@ -196,12 +231,18 @@ class CropPredictor:
         if self.views == 2:
             rgb = torch.cat([rgb, rgb.flip(-1)])
         pixels = np.array(crop_rgb, copy=True) if self.keep_pixels else None
+
+        def encode(batch: torch.Tensor) -> ImageFeatures:
+            batch = batch.contiguous(memory_format=self.memory_format)
+            if self._graphed_encode is not None:
+                stride2, stride4 = self._graphed_encode(batch)
+                return ImageFeatures(stride2, stride4)
+            return self.model.encode_image(batch)
+
         if self._view_pool is None:
-            features = self.model.encode_image(rgb.contiguous(memory_format=self.memory_format))
+            features = encode(rgb)
             return ImageFeatures(features.stride2, features.stride4, pixels)
-        parts = self._side_by_side(
-            lambda v: self.model.encode_image(rgb[v : v + 1].contiguous(memory_format=self.memory_format))
-        )
+        parts = self._side_by_side(lambda v: encode(rgb[v : v + 1]))
         return ImageFeatures(
             torch.cat([f.stride2 for f in parts]).contiguous(memory_format=self.memory_format),
             torch.cat([f.stride4 for f in parts]).contiguous(memory_format=self.memory_format),
@@ -388,6 +429,7 @@ def load_crop_predictor(
     boundary_refiner: bool | str | Path = True,
     progressive_merge: bool = True,
     cuda_graphs: bool = True,
+    frozen_graphs: bool = True,
 ) -> CropPredictor:
     """The committed weights by default; an untrained network (pretrained encoder) if none exist.
 
@@ -401,7 +443,8 @@ def load_crop_predictor(
     another refiner file, False for none (the network's own answer; see the model card).
     ``progressive_merge``: from the sixth corrective boundary click on, change only the mask next
     to each one (`progressive_merge`; served). ``cuda_graphs``: on a GPU, replay each click's
-    network passes as CUDA graphs (`cuda_graphs`; served).
+    network passes as CUDA graphs (`cuda_graphs`; served). ``frozen_graphs``: on a CPU, run the
+    crop's and each click's passes as frozen TorchScript graphs (`frozen_graphs`; served).
     """
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch.set_flush_denormal(True)
@@ -421,7 +464,9 @@ def load_crop_predictor(
     refiner, version = _boundary_refiner_for(boundary_refiner, version)
     dtype = resolve_dtype(precision, torch.device(device))
     mirror_mode = resolve_mirror(mirror, torch.device(device), dtype)
-    return CropPredictor(model, size, version, device, mirror_mode, dtype, refiner, progressive_merge, cuda_graphs)
+    return CropPredictor(
+        model, size, version, device, mirror_mode, dtype, refiner, progressive_merge, cuda_graphs, frozen_graphs
+    )
 
 
 def _boundary_refiner_for(choice: bool | str | Path, model_version: str) -> tuple[BoundaryRefiner | None, str]:

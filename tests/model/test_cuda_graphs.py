@@ -34,9 +34,9 @@ def test_where_no_graph_can_be_captured_the_call_runs_eagerly_and_says_so(caplog
     assert GraphedCall(lambda t: t + 1, "plus one")(x)[0].tolist() == [[2.0] * 3] * 2
 
 
-def test_a_cpu_predictor_launches_eagerly(tiny_weights: Path) -> None:
-    p = load_crop_predictor(tiny_weights, device="cpu")
-    assert p._graphed_decode is None and "CUDA graphs" not in p.describe()
+def test_a_cpu_predictor_replays_no_cuda_graphs(tiny_weights: Path) -> None:
+    p = load_crop_predictor(tiny_weights, device="cpu")  # its passes are frozen graphs instead (test_frozen_graphs)
+    assert not isinstance(p._graphed_decode, GraphedCall) and "CUDA graphs" not in p.describe()
 
 
 @needs_gpu

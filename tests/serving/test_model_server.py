@@ -317,23 +317,25 @@ def test_mirror_and_precision_settings_are_checked_when_read(
         cli.add_arguments(parser)
         return parser.parse_args(list(argv))
 
-    assert (parse().boundary_refiner, parse().progressive_merge, parse().cuda_graphs) == ("on", "on", "on")  # served
+    served = parse()
+    assert (served.boundary_refiner, served.progressive_merge, served.cuda_graphs, served.frozen_graphs) == ("on",) * 4
     monkeypatch.setenv("FEWCLICK_MIRROR", "first")
     monkeypatch.setenv("FEWCLICK_PRECISION", "fp32")
     monkeypatch.setenv("FEWCLICK_BOUNDARY_REFINER", "off")
     monkeypatch.setenv("FEWCLICK_PROGRESSIVE_MERGE", "off")
     monkeypatch.setenv("FEWCLICK_CUDA_GRAPHS", "off")
+    monkeypatch.setenv("FEWCLICK_FROZEN_GRAPHS", "off")
     args = parse()
-    assert (args.mirror, args.precision, args.boundary_refiner, args.progressive_merge, args.cuda_graphs) == (
-        "first",
-        "fp32",
-        "off",
-        "off",
-        "off",
-    )
+    assert (args.mirror, args.precision) == ("first", "fp32")
+    assert (args.boundary_refiner, args.progressive_merge, args.cuda_graphs, args.frozen_graphs) == ("off",) * 4
     # ... and each replica loads the predictor they describe.
     assert cli.predictor_options(args) == PredictorOptions(
-        mirror="first", precision="fp32", boundary_refiner=False, progressive_merge=False, cuda_graphs=False
+        mirror="first",
+        precision="fp32",
+        boundary_refiner=False,
+        progressive_merge=False,
+        cuda_graphs=False,
+        frozen_graphs=False,
     )
     assert cli.predictor_options(parse("--weights", "w.pt")).weights == "w.pt"
     assert parse("--mirror", "every").mirror == "every"  # a flag beats the environment
@@ -371,13 +373,18 @@ def test_the_served_predictor_merges_late_boundary_clicks_unless_told_not_to() -
 
 
 def test_the_served_predictor_replays_cuda_graphs_only_on_a_gpu_and_unless_told_not_to() -> None:
+    from fewclick_model.cuda_graphs import GraphedCall
+    from fewclick_model.frozen_graphs import FrozenCall
     from fewclick_model.inference_options import PredictorOptions
     from fewclick_model.server.app import default_predictor_factory
 
     served = default_predictor_factory(PredictorOptions(boundary_refiner=False))
-    assert served("cpu")._graphed_decode is None  # nothing to replay on a CPU
+    # Nothing to replay on a CPU: its passes run as frozen TorchScript graphs instead, unless told not to.
+    assert isinstance(served("cpu")._graphed_decode, FrozenCall)
+    op_by_op = default_predictor_factory(PredictorOptions(boundary_refiner=False, frozen_graphs=False))
+    assert op_by_op("cpu")._graphed_decode is None
     if torch.cuda.is_available():
-        assert served("cuda")._graphed_decode is not None
+        assert isinstance(served("cuda")._graphed_decode, GraphedCall)
         eager = default_predictor_factory(PredictorOptions(boundary_refiner=False, cuda_graphs=False))
         assert eager("cuda")._graphed_decode is None
 

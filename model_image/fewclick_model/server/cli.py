@@ -149,6 +149,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "on a GPU, replay each click's network passes as CUDA graphs (on, as served; off: launch "
         "them one by one, ~2.5x slower per click on an H200); no effect on a CPU",
     )
+    _add_on_off(
+        parser,
+        "--frozen-graphs",
+        "FEWCLICK_FROZEN_GRAPHS",
+        "on a CPU, run the crop's and each click's network passes as frozen TorchScript graphs (on, "
+        "as served; off: op by op from Python, ~25 %% slower per click on 2 cores); no effect on a GPU",
+    )
     parser.add_argument(
         "--device",
         type=_device("FEWCLICK_DEVICE"),
@@ -214,6 +221,7 @@ def predictor_options(args: argparse.Namespace) -> PredictorOptions:
         boundary_refiner=args.boundary_refiner == "on",
         progressive_merge=args.progressive_merge == "on",
         cuda_graphs=args.cuda_graphs == "on",
+        frozen_graphs=args.frozen_graphs == "on",
     )
 
 
