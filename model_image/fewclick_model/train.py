@@ -64,7 +64,7 @@ from .data import (
 )
 from .encoding import CropClick, encode_guidance
 from .losses import segmentation_loss
-from .network import FewClickNet
+from .network import DEFAULT_ENCODER, ENCODER_VARIANTS, FewClickNet
 from .preflight import check_names_a_file, prepare_out_dir, prepare_out_file
 from .simulator import region_click, sample_training_click
 
@@ -98,7 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"where the fp16 weights go (default: OUT/{EXPORT_NAME}); the served model is replaced only when "
         f"this names it (model_image/fewclick_model/weights/{DEFAULT_WEIGHTS.name})",
     )
-    parser.add_argument("--encoder", default="efficientnet-lite0")
+    parser.add_argument(
+        "--encoder",
+        choices=ENCODER_VARIANTS,
+        default=None,
+        help="default: the --init weights' encoder, else efficientnet-lite0",
+    )
     parser.add_argument(
         "--size", type=network_side, default=256, help="network input side in pixels (a multiple of 32)"
     )
@@ -563,6 +568,8 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can refuse the run does so before the data loads, and OUT is made only once
     # the data and the network are known good (a refused run leaves no empty folder behind).
     share = check_holdout_share(args.holdout_share, args.init)
+    if args.encoder is None:
+        args.encoder = str(weights_meta(args.init)["encoder"]) if args.init else DEFAULT_ENCODER
     if args.init:
         check_init_network(args.init, args.encoder, args.decoder_channels)
     last = args.out / "last.ckpt"

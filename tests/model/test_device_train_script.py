@@ -64,6 +64,45 @@ def test_the_gpu_training_script_trains_both_stages_into_files_the_device_tool_r
     assert (work / "stage4" / "last.ckpt").exists()
 
 
+def test_with_stage1_minutes_the_script_trains_from_an_imagenet_start_file_first(tmp_path: Path) -> None:
+    """Another encoder from ImageNet on the GPU: stage 1 from the start file, then stages 3 and 4."""
+    from fewclick_model import imagenet_start
+
+    data = tmp_path / "packed"
+    write_folder(data / "coco_mval", 6, seed=1)
+    write_folder(data / "davis", 4, seed=2)
+    start = tmp_path / "start.pt"
+    imagenet_start.main([str(start), "--holdout-share", "0.3", "--size", "64", "--decoder-channels", "16"])
+    out = tmp_path / "out"
+    done = _run(
+        {
+            "PYTHON": sys.executable,
+            "DATA": str(data),
+            "INIT": str(start),
+            "OUT": str(out),
+            "WORK": str(tmp_path / "work"),
+            "WHEELS": str(tmp_path / "no-wheels"),
+            "STAGE1_MIN": "0.05",
+            "STAGE3_MIN": "0.05",
+            "STAGE4_MIN": "0.05",
+            "TRAIN_ARGS": "--size 64 --decoder-channels 16 --batch 2 --workers 0 --sim-threads 1",
+        }
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert f"== stage 1: 0.05 min, 40 % boundary clicks, from {start} ==" in done.stdout
+    assert f"== stage 3: 0.05 min, 50 % boundary clicks, from {out / 'stage1.pt'} ==" in done.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "stage1.log",
+        "stage1.pt",
+        "stage3.log",
+        "stage3.pt",
+        "stage4.log",
+        "weights.pt",
+    ]
+    # The start file's hold-out, kept through every stage.
+    assert [weights_meta(out / f)["holdout_share"] for f in ("stage1.pt", "stage3.pt", "weights.pt")] == [0.3] * 3
+
+
 def test_the_gpu_training_script_names_what_is_missing_before_the_machine_does_anything(tmp_path: Path) -> None:
     done = _run({"PYTHON": sys.executable, "DATA": str(tmp_path / "packed"), "INIT": str(tmp_path / "base.pt")})
     assert done.returncode == 2

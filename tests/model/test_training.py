@@ -15,14 +15,6 @@ from fewclick_model.predictor import load_crop_predictor
 from .synthetic import write_folder
 
 
-@pytest.fixture(scope="module")
-def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("data")
-    write_folder(root / "coco_mval", 6, seed=1)
-    write_folder(root / "davis", 4, seed=2)
-    return root
-
-
 def test_a_few_steps_on_one_batch_reduce_the_loss(tiny_root: Path) -> None:
     torch.manual_seed(0)
     instances = [load_instance(i, m) for i, m in list_instances(tiny_root / "coco_mval")]
