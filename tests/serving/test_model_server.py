@@ -389,19 +389,26 @@ def test_the_served_predictor_replays_cuda_graphs_only_on_a_gpu_and_unless_told_
         assert eager("cuda")._graphed_decode is None
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_on_a_gpu_the_served_model_answers_from_cuda_graphs_captured_on_its_inference_thread() -> None:
-    """The committed model on the GPU, as `serve` runs it: the graphs are captured while the
-    replica warms up on its own thread, and a session's clicks (a finer crop, so the edge
-    refinement runs on the GPU too) answer as the same predictor does directly."""
+@pytest.mark.parametrize(
+    "device",
+    ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU"))],
+)
+def test_the_served_model_answers_from_graphs_made_while_it_warms_up(device: str) -> None:
+    """The committed model as `serve` runs it: on a GPU its CUDA graphs are captured, on a CPU its
+    frozen TorchScript graphs traced, while the replica warms up on its own thread (so a labeler's
+    first request pays for neither), and a session's clicks (a finer crop, so the edge refinement runs
+    too) answer as a predictor running op by op does."""
     from fewclick_model.encoding import CropClick
     from fewclick_model.predictor import load_crop_predictor
 
-    handle = start_model_server("127.0.0.1", 0, devices=["cuda"])
+    handle = start_model_server("127.0.0.1", 0, devices=[device])
     try:
         predictor = handle.engine.replicas[0].predictor
-        assert "CUDA graphs" in predictor.describe()
-        assert predictor._graphed_decode.graphs >= 1 and predictor._graphed_refiner.graphs == 1  # warm-up
+        assert ("CUDA graphs" if device == "cuda" else "frozen graphs") in predictor.describe()
+        warmed = (predictor._graphed_decode.graphs, predictor._graphed_refiner.graphs)
+        assert warmed[0] >= 1 and warmed[1] == 1  # warm-up
+        if device == "cpu":
+            assert predictor._graphed_encode.graphs == 1
         s = predictor.input_size
         fine = 2 * s
         rng = np.random.default_rng(3)
@@ -413,29 +420,31 @@ def test_on_a_gpu_the_served_model_answers_from_cuda_graphs_captured_on_its_infe
         clicks = [wire.WireClick(x=fine // 2 + 30, y=fine // 2, kind="boundary")]
         client = Client(handle.url)
         new = wire.WireRequest(
-            cropId="crop-gpu-0001", size=fine, extremePoints=wire_points, crop=wire.encode_crop(crop)
+            cropId="crop-graphs-1", size=fine, extremePoints=wire_points, crop=wire.encode_crop(crop)
         )
         status, body, headers = client.invoke(wire.dump_request(new), wire.NEW_SESSION)
         assert status == 200, body
         first = wire.decode_probabilities(body["probabilities"], fine)
         session = wire.parse_session_header(headers[wire.SESSION_HEADER])[0]
-        warm = wire.WireRequest(cropId="crop-gpu-0001", size=fine, extremePoints=wire_points, clicks=clicks)
+        warm = wire.WireRequest(cropId="crop-graphs-1", size=fine, extremePoints=wire_points, clicks=clicks)
         status, body, _ = client.invoke(wire.dump_request(warm), session)
         assert status == 200 and body["cache"] == "hit", body
         clicked = wire.decode_probabilities(body["probabilities"], fine)
+        # The labeler's requests ran the graphs the warm-up made, and made none.
+        assert (predictor._graphed_decode.graphs, predictor._graphed_refiner.graphs) == warmed
     finally:
         handle.stop()
 
-    eager = load_crop_predictor(device="cuda", cuda_graphs=False)
+    op_by_op = load_crop_predictor(device=device, cuda_graphs=False, frozen_graphs=False)
     small, guide = prepare_crop(crop, s)
     assert guide is not None
-    feats = eager.encode(small)
+    feats = op_by_op.encode(small)
     extremes = [CropClick(x / 2, y / 2, "boundary") for x, y in points]
-    prob = eager.predict_first(feats, extremes)
-    np.testing.assert_allclose(first, eager.refine_edges(prob, guide), atol=1 / 255 + 1e-4)
+    prob = op_by_op.predict_first(feats, extremes)
+    np.testing.assert_allclose(first, op_by_op.refine_edges(prob, guide), atol=1 / 255 + 1e-4)
     kept = prob.astype(np.float16).astype(np.float32)  # as a session's prefix cache keeps it
-    after = eager.predict(feats, [*extremes, CropClick(clicks[0].x / 2, clicks[0].y / 2, "boundary")], kept)
-    np.testing.assert_allclose(clicked, eager.refine_edges(after, guide), atol=1 / 255 + 1e-4)
+    after = op_by_op.predict(feats, [*extremes, CropClick(clicks[0].x / 2, clicks[0].y / 2, "boundary")], kept)
+    np.testing.assert_allclose(clicked, op_by_op.refine_edges(after, guide), atol=1 / 255 + 1e-4)
 
 
 def _wait_until(condition: Any, timeout_s: float = 10.0) -> None:
