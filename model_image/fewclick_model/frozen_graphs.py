@@ -41,7 +41,8 @@ class FrozenCall:
     """``module(*inputs) -> tensor or tuple of tensors`` run from a traced, frozen TorchScript
     graph per input signature (shapes, dtypes, strides). Thread-safe: the CPU predictor's two
     view threads call it at once. Falls back to calling ``module`` when tracing fails, with a
-    warning: slower, never wrong."""
+    warning: slower, never wrong. A graph keeps the weights ``module`` had when it was frozen, so a
+    module whose weights change afterwards needs a new FrozenCall (a predictor never changes its own)."""
 
     def __init__(self, module: nn.Module, name: str) -> None:
         self.module = module.eval()
