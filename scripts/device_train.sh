@@ -26,7 +26,8 @@
 # Every stage reads the encoder from the weights it starts from.
 #
 # $OUT receives four flat files (the device tool returns at most 8, at most 2 folders down):
-# stage3.pt and weights.pt (the candidate; fp16, ~6 MB each) and each stage's log. Checkpoints go to
+# stage3.pt and weights.pt (the candidate; fp16, ~6 MB each) and each stage's log; six with a stage 1
+# (stage1.pt and its log too). Checkpoints go to
 # WORK, outside $OUT; both exports are refreshed as a stage goes (--export-every), so a call cut
 # off at its limit still returns the steps taken. Measuring the candidate needs no GPU, so it is left to the CPU afterwards, where
 # the device minutes do not run (`fewclick evaluate --weights <weights.pt> --holdout-only
@@ -49,6 +50,9 @@ STAGE1_MIN=${STAGE1_MIN:-0}
 STAGE3_MIN=${STAGE3_MIN:-5.75}
 STAGE4_MIN=${STAGE4_MIN:-2.0}
 TRAIN_ARGS=${TRAIN_ARGS:-"--batch 32 --workers 6 --sim-threads 6"}
+for minutes in "$STAGE1_MIN" "$STAGE3_MIN" "$STAGE4_MIN"; do
+    [[ $minutes =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "device_train.sh: stage minutes must be numbers, got '$minutes'" >&2; exit 2; }
+done
 for path in "$INIT" "$DATA/coco_mval" "$DATA/davis"; do
     [ -e "$path" ] || { echo "device_train.sh: $path is missing (see the notes at the top)" >&2; exit 2; }
 done
@@ -86,7 +90,8 @@ PY
 {
     # No --holdout-share: a fine-tune holds out what INIT held out.
     STAGE3_INIT=$INIT
-    if [ "$STAGE1_MIN" != "0" ]; then
+    # Numerically: "0.0" skips it too (`--minutes 0` would mean no time limit, a full-length run).
+    if awk "BEGIN { exit !($STAGE1_MIN > 0) }"; then
         echo "== stage 1: ${STAGE1_MIN} min, 40 % boundary clicks, from $INIT =="
         fewclick_module train --data "$DATA" --init "$INIT" --minutes "$STAGE1_MIN" --lr 4e-4 --boundary-share 0.4 \
             --seed 10 --export-every 500 $TRAIN_ARGS --out "$WORK/stage1" --export "$OUT/stage1.pt" 2>&1 | tee "$OUT/stage1.log" | quiet "step/s\|s/step\|img/s\|s/img"

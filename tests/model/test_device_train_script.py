@@ -45,12 +45,14 @@ def test_the_gpu_training_script_trains_both_stages_into_files_the_device_tool_r
             "OUT": str(out),
             "WORK": str(work),
             "WHEELS": str(tmp_path / "no-wheels"),
+            "STAGE1_MIN": "0.0",  # no stage 1, however zero is written
             "STAGE3_MIN": "0.05",
             "STAGE4_MIN": "0.05",
             "TRAIN_ARGS": "--size 64 --decoder-channels 16 --batch 2 --workers 0 --sim-threads 1",
         }
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "== stage 1:" not in done.stdout
     for section in ("== stage 3:", "== stage 4:", "device_train.sh: done"):
         assert section in done.stdout
     assert "step/s" not in done.stdout  # the bars stay in the logs
@@ -107,3 +109,6 @@ def test_the_gpu_training_script_names_what_is_missing_before_the_machine_does_a
     done = _run({"PYTHON": sys.executable, "DATA": str(tmp_path / "packed"), "INIT": str(tmp_path / "base.pt")})
     assert done.returncode == 2
     assert f"{tmp_path / 'base.pt'} is missing" in done.stderr
+    # A stage's minutes that are not a number stop it too (a typo would otherwise skip or misplan a stage).
+    done = _run({"PYTHON": sys.executable, "STAGE1_MIN": "3,5"})
+    assert done.returncode == 2 and "stage minutes must be numbers, got '3,5'" in done.stderr
