@@ -237,3 +237,15 @@ def held_route(page: Any, held: list[Any], timeout_s: float = 10.0) -> Any:
 def open_labeler(page: Any, url: str) -> None:
     page.goto(url)
     page.wait_for_function("() => window.fewclick && window.fewclick.labeler.image")
+
+
+def wait_until_shown(page: Any, index: int, condition: str = "true") -> None:
+    """Wait until the labeler shows image `index` with its saved objects, and `condition` holds.
+
+    Not `state.index`: it moves at once on navigation, while the labeler keeps the previous image
+    until the next one has loaded, then empties itself while it opens it; a wait on it read the
+    objects panel in between (CI failed on it once)."""
+    page.wait_for_function(
+        f"() => window.fewclick.state.shown === {index} && !window.fewclick.state.loading"
+        f" && window.fewclick.labeler.image && ({condition})"
+    )

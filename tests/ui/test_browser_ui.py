@@ -18,7 +18,16 @@ from pycocotools import mask as mask_utils
 
 from fewclick.local.serve import LocalStack, ServeOptions
 
-from .conftest import KnownObject, click_image, held_route, make_known_object, open_labeler, screenshot, settle
+from .conftest import (
+    KnownObject,
+    click_image,
+    held_route,
+    make_known_object,
+    open_labeler,
+    screenshot,
+    settle,
+    wait_until_shown,
+)
 from .fake_proxy import FakeProxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(60)]
@@ -171,12 +180,10 @@ def test_objects_labels_undo_redo_and_save(stack: LocalStack, fake: FakeProxy, p
 
     # Next image: the progress moves, and coming back shows both objects again.
     page.click("#next")
-    page.wait_for_function("() => window.fewclick.state.index === 1 && window.fewclick.labeler.image")
+    wait_until_shown(page, 1)
     assert page.text_content("[data-role=progress]") == "1/2 done"
     page.click("#prev")
-    page.wait_for_function(
-        "() => window.fewclick.state.index === 0 && window.fewclick.labeler.doc.objects.length === 2"
-    )
+    wait_until_shown(page, 0, "window.fewclick.labeler.doc.objects.length === 2")
     screenshot(page, "two-objects-reopened")
 
 
@@ -188,7 +195,7 @@ def test_navigation_saves_unsaved_work(stack: LocalStack, fake: FakeProxy, page:
     settle(page)
     assert page.evaluate("() => window.fewclick.labeler.doc.objects[0].points[4].type") == "negative"
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("() => window.fewclick.state.index === 1 && window.fewclick.labeler.image")
+    wait_until_shown(page, 1)
     coco = json.loads((tmp_path / "labels" / "annotations.json").read_text())
     assert len(coco["annotations"]) == 1 and coco["annotations"][0]["fewclick"]["clicks"][0]["type"] == "negative"
 
@@ -402,14 +409,14 @@ def test_an_image_that_cannot_be_shown_never_has_its_labels_overwritten(
     obj = make_known_object(tmp_path / "images" / "b.png", seed=3)
     open_labeler(page, stack.url)
     page.evaluate("() => window.fewclick.go(1)")
-    page.wait_for_function("() => window.fewclick.state.shown === 1 && window.fewclick.labeler.image")
+    wait_until_shown(page, 1)
     first_mask(page, obj)
     assert page.evaluate("() => window.fewclick.save()") is True
     assert len(_saved_objects(tmp_path, "b.png")) == 1
 
     # b.png comes back as bytes no browser can decode: the labeler shows nothing, so nothing is saved.
     page.evaluate("() => window.fewclick.go(0)")
-    page.wait_for_function("() => window.fewclick.state.shown === 0 && window.fewclick.labeler.image")
+    wait_until_shown(page, 0)
     page.route(
         "**/local/images/b.png", lambda route: route.fulfill(status=200, content_type="image/png", body=b"not an image")
     )
@@ -426,7 +433,7 @@ def test_moving_on_during_a_save_saves_the_edits_made_meanwhile(
     held_save = _edit_while_the_first_save_travels(page, stack, tmp_path)
     page.evaluate("() => { window.__going = window.fewclick.go(1); }")  # "Next", before that PUT is answered
     held_save.continue_()
-    page.wait_for_function("() => window.fewclick.state.shown === 1 && window.fewclick.labeler.image")
+    wait_until_shown(page, 1)
     (saved,) = _saved_objects(tmp_path, "a.png")
     assert [c["type"] for c in saved["fewclick"]["clicks"]] == ["negative"]  # the edit was saved before moving on
 
@@ -548,7 +555,7 @@ def test_moving_on_is_refused_while_an_object_is_unfinished(
     settle(page)
     assert page.text_content("[data-role=save-status]") == "Unsaved changes"
     page.click("#next")
-    page.wait_for_function("() => window.fewclick.state.shown === 1 && window.fewclick.labeler.image")
+    wait_until_shown(page, 1)
     assert len(_saved_objects(tmp_path, "a.png")) == 2
 
 
@@ -741,12 +748,9 @@ def test_a_click_the_mask_does_not_follow_is_ringed_and_explained(
     page.keyboard.press("Control+s")
     page.wait_for_function("() => document.querySelector('[data-role=save-status]').textContent.startsWith('Saved')")
     page.keyboard.press("ArrowRight")
-    page.wait_for_function("() => window.fewclick.state.index === 1 && window.fewclick.labeler.image")
+    wait_until_shown(page, 1)
     page.keyboard.press("ArrowLeft")
-    page.wait_for_function(
-        "() => window.fewclick.state.index === 0 && window.fewclick.labeler.image"
-        " && window.fewclick.labeler.doc.objects.length === 1"
-    )
+    wait_until_shown(page, 0, "window.fewclick.labeler.doc.objects.length === 1")
     settle(page)
     assert "2 clicks, 1 not followed" in (page.text_content("[data-role=objects]") or "")
     assert _ring_pixels(page, *obj.inside) > 20
