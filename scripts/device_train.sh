@@ -3,18 +3,17 @@
 #
 # Why one prepared script: a task is lent a GPU for 15 minutes in all, machine start included, and
 # one command may run 10. The CPU stages (from ImageNet, 15 % held out; ~2 h on 2 cores) ran
-# beforehand and are committed (model_image/checkpoints/README.md): INIT defaults to the Lite0 ones,
-# whose GPU stages already ran once; the Lite1 ones wait for theirs (the model card's next lead).
+# beforehand and are committed (model_image/checkpoints/README.md): INIT defaults to them (Lite0,
+# whose GPU stages already ran once; Lite1's were closed on the CPU: the model card's "Larger encoders").
 # The training data travels packed without the 172 held-out instances, which never train (the
 # machine receives at most 64 MiB a call), with the wheels the GPU machine's python3 lacks (.whl/,
 # see scripts/device_latency.sh); both folders are git-ignored:
 #   .venv/bin/python -m fewclick_model.pack ../shared/datasets packed15 --without-holdout 0.15   # once
 # Then one call of the device tool, timeout_s 600, carry ["packed15", ".whl"], command
-#   "INIT=model_image/checkpoints/lite1-cpu-holdout15.pt bash scripts/device_train.sh"   (Lite1), or
-#   "bash scripts/device_train.sh"                                                        (Lite0).
-# What travels (measured): 23.8 MB of tracked files (the two checkpoints 14.0 of them) + 38.4 packed15
-# + ~2.2 wheels = 61.4 MiB of the 64. The full packed/ (45.3 MB, for weights holding out less, such
-# as the served ones) would make it 68.0: leave the checkpoints out of that call's checkout.
+#   "bash scripts/device_train.sh"
+# What travels (measured): 16.0 MB of tracked files (the checkpoint 6.2 of them) + 38.4 packed15
+# + ~2.2 wheels = 54.0 MiB of the 64. The full packed/ (45.3 MB, for weights holding out less, such
+# as the served ones) makes it 60.6.
 # To train other weights further, set INIT to them and carry them too; pack without the instances they
 # hold out (`pack ... --without-holdout SHARE`) and set DATA.
 #
@@ -26,9 +25,7 @@
 #       runs/lite2-imagenet.pt
 # then command "INIT=runs/lite2-imagenet.pt STAGE1_MIN=3.5 STAGE3_MIN=3 STAGE4_MIN=1.25
 # bash scripts/device_train.sh", carry ["packed15", ".whl", "runs/lite2-imagenet.pt"], timeout_s 600.
-# With the committed checkpoints that is 70.1 MiB: move them out of the checkout for the call
-# (`mv model_image/checkpoints/*.pt runs/`, back afterwards with `git checkout model_image/checkpoints`)
-# for 56.8 (not yet tried with the device tool). The Lite2 wheel instead of the start file
+# That is 62.7 MiB (not yet tried with the device tool); the Lite2 wheel instead of the start file
 # would add 14 MB more. Every stage reads the encoder from the weights it starts from.
 #
 # $OUT receives four flat files (the device tool returns at most 8, at most 2 folders down):
