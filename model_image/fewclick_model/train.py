@@ -144,6 +144,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="extra BCE weight on the pixels the previous mask got wrong (0: off)",
     )
     parser.add_argument(
+        "--focal-gamma",
+        type=non_negative_float,
+        default=0.0,
+        help="RITM's normalized focal loss in place of BCE, with this gamma (0: BCE; RITM uses 2)",
+    )
+    parser.add_argument(
         "--paste-share",
         type=fraction,
         default=0.0,
@@ -382,6 +388,7 @@ def train_step(
     pool: ThreadPoolExecutor | None = None,
     correction_weight: float = 0.0,
     pass_distribution: tuple[tuple[int, ...], tuple[float, ...]] = (EXTRA_PASSES, EXTRA_PASS_PROBS),
+    focal_gamma: float = 0.0,
 ) -> tuple[float, float, int]:
     batch_size = len(batch)
     size = batch.crops.shape[1]
@@ -418,7 +425,7 @@ def train_step(
     corrections = correction_weight_map(previous, truth_np, correction_weight)
     if corrections is not None:
         extra = extra + corrections
-    loss = segmentation_loss(logits.float(), truth, extra.to(device))
+    loss = segmentation_loss(logits.float(), truth, extra.to(device), focal_gamma)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
@@ -660,6 +667,7 @@ def run(args: argparse.Namespace) -> int:
             pool,
             args.correction_weight,
             pass_distribution,
+            args.focal_gamma,
         )
         ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
         ema_iou = batch_iou if ema_iou is None else 0.98 * ema_iou + 0.02 * batch_iou
