@@ -6,8 +6,9 @@ remaining error of models like ours sits (MODEL_NOTES: thin structures).
 
 Optionally the BCE term becomes RITM's normalized focal loss: each pixel's term
 scaled by (1 - p_t)^gamma, renormalised per sample so the weights keep their sum
-(the loss keeps BCE's scale and learning rate), which moves the gradient from the
-pixels the network already gets right to the ones it does not.
+(a crop's weight in the batch is unchanged), which moves that weight from the
+pixels the network already gets right to the ones it does not; the loss's value
+then follows the hardest pixels left rather than the mean over all of them.
 """
 
 from __future__ import annotations

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
+from fewclick_model import train
 from fewclick_model.checkpoints import export_weights
+from fewclick_model.data import SampleGenerator, list_instances, load_instance
 from fewclick_model.network import FewClickNet
 
 
@@ -42,3 +45,16 @@ def export_tiny_weights(path: Path, info: dict[str, object] | None = None) -> st
     encoder, exported to ``path`` with ``info`` recorded (e.g. a hold-out share); its model version.
     Seed torch first where the decoder's initial weights matter."""
     return export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), path, 64, 16, dict(info or {}))
+
+
+def steps_on_one_batch(data: Path, steps: int, focal_gamma: float = 0.0) -> list[tuple[float, float, int]]:
+    """`train.train_step` ``steps`` times on one fixed batch of ``data``'s coco_mval folder, from the
+    ImageNet encoder with a small decoder: each step's (loss, batch IoU, passes), deterministic."""
+    torch.manual_seed(0)
+    instances = [load_instance(i, m) for i, m in list_instances(data / "coco_mval")]
+    batch = train.TrainingBatch.of([SampleGenerator(instances, 64, seed=3).sample() for _ in range(4)])
+    model = FewClickNet(pretrained=True, decoder_channels=16).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    rng = np.random.default_rng(0)
+    device = torch.device("cpu")
+    return [train.train_step(model, optimizer, batch, rng, device, focal_gamma=focal_gamma) for _ in range(steps)]

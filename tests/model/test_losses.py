@@ -11,9 +11,9 @@ import pytest
 import torch
 from fewclick_model import train
 from fewclick_model.checkpoints import weights_meta
-from fewclick_model.data import SampleGenerator, list_instances, load_instance
 from fewclick_model.losses import edge_band, normalized_focal_factor, segmentation_loss
-from fewclick_model.network import FewClickNet
+
+from .synthetic import steps_on_one_batch
 
 
 def square_with_a_wrong_patch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -67,13 +67,7 @@ def test_the_focal_loss_has_its_own_gradient_and_learns(tiny_root: Path) -> None
     logits.requires_grad_(True)
     segmentation_loss(logits, truth, focal_gamma=2.0).backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all() and logits.grad.abs().sum() > 0
-    torch.manual_seed(0)
-    instances = [load_instance(i, m) for i, m in list_instances(tiny_root / "coco_mval")]
-    batch = train.TrainingBatch.of([SampleGenerator(instances, 64, seed=3).sample() for _ in range(4)])
-    model = FewClickNet(pretrained=True, decoder_channels=16).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    rng = np.random.default_rng(0)
-    ious = [train.train_step(model, optimizer, batch, rng, torch.device("cpu"), focal_gamma=2.0)[1] for _ in range(12)]
+    ious = [batch_iou for _, batch_iou, _ in steps_on_one_batch(tiny_root, 12, focal_gamma=2.0)]
     # The focal loss's value follows the hardest pixels left, so learning shows in the batch IoU.
     assert np.mean(ious[-3:]) > np.mean(ious[:3]) + 0.05, ious
 
