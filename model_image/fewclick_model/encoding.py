@@ -27,6 +27,12 @@ BOUNDARY_SIGMA = 0.035
 REGION_SIGMA = 0.025
 # Heatmap tails below this are zeroed: denormal floats make CPU convolutions 10x slower.
 TAIL_CUTOFF = 1e-3
+# The maps combine clicks by max, so a boundary click the labeler repeats at the same spot (within
+# REPEAT_RADIUS_PX crop pixels) would be invisible to the network: only its own last answer would
+# change. Networks trained with repeats (`fewclick train --repeat-share`) see a repeated click drawn
+# up to REPEAT_CAP times as strong ("I insist"); the weights record the cap they were trained with.
+REPEAT_RADIUS_PX = 2.0
+REPEAT_CAP = 3
 
 
 @dataclass(frozen=True)
@@ -57,11 +63,36 @@ def _splat_gaussians(points: np.ndarray, size: int, sigma: float) -> np.ndarray:
     return out
 
 
-def encode_guidance(clicks: Sequence[CropClick], size: int, previous: np.ndarray | None = None) -> np.ndarray:
-    """Guidance maps (GUIDANCE_CHANNELS, size, size) float32 for one crop."""
+def repeat_counts(points: np.ndarray) -> np.ndarray:
+    """For each (x, y) of ``points`` (N, 2), how many of them (itself included) lie within
+    `REPEAT_RADIUS_PX` of it: 1 for a click made once."""
+    d = np.hypot(points[:, None, 0] - points[None, :, 0], points[:, None, 1] - points[None, :, 1])
+    return (d <= REPEAT_RADIUS_PX).sum(axis=1)
+
+
+def _strengthen_repeats(boundary_map: np.ndarray, corrective: Sequence[CropClick], size: int, cap: int) -> None:
+    points = np.array([(c.x, c.y) for c in corrective if c.kind == "boundary"], dtype=np.float32).reshape(-1, 2)
+    if len(points) < 2:
+        return
+    for point, count in zip(points, repeat_counts(points), strict=True):
+        if count > 1:
+            stronger = min(int(count), cap) * _splat_gaussians(point[None], size, BOUNDARY_SIGMA * size)
+            np.maximum(boundary_map, stronger, out=boundary_map)
+
+
+def encode_guidance(
+    clicks: Sequence[CropClick], size: int, previous: np.ndarray | None = None, repeat_cap: int = 1
+) -> np.ndarray:
+    """Guidance maps (GUIDANCE_CHANNELS, size, size) float32 for one crop (the extreme points
+    first). ``repeat_cap`` > 1 draws a corrective boundary click repeated n times n-fold (at
+    most ``repeat_cap``), for networks trained so; 1 draws every click alike."""
+    if repeat_cap < 1:
+        raise ValueError(f"repeat_cap must be >= 1, got {repeat_cap}")
     by_kind = {kind: np.array([(c.x, c.y) for c in clicks if c.kind == kind], dtype=np.float32) for kind in CLICK_KINDS}
     maps = np.empty((GUIDANCE_CHANNELS, size, size), dtype=np.float32)
     maps[0] = _splat_gaussians(by_kind["boundary"].reshape(-1, 2), size, BOUNDARY_SIGMA * size)
+    if repeat_cap > 1:
+        _strengthen_repeats(maps[0], clicks[EXTREME_POINTS:], size, repeat_cap)
     maps[1] = _splat_gaussians(by_kind["positive"].reshape(-1, 2), size, REGION_SIGMA * size)
     maps[2] = _splat_gaussians(by_kind["negative"].reshape(-1, 2), size, REGION_SIGMA * size)
     if previous is None:

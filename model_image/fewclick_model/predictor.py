@@ -138,6 +138,7 @@ class CropPredictor:
         progressive_merge: bool = True,
         cuda_graphs: bool = True,
         frozen_graphs: bool = True,
+        repeat_cap: int = 1,
     ) -> None:
         if mirror not in MIRROR_MODES:
             raise ValueError(f"mirror must be one of {MIRROR_MODES}, got {mirror!r}")
@@ -154,6 +155,9 @@ class CropPredictor:
         self.model = model.to(self.device, dtype=dtype, memory_format=self.memory_format).eval()
         self.input_size = input_size
         self.model_version = model_version
+        # How strongly a repeated boundary click is drawn: what the weights were trained with
+        # (`encoding.REPEAT_CAP`; 1, every click alike, for weights trained without repeats).
+        self.repeat_cap = repeat_cap
         # Redraws the window around each new boundary click (`boundary_refiner`); it runs in
         # the network's dtype and layout, on as many views as the network.
         self.refiner = (
@@ -294,7 +298,7 @@ class CropPredictor:
         with_features: bool,
     ) -> tuple[np.ndarray, torch.Tensor | None]:
         """``views`` (at most ``features.views``) decoder passes, their probabilities averaged."""
-        guidance = torch.from_numpy(encode_guidance(clicks, self.input_size, previous))[None]
+        guidance = torch.from_numpy(encode_guidance(clicks, self.input_size, previous, self.repeat_cap))[None]
         guidance = guidance.to(self.device, self.dtype)
         if views == 2:
             # The guidance maps put pixel x at index x, so the mirror's maps are the flipped maps.
@@ -460,12 +464,23 @@ def load_crop_predictor(
     else:
         warnings.warn(f"no trained weights at {path}; serving an UNTRAINED network", RuntimeWarning, stacklevel=2)
         model, size, version = FewClickNet(pretrained=True).eval(), input_size or DEFAULT_INPUT_SIZE, UNTRAINED_VERSION
+        meta = {}
     fold_batch_norms(model)
     refiner, version = _boundary_refiner_for(boundary_refiner, version)
     dtype = resolve_dtype(precision, torch.device(device))
     mirror_mode = resolve_mirror(mirror, torch.device(device), dtype)
     return CropPredictor(
-        model, size, version, device, mirror_mode, dtype, refiner, progressive_merge, cuda_graphs, frozen_graphs
+        model,
+        size,
+        version,
+        device,
+        mirror_mode,
+        dtype,
+        refiner,
+        progressive_merge,
+        cuda_graphs,
+        frozen_graphs,
+        repeat_cap=int(meta.get("repeat_cap", 1)),
     )
 
 

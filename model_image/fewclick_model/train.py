@@ -62,7 +62,7 @@ from .data import (
     list_instances,
     load_instance,
 )
-from .encoding import CropClick, encode_guidance
+from .encoding import EXTREME_POINTS, REPEAT_CAP, CropClick, encode_guidance
 from .losses import segmentation_loss
 from .network import DEFAULT_ENCODER, ENCODER_VARIANTS, FewClickNet
 from .preflight import check_names_a_file, prepare_out_dir, prepare_out_file
@@ -160,6 +160,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=fraction,
         default=0.0,
         help="share of samples whose target is pasted onto another instance's photo (new context, same object)",
+    )
+    parser.add_argument(
+        "--repeat-share",
+        type=fraction,
+        default=0.0,
+        help="share of simulated clicks that repeat the sample's last boundary click at the same spot "
+        "(a labeler insisting), drawn stronger in the guidance; the weights are then served so (0: off)",
     )
     parser.add_argument(
         "--max-passes",
@@ -299,10 +306,19 @@ def _map(pool: ThreadPoolExecutor | None, fn: Callable[..., object], *iterables:
 
 
 def batch_guidance(
-    clicks: list[list[CropClick]], previous: np.ndarray | None, size: int, pool: ThreadPoolExecutor | None = None
+    clicks: list[list[CropClick]],
+    previous: np.ndarray | None,
+    size: int,
+    pool: ThreadPoolExecutor | None = None,
+    repeat_cap: int = 1,
 ) -> torch.Tensor:
     prevs = [None if previous is None else previous[i] for i in range(len(clicks))]
-    return torch.from_numpy(np.stack(_map(pool, lambda c, p: encode_guidance(c, size, p), clicks, prevs)))
+    return torch.from_numpy(np.stack(_map(pool, lambda c, p: encode_guidance(c, size, p, repeat_cap), clicks, prevs)))
+
+
+def repeat_cap_for(repeat_share: float) -> int:
+    """The guidance's repeat cap a run trains (and its weights are served) with."""
+    return REPEAT_CAP if repeat_share > 0 else 1
 
 
 def click_weight_map(clicks: list[list[CropClick]], size: int) -> torch.Tensor:
@@ -389,6 +405,7 @@ def train_step(
     correction_weight: float = 0.0,
     pass_distribution: tuple[tuple[int, ...], tuple[float, ...]] = (EXTRA_PASSES, EXTRA_PASS_PROBS),
     focal_gamma: float = 0.0,
+    repeat_share: float = 0.0,
 ) -> tuple[float, float, int]:
     batch_size = len(batch)
     size = batch.crops.shape[1]
@@ -402,7 +419,14 @@ def train_step(
     sample_rngs = rng.spawn(batch_size)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
 
+    repeat_cap = repeat_cap_for(repeat_share)
+
     def add_click(i: int, prob: np.ndarray) -> None:
+        last = clicks[i][-1] if len(clicks[i]) > EXTREME_POINTS else None
+        # The rng is drawn from only when repeats are on, so runs without them stay as they were.
+        if repeat_share > 0 and last is not None and last.kind == "boundary" and sample_rngs[i].random() < repeat_share:
+            clicks[i].append(last)  # followed or not: the network learns what insisting asks for in both
+            return
         click = sample_training_click(truth_np[i], prob > 0.5, sample_rngs[i], boundary_share)
         if click is not None:
             clicks[i].append(CropClick(float(click.x), float(click.y), click.kind))
@@ -415,10 +439,10 @@ def train_step(
         with torch.no_grad():
             for _ in range(passes):
                 with autocast:
-                    logits = model.decode(frozen, batch_guidance(clicks, previous, size, pool).to(device))
+                    logits = model.decode(frozen, batch_guidance(clicks, previous, size, pool, repeat_cap).to(device))
                 previous = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
                 _map(pool, add_click, range(batch_size), list(previous))
-    guidance = batch_guidance(clicks, previous, size, pool).to(device, non_blocking=True)
+    guidance = batch_guidance(clicks, previous, size, pool, repeat_cap).to(device, non_blocking=True)
     with autocast:
         logits = model.decode(features, guidance)
     extra = click_weight_map(clicks, size)
@@ -631,7 +655,13 @@ def run(args: argparse.Namespace) -> int:
         # Export a float32 CPU copy so training continues undisturbed on its device.
         snapshot = FewClickNet(encoder=args.encoder, pretrained=False, decoder_channels=args.decoder_channels)
         snapshot.load_state_dict({k: v.float().cpu() for k, v in model.state_dict().items()})
-        info = {"trained_steps": steps, "datasets": args.datasets, "batch": args.batch, "holdout_share": share}
+        info = {
+            "trained_steps": steps,
+            "datasets": args.datasets,
+            "batch": args.batch,
+            "holdout_share": share,
+            "repeat_cap": repeat_cap_for(args.repeat_share),
+        }
         return export_weights(snapshot, export_to, args.size, args.decoder_channels, info)
 
     log_path = args.out / "log.jsonl"
@@ -668,6 +698,7 @@ def run(args: argparse.Namespace) -> int:
             args.correction_weight,
             pass_distribution,
             args.focal_gamma,
+            args.repeat_share,
         )
         ema_loss = loss if ema_loss is None else 0.98 * ema_loss + 0.02 * loss
         ema_iou = batch_iou if ema_iou is None else 0.98 * ema_iou + 0.02 * batch_iou
