@@ -548,7 +548,7 @@ def check_out_and_export(out: Path, last: Path, export_to: Path, resume: bool) -
 
 
 def read_resume_checkpoint(
-    path: Path, share: float, encoder: str, decoder_channels: int, size: int | None = None
+    path: Path, share: float, encoder: str, decoder_channels: int, size: int | None = None, repeat_cap: int = 1
 ) -> dict[str, Any] | None:
     """The checkpoint ``--resume`` continues from, or None (said so) where ``path`` holds none.
 
@@ -570,6 +570,11 @@ def read_resume_checkpoint(
         raise ValueError(
             f"{path} was trained with --size {trained_at}, this run asks for {size}: pass --size {trained_at}"
         )
+    # The exported weights record the cap and are served with it, so a resume may not switch it.
+    cap_was = int(ckpt.get("repeat_cap", 1))
+    if cap_was != repeat_cap:
+        said = "with --repeat-share" if cap_was > 1 else "without --repeat-share"
+        raise ValueError(f"{path} was trained {said}: resume it the same way")
     return ckpt
 
 
@@ -605,7 +610,12 @@ def run(args: argparse.Namespace) -> int:
         check_init_network(args.init, args.encoder, args.decoder_channels)
     last = args.out / "last.ckpt"
     check_out_and_export(args.out, last, export_to, args.resume)
-    ckpt = read_resume_checkpoint(last, share, args.encoder, args.decoder_channels, args.size) if args.resume else None
+    repeat_cap = repeat_cap_for(args.repeat_share)
+    ckpt = (
+        read_resume_checkpoint(last, share, args.encoder, args.decoder_channels, args.size, repeat_cap)
+        if args.resume
+        else None
+    )
     # With --minutes the step count is re-planned from the measured speed: only --steps alone is a cap.
     nothing_to_train = ckpt is not None and ckpt["step"] >= args.steps and not args.minutes
     if nothing_to_train and export_to.exists():
@@ -649,7 +659,13 @@ def run(args: argparse.Namespace) -> int:
         train_set, args.size, args.batch, args.seed + 7 * start, args.workers, args.paste_share, args.background_share
     )
     pool = ThreadPoolExecutor(args.sim_threads) if args.sim_threads > 1 else None
-    network = {"encoder": args.encoder, "decoder_channels": args.decoder_channels, "size": args.size}  # for a resume
+    # For a resume.
+    network = {
+        "encoder": args.encoder,
+        "decoder_channels": args.decoder_channels,
+        "size": args.size,
+        "repeat_cap": repeat_cap,
+    }
 
     def export(steps: int) -> str:
         # Export a float32 CPU copy so training continues undisturbed on its device.
@@ -660,7 +676,7 @@ def run(args: argparse.Namespace) -> int:
             "datasets": args.datasets,
             "batch": args.batch,
             "holdout_share": share,
-            "repeat_cap": repeat_cap_for(args.repeat_share),
+            "repeat_cap": repeat_cap,
         }
         return export_weights(snapshot, export_to, args.size, args.decoder_channels, info)
 

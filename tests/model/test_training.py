@@ -381,6 +381,9 @@ def test_a_resume_keeps_the_size_and_logs_each_step_once(
     assert torch.load(tmp_path / "last.ckpt", weights_only=False)["size"] == 64
     err = _refusal(_train_cli(tiny_root, tmp_path, "--resume", "--size", "96"), capsys)
     assert "was trained with --size 64, this run asks for 96: pass --size 64" in err
+    # Its weights are served with the repeat cap they were trained with, so a resume keeps that too.
+    err = _refusal(_train_cli(tiny_root, tmp_path, "--resume", "--repeat-share", "0.5"), capsys)
+    assert "was trained without --repeat-share: resume it the same way" in err
     # A run stopped between checkpoints had logged steps its resume takes again.
     log = tmp_path / "log.jsonl"
     with open(log, "a") as f:
