@@ -4,6 +4,7 @@ network at its smallest, for the model library's tests."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -47,9 +48,10 @@ def export_tiny_weights(path: Path, info: dict[str, object] | None = None) -> st
     return export_weights(FewClickNet(pretrained=True, decoder_channels=16).eval(), path, 64, 16, dict(info or {}))
 
 
-def steps_on_one_batch(data: Path, steps: int, focal_gamma: float = 0.0) -> list[tuple[float, float, int]]:
-    """`train.train_step` ``steps`` times on one fixed batch of ``data``'s coco_mval folder, from the
-    ImageNet encoder with a small decoder: each step's (loss, batch IoU, passes), deterministic."""
+def steps_on_one_batch(data: Path, steps: int, **step_options: Any) -> list[tuple[float, float, int]]:
+    """`train.train_step` ``steps`` times on one fixed batch of 4 crops of ``data``'s coco_mval folder,
+    from the ImageNet encoder with a small decoder, ``step_options`` passed on (e.g. ``focal_gamma``):
+    each step's (loss, batch IoU, passes), deterministic."""
     torch.manual_seed(0)
     instances = [load_instance(i, m) for i, m in list_instances(data / "coco_mval")]
     batch = train.TrainingBatch.of([SampleGenerator(instances, 64, seed=3).sample() for _ in range(4)])
@@ -57,4 +59,4 @@ def steps_on_one_batch(data: Path, steps: int, focal_gamma: float = 0.0) -> list
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     rng = np.random.default_rng(0)
     device = torch.device("cpu")
-    return [train.train_step(model, optimizer, batch, rng, device, focal_gamma=focal_gamma) for _ in range(steps)]
+    return [train.train_step(model, optimizer, batch, rng, device, **step_options) for _ in range(steps)]

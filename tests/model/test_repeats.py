@@ -7,15 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from fewclick_model import encoding, train
 from fewclick_model.checkpoints import DEFAULT_WEIGHTS, weights_meta
-from fewclick_model.data import SampleGenerator, list_instances, load_instance
 from fewclick_model.encoding import REPEAT_CAP, CropClick, encode_guidance
-from fewclick_model.network import FewClickNet
 from fewclick_model.predictor import load_crop_predictor
 
-from .synthetic import export_tiny_weights
+from .synthetic import export_tiny_weights, steps_on_one_batch
 
 EXTREMES = [CropClick(32, 4, "boundary"), CropClick(4, 32, "boundary"), CropClick(32, 60, "boundary")]
 EXTREMES.append(CropClick(60, 32, "boundary"))
@@ -75,26 +72,15 @@ def guidance_spy(
     return spy
 
 
+BATCH = 4  # `steps_on_one_batch`'s crops
+
+
 def spy_on_training_guidance(tiny_root: Path, monkeypatch: pytest.MonkeyPatch, repeat_share: float) -> list:
     """The (clicks, repeat_cap) of every guidance map one `train.train_step` builds, with 3 simulated
     boundary clicks before the pass it learns from."""
     seen: list[tuple[list[CropClick], int]] = []
     monkeypatch.setattr(train, "encode_guidance", guidance_spy(seen))
-    torch.manual_seed(0)
-    instances = [load_instance(i, m) for i, m in list_instances(tiny_root / "coco_mval")]
-    batch = train.TrainingBatch.of([SampleGenerator(instances, 64, seed=3).sample() for _ in range(2)])
-    model = FewClickNet(pretrained=True, decoder_channels=16).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    train.train_step(
-        model,
-        optimizer,
-        batch,
-        np.random.default_rng(0),
-        torch.device("cpu"),
-        boundary_share=1.0,
-        pass_distribution=((3,), (1.0,)),
-        repeat_share=repeat_share,
-    )
+    steps_on_one_batch(tiny_root, 1, boundary_share=1.0, pass_distribution=((3,), (1.0,)), repeat_share=repeat_share)
     return seen
 
 
@@ -102,7 +88,7 @@ def test_training_with_repeats_clicks_the_last_boundary_click_again_and_draws_it
     tiny_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen = spy_on_training_guidance(tiny_root, monkeypatch, repeat_share=1.0)
-    learned = seen[-2:]  # the last pass's maps, one per sample
+    learned = seen[-BATCH:]  # the last pass's maps, one per sample
     assert {cap for _, cap in seen} == {REPEAT_CAP}
     for clicks, _ in learned:
         corrective = clicks[encoding.EXTREME_POINTS :]
@@ -116,7 +102,7 @@ def test_training_without_repeats_samples_each_click_and_draws_every_click_alike
 ) -> None:
     seen = spy_on_training_guidance(tiny_root, monkeypatch, repeat_share=0.0)
     assert {cap for _, cap in seen} == {1}
-    for clicks, _ in seen[-2:]:
+    for clicks, _ in seen[-BATCH:]:
         corrective = clicks[encoding.EXTREME_POINTS :]
         assert len(corrective) == 3 and len(set(corrective)) > 1
 
