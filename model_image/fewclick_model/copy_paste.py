@@ -104,7 +104,7 @@ def paste_object(
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), target
 
 
-def _covering_cut(background: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+def covering_cut(background: np.ndarray, shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A random window of ``background``, scaled to cover ``shape`` and sometimes mirrored."""
     h, w = shape
     bh, bw = background.shape[:2]
@@ -133,6 +133,6 @@ def swap_background(
         kept = cv2.dilate(kept, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1)))
     # Soft only outside what is kept: the seam fades over a pixel or two, the target is untouched.
     alpha = np.maximum(cv2.GaussianBlur(kept.astype(np.float32), (0, 0), EDGE_SIGMA_PX), kept)[..., None]
-    new = _covering_cut(background, mask.shape, rng).astype(np.float32)
+    new = covering_cut(background, mask.shape, rng).astype(np.float32)
     out = alpha * image.astype(np.float32) + (1.0 - alpha) * new
     return np.clip(out + 0.5, 0, 255).astype(np.uint8)

@@ -20,6 +20,7 @@ import numpy as np
 from fewclick_contract.crop import CropBox, extract_crop, relaxed_box
 
 from .copy_paste import paste_object, swap_background
+from .holes import punch_hole
 from .simulator import extreme_points
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -149,6 +150,7 @@ class SampleGenerator:
         seed: int = 0,
         paste_share: float = 0.0,
         background_share: float = 0.0,
+        hole_share: float = 0.0,
     ) -> None:
         self.instances = [i for i in instances if i.mask.sum() >= MIN_TRAINING_OBJECT_PX]
         if not self.instances:
@@ -162,6 +164,8 @@ class SampleGenerator:
         self.paste_share = paste_share
         # Share of samples whose target is pasted onto another instance's photo (`copy_paste`).
         self.background_share = background_share
+        # Share of samples with a hole punched through the target (`holes`).
+        self.hole_share = hole_share
 
     def _geometric(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Small rotations and anisotropic scaling of the whole image, sometimes."""
@@ -197,6 +201,8 @@ class SampleGenerator:
                 image, mask = self._paste(image, mask, inst)
             if self.background_share > 0 and len(self.instances) > 1 and self.rng.random() < self.background_share:
                 image = self._swap_background(image, mask, inst)
+            if self.hole_share > 0 and self.rng.random() < self.hole_share:
+                image, mask = self._punch_hole(image, mask, inst)
             if mask.sum() >= MIN_TRAINING_OBJECT_PX:
                 break
         ys, xs = np.nonzero(mask)
@@ -223,6 +229,11 @@ class SampleGenerator:
     def _swap_background(self, image: np.ndarray, mask: np.ndarray, target: Instance) -> np.ndarray:
         donor = self.instances[int(self.rng.integers(len(self.instances)))]
         return image if donor is target else swap_background(image, mask, donor.image, self.rng)
+
+    def _punch_hole(self, image: np.ndarray, mask: np.ndarray, target: Instance) -> tuple[np.ndarray, np.ndarray]:
+        donor = self.instances[int(self.rng.integers(len(self.instances)))]
+        punched = punch_hole(image, mask, None if donor is target else donor.image, self.rng)
+        return punched if punched is not None else (image, mask)
 
     def _jitter_box(self, box: CropBox) -> CropBox:
         """Shift each side a little: served crops also see objects off-centre (grown crops)."""

@@ -162,6 +162,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of samples whose target is pasted onto another instance's photo (new context, same object)",
     )
     parser.add_argument(
+        "--hole-share",
+        type=fraction,
+        default=0.0,
+        help="share of samples with a hole punched through the target, showing the photo's background (0: off)",
+    )
+    parser.add_argument(
         "--repeat-share",
         type=fraction,
         default=0.0,
@@ -255,9 +261,10 @@ class BatchStream(torch.utils.data.IterableDataset):
         seed: int,
         paste_share: float = 0.0,
         background_share: float = 0.0,
+        hole_share: float = 0.0,
     ) -> None:
         self.instances, self.size, self.batch, self.seed = instances, size, batch, seed
-        self.paste_share, self.background_share = paste_share, background_share
+        self.paste_share, self.background_share, self.hole_share = paste_share, background_share, hole_share
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         info = torch.utils.data.get_worker_info()
@@ -269,6 +276,7 @@ class BatchStream(torch.utils.data.IterableDataset):
             seed=self.seed + 1000 * worker,
             paste_share=self.paste_share,
             background_share=self.background_share,
+            hole_share=self.hole_share,
         )
         while True:
             b = TrainingBatch.of([gen.sample() for _ in range(self.batch)])
@@ -283,9 +291,10 @@ def batch_source(
     workers: int,
     paste_share: float = 0.0,
     background_share: float = 0.0,
+    hole_share: float = 0.0,
 ) -> Callable[[], TrainingBatch]:
     """A callable returning the next batch, from worker processes when ``workers`` > 0."""
-    stream = BatchStream(instances, size, batch, seed, paste_share, background_share)
+    stream = BatchStream(instances, size, batch, seed, paste_share, background_share, hole_share)
     if workers <= 0:
         it = iter(stream)
         return lambda: TrainingBatch(*next(it))
@@ -656,7 +665,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"resumed at step {start}")
     # A resumed run draws new crops rather than replaying the first ones.
     next_batch = batch_source(
-        train_set, args.size, args.batch, args.seed + 7 * start, args.workers, args.paste_share, args.background_share
+        train_set,
+        args.size,
+        args.batch,
+        args.seed + 7 * start,
+        args.workers,
+        args.paste_share,
+        args.background_share,
+        args.hole_share,
     )
     pool = ThreadPoolExecutor(args.sim_threads) if args.sim_threads > 1 else None
     # For a resume.
