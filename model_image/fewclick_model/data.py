@@ -140,6 +140,22 @@ class TrainingSample:
 MIN_TRAINING_OBJECT_PX = 16
 
 
+@dataclass(frozen=True)
+class Augmentations:
+    """The optional augmentations' shares of samples, as one value from `fewclick train`'s options to
+    each loader worker's generator (all 0, the released recipe: each was measured and left off)."""
+
+    # Another instance's object pasted across the target's edge (`copy_paste`).
+    paste_share: float = 0.0
+    # The target pasted onto another instance's photo (`copy_paste`).
+    background_share: float = 0.0
+    # A hole punched through the target (`holes`).
+    hole_share: float = 0.0
+
+
+NO_AUGMENTATIONS = Augmentations()
+
+
 class SampleGenerator:
     """Random, augmented crops of training instances, as the network will see them served."""
 
@@ -148,9 +164,7 @@ class SampleGenerator:
         instances: Sequence[Instance],
         size: int,
         seed: int = 0,
-        paste_share: float = 0.0,
-        background_share: float = 0.0,
-        hole_share: float = 0.0,
+        augmentations: Augmentations = NO_AUGMENTATIONS,
     ) -> None:
         self.instances = [i for i in instances if i.mask.sum() >= MIN_TRAINING_OBJECT_PX]
         if not self.instances:
@@ -160,12 +174,7 @@ class SampleGenerator:
             )
         self.size = size
         self.rng = np.random.default_rng(seed)
-        # Share of samples with another instance's object pasted across the target's edge (`copy_paste`).
-        self.paste_share = paste_share
-        # Share of samples whose target is pasted onto another instance's photo (`copy_paste`).
-        self.background_share = background_share
-        # Share of samples with a hole punched through the target (`holes`).
-        self.hole_share = hole_share
+        self.augmentations = augmentations
 
     def _geometric(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Small rotations and anisotropic scaling of the whole image, sometimes."""
@@ -196,12 +205,12 @@ class SampleGenerator:
         while True:
             inst = self.instances[int(self.rng.integers(len(self.instances)))]
             image, mask = self._geometric(inst.image, inst.mask)
-            # Drawn only when asked for, so runs without pasting keep the random stream they had.
-            if self.paste_share > 0 and len(self.instances) > 1 and self.rng.random() < self.paste_share:
+            # Drawn only when asked for, so runs without an augmentation keep the random stream they had.
+            if len(self.instances) > 1 and self._drawn(self.augmentations.paste_share):
                 image, mask = self._paste(image, mask, inst)
-            if self.background_share > 0 and len(self.instances) > 1 and self.rng.random() < self.background_share:
+            if len(self.instances) > 1 and self._drawn(self.augmentations.background_share):
                 image = self._swap_background(image, mask, inst)
-            if self.hole_share > 0 and self.rng.random() < self.hole_share:
+            if self._drawn(self.augmentations.hole_share):
                 image, mask = self._punch_hole(image, mask, inst)
             if mask.sum() >= MIN_TRAINING_OBJECT_PX:
                 break
@@ -218,6 +227,10 @@ class SampleGenerator:
             crop_mask = crop_mask[:, ::-1].copy()
             crop_points[:, 0] = self.size - 1 - crop_points[:, 0]
         return TrainingSample(self._photometric(crop), crop_mask, crop_points)
+
+    def _drawn(self, share: float) -> bool:
+        """True for ``share`` of the calls; draws nothing at 0."""
+        return share > 0 and self.rng.random() < share
 
     def _paste(self, image: np.ndarray, mask: np.ndarray, target: Instance) -> tuple[np.ndarray, np.ndarray]:
         donor = self.instances[int(self.rng.integers(len(self.instances)))]

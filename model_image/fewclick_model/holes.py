@@ -103,7 +103,7 @@ def punch_hole(
         if donor_image is None:
             return None
         behind = covering_cut(donor_image, mask.shape, rng)
-    # Soft at its edge like any photo's, but never reaching past the object's rim.
+    # Soft at its edge like any edge in a photo (a one-pixel step no photo has would be a cue).
     alpha = cv2.GaussianBlur(blob.astype(np.float32), (0, 0), EDGE_SIGMA_PX)[..., None]
     out = alpha * behind.astype(np.float32) + (1.0 - alpha) * image.astype(np.float32)
     return np.clip(out + 0.5, 0, 255).astype(np.uint8), mask & ~(alpha[..., 0] > 0.5)

@@ -53,6 +53,8 @@ from .cli_types import (
 )
 from .data import (
     DEFAULT_HOLDOUT_SHARE,
+    NO_AUGMENTATIONS,
+    Augmentations,
     Instance,
     SampleGenerator,
     TrainingSample,
@@ -259,12 +261,10 @@ class BatchStream(torch.utils.data.IterableDataset):
         size: int,
         batch: int,
         seed: int,
-        paste_share: float = 0.0,
-        background_share: float = 0.0,
-        hole_share: float = 0.0,
+        augmentations: Augmentations = NO_AUGMENTATIONS,
     ) -> None:
         self.instances, self.size, self.batch, self.seed = instances, size, batch, seed
-        self.paste_share, self.background_share, self.hole_share = paste_share, background_share, hole_share
+        self.augmentations = augmentations
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         info = torch.utils.data.get_worker_info()
@@ -274,9 +274,7 @@ class BatchStream(torch.utils.data.IterableDataset):
             self.instances,
             self.size,
             seed=self.seed + 1000 * worker,
-            paste_share=self.paste_share,
-            background_share=self.background_share,
-            hole_share=self.hole_share,
+            augmentations=self.augmentations,
         )
         while True:
             b = TrainingBatch.of([gen.sample() for _ in range(self.batch)])
@@ -289,12 +287,10 @@ def batch_source(
     batch: int,
     seed: int,
     workers: int,
-    paste_share: float = 0.0,
-    background_share: float = 0.0,
-    hole_share: float = 0.0,
+    augmentations: Augmentations = NO_AUGMENTATIONS,
 ) -> Callable[[], TrainingBatch]:
     """A callable returning the next batch, from worker processes when ``workers`` > 0."""
-    stream = BatchStream(instances, size, batch, seed, paste_share, background_share, hole_share)
+    stream = BatchStream(instances, size, batch, seed, augmentations)
     if workers <= 0:
         it = iter(stream)
         return lambda: TrainingBatch(*next(it))
@@ -664,16 +660,8 @@ def run(args: argparse.Namespace) -> int:
         rng = np.random.default_rng(args.seed + start)
         print(f"resumed at step {start}")
     # A resumed run draws new crops rather than replaying the first ones.
-    next_batch = batch_source(
-        train_set,
-        args.size,
-        args.batch,
-        args.seed + 7 * start,
-        args.workers,
-        args.paste_share,
-        args.background_share,
-        args.hole_share,
-    )
+    augmentations = Augmentations(args.paste_share, args.background_share, args.hole_share)
+    next_batch = batch_source(train_set, args.size, args.batch, args.seed + 7 * start, args.workers, augmentations)
     pool = ThreadPoolExecutor(args.sim_threads) if args.sim_threads > 1 else None
     # For a resume.
     network = {

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 from fewclick_model.copy_paste import MAX_KEPT_BAND, MIN_KEPT_SHARE, paste_object, swap_background
-from fewclick_model.data import Instance, SampleGenerator
+from fewclick_model.data import Augmentations, Instance, SampleGenerator
 
 from .synthetic import make_instance
 
@@ -78,7 +78,7 @@ def test_training_samples_with_either_paste_keep_their_extreme_points_on_the_tar
     rng = np.random.default_rng(3)
     instances = [Instance(f"obj{i}", *make(rng)) for i, make in enumerate([_instance] * 6)]
     plain = SampleGenerator(instances, 64, seed=4)
-    pasting = SampleGenerator(instances, 64, seed=4, **{share: 1.0})
+    pasting = SampleGenerator(instances, 64, seed=4, augmentations=Augmentations(**{share: 1.0}))
     differs = 0
     for _ in range(20):
         a, b = plain.sample(), pasting.sample()
@@ -90,7 +90,7 @@ def test_training_samples_with_either_paste_keep_their_extreme_points_on_the_tar
             assert near[min(63, max(0, round(y))), min(63, max(0, round(x)))]
     assert differs > 0
     # Without pasting the stream is the one runs had before the option (no extra random draws).
-    again = SampleGenerator(instances, 64, seed=4, **{share: 0.0})
+    again = SampleGenerator(instances, 64, seed=4, augmentations=Augmentations(**{share: 0.0}))
     first = SampleGenerator(instances, 64, seed=4).sample()
     assert np.array_equal(again.sample().crop, first.crop)
 

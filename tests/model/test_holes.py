@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from fewclick_model import train
-from fewclick_model.data import Instance, SampleGenerator
+from fewclick_model.data import Augmentations, Instance, SampleGenerator
 from fewclick_model.holes import MIN_DEPTH_PX, RIM_SHARE, punch_hole
 from fewclick_model.train import TrainingBatch
 
@@ -84,7 +84,7 @@ def _instance(rng: np.random.Generator, i: int) -> Instance:
 def test_training_samples_with_holes_keep_their_extreme_points_and_the_stream_without_them() -> None:
     rng = np.random.default_rng(3)
     instances = [_instance(rng, i) for i in range(6)]
-    punching = SampleGenerator(instances, 96, seed=4, hole_share=1.0)
+    punching = SampleGenerator(instances, 96, seed=4, augmentations=Augmentations(hole_share=1.0))
     holed = 0
     for _ in range(20):
         sample = punching.sample()
@@ -94,7 +94,7 @@ def test_training_samples_with_holes_keep_their_extreme_points_and_the_stream_wi
             assert near[min(95, max(0, round(y))), min(95, max(0, round(x)))]
     assert holed >= 10  # most synthetic ellipses have room for a hole the crop still shows
     # Off, the stream is the one runs had before the option (no extra random draws).
-    off = SampleGenerator(instances, 96, seed=4, hole_share=0.0).sample()
+    off = SampleGenerator(instances, 96, seed=4, augmentations=Augmentations(hole_share=0.0)).sample()
     assert np.array_equal(off.crop, SampleGenerator(instances, 96, seed=4).sample().crop)
 
 
