@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from fewclick_model import train
 from fewclick_model.checkpoints import export_weights
-from fewclick_model.data import SampleGenerator, list_instances, load_instance
+from fewclick_model.data import Instance, SampleGenerator, list_instances, load_instance
 from fewclick_model.network import FewClickNet
 
 
@@ -24,6 +24,16 @@ def make_instance(rng: np.random.Generator, h: int = 120, w: int = 160) -> tuple
     colour = rng.integers(150, 255, size=3)
     image[mask > 0] = (0.7 * colour + 0.3 * image[mask > 0]).astype(np.uint8)
     return image, mask
+
+
+def make_instances(count: int, seed: int) -> list[Instance]:
+    """``count`` synthetic instances in memory (``obj0``, ``obj1``, ...; the object as a bool mask, no unknown band)."""
+    rng = np.random.default_rng(seed)
+    instances = []
+    for i in range(count):
+        image, mask = make_instance(rng)
+        instances.append(Instance(f"obj{i}", image, mask > 0, None))
+    return instances
 
 
 def write_folder(root: Path, count: int, seed: int = 0, ignore_band: bool = False) -> Path:

@@ -6,9 +6,9 @@ import cv2
 import numpy as np
 import pytest
 from fewclick_model.copy_paste import MAX_KEPT_BAND, MIN_KEPT_SHARE, paste_object, swap_background
-from fewclick_model.data import Augmentations, Instance, SampleGenerator
+from fewclick_model.data import Augmentations, SampleGenerator
 
-from .synthetic import make_instance
+from .synthetic import make_instances
 
 TARGET_GREY = 40
 DONOR_GREY = 220
@@ -75,8 +75,7 @@ def test_a_donor_cut_by_its_frame_or_a_paste_that_hides_the_target_is_not_used()
 
 @pytest.mark.parametrize("share", ["paste_share", "background_share"])
 def test_training_samples_with_either_paste_keep_their_extreme_points_on_the_target(share: str) -> None:
-    rng = np.random.default_rng(3)
-    instances = [Instance(f"obj{i}", *make(rng)) for i, make in enumerate([_instance] * 6)]
+    instances = make_instances(6, seed=3)
     plain = SampleGenerator(instances, 64, seed=4)
     pasting = SampleGenerator(instances, 64, seed=4, augmentations=Augmentations(**{share: 1.0}))
     differs = 0
@@ -93,11 +92,6 @@ def test_training_samples_with_either_paste_keep_their_extreme_points_on_the_tar
     again = SampleGenerator(instances, 64, seed=4, augmentations=Augmentations(**{share: 0.0}))
     first = SampleGenerator(instances, 64, seed=4).sample()
     assert np.array_equal(again.sample().crop, first.crop)
-
-
-def _instance(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, None]:
-    image, mask = make_instance(rng)
-    return image, mask > 0, None
 
 
 def test_a_target_on_a_new_background_keeps_its_pixels_its_mask_and_a_band_of_its_surroundings() -> None:

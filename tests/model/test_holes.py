@@ -10,11 +10,11 @@ import cv2
 import numpy as np
 import pytest
 from fewclick_model import train
-from fewclick_model.data import Augmentations, Instance, SampleGenerator
+from fewclick_model.data import Augmentations, SampleGenerator
 from fewclick_model.holes import MIN_DEPTH_PX, RIM_SHARE, punch_hole
 from fewclick_model.train import TrainingBatch
 
-from .synthetic import make_instance
+from .synthetic import make_instances
 
 OBJECT_GREY = 40
 BACKGROUND_GREY = 200
@@ -76,14 +76,8 @@ def test_an_object_that_fills_its_photo_shows_another_photo_through_its_hole() -
     assert lost.any() and (out[lost] >= (OBJECT_GREY + 250) / 2 - 1).all()
 
 
-def _instance(rng: np.random.Generator, i: int) -> Instance:
-    image, mask = make_instance(rng)
-    return Instance(f"obj{i}", image, mask > 0, None)
-
-
 def test_training_samples_with_holes_keep_their_extreme_points_and_the_stream_without_them() -> None:
-    rng = np.random.default_rng(3)
-    instances = [_instance(rng, i) for i in range(6)]
+    instances = make_instances(6, seed=3)
     punching = SampleGenerator(instances, 96, seed=4, augmentations=Augmentations(hole_share=1.0))
     holed = 0
     for _ in range(20):
