@@ -47,6 +47,7 @@ def export_weights(
             "encoder": model.encoder_name,
             "input_size": input_size,
             "decoder_channels": decoder_channels,
+            "newest_click": model.newest_click,
             "model_version": version,
             "state_dict": state,
             **extra,
@@ -111,7 +112,12 @@ def load_weights(path: Path, device: str | torch.device = "cpu") -> tuple[FewCli
     """Rebuild the network from exported weights (float32 for inference)."""
     blob = _load_exported(path)
     try:
-        model = FewClickNet(encoder=blob["encoder"], pretrained=False, decoder_channels=blob["decoder_channels"])
+        model = FewClickNet(
+            encoder=blob["encoder"],
+            pretrained=False,
+            decoder_channels=blob["decoder_channels"],
+            newest_click=bool(blob.get("newest_click", False)),  # recorded since the option exists
+        )
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     except (KeyError, RuntimeError) as error:  # the right format, but not what it says it holds
         raise ValueError(f"{path} is a damaged {WEIGHTS_FORMAT!r} file: {error}") from None

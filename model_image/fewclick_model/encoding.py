@@ -4,7 +4,9 @@ Channels (all in crop pixels, values in [0, 1]):
 0. boundary evidence: the 4 extreme points and every boundary click ("the edge is here"),
 1. positive clicks (inside the object),
 2. negative clicks (background),
-3. the previous prediction's probabilities, so a click refines instead of restarting.
+3. the previous prediction's probabilities, so a click refines instead of restarting,
+4. only for networks built with it (`FewClickNet(newest_click=True)`, `fewclick train
+   --newest-click`): the newest corrective click alone, whatever its kind.
 """
 
 from __future__ import annotations
@@ -18,6 +20,10 @@ import numpy as np
 ClickKind = Literal["boundary", "positive", "negative"]
 CLICK_KINDS: tuple[ClickKind, ...] = ("boundary", "positive", "negative")
 GUIDANCE_CHANNELS = 4
+# Channels 0-2 merge clicks by max, so the newest correction is one bump among many: the network
+# cannot tell the click the labeler just made (the error it points at) from the ones already
+# followed. The optional extra channel says which one it is.
+NEWEST_CLICK_CHANNEL = GUIDANCE_CHANNELS
 # Every click list a predictor receives starts with the object's 4 extreme points.
 EXTREME_POINTS = 4
 
@@ -81,15 +87,21 @@ def _strengthen_repeats(boundary_map: np.ndarray, corrective: Sequence[CropClick
 
 
 def encode_guidance(
-    clicks: Sequence[CropClick], size: int, previous: np.ndarray | None = None, repeat_cap: int = 1
+    clicks: Sequence[CropClick],
+    size: int,
+    previous: np.ndarray | None = None,
+    repeat_cap: int = 1,
+    newest_click: bool = False,
 ) -> np.ndarray:
-    """Guidance maps (GUIDANCE_CHANNELS, size, size) float32 for one crop (the extreme points
-    first). ``repeat_cap`` > 1 draws a corrective boundary click repeated n times n-fold (at
-    most ``repeat_cap``), for networks trained so; 1 draws every click alike."""
+    """Guidance maps (guidance_channels(newest_click), size, size) float32 for one crop (the
+    extreme points first, then the corrective clicks in the order they were made).
+    ``repeat_cap`` > 1 draws a corrective boundary click repeated n times n-fold (at most
+    ``repeat_cap``), for networks trained so; 1 draws every click alike. ``newest_click`` adds
+    the channel holding the last corrective click (empty before the first)."""
     if repeat_cap < 1:
         raise ValueError(f"repeat_cap must be >= 1, got {repeat_cap}")
     by_kind = {kind: np.array([(c.x, c.y) for c in clicks if c.kind == kind], dtype=np.float32) for kind in CLICK_KINDS}
-    maps = np.empty((GUIDANCE_CHANNELS, size, size), dtype=np.float32)
+    maps = np.empty((guidance_channels(newest_click), size, size), dtype=np.float32)
     maps[0] = _splat_gaussians(by_kind["boundary"].reshape(-1, 2), size, BOUNDARY_SIGMA * size)
     if repeat_cap > 1:
         _strengthen_repeats(maps[0], clicks[EXTREME_POINTS:], size, repeat_cap)
@@ -102,4 +114,16 @@ def encode_guidance(
         if prev.shape != (size, size):
             raise ValueError(f"previous mask has shape {prev.shape}, expected {(size, size)}")
         maps[3] = np.where(prev < TAIL_CUTOFF, 0.0, prev)
+    if newest_click:
+        maps[NEWEST_CLICK_CHANNEL] = 0.0
+        if len(clicks) > EXTREME_POINTS:
+            last = clicks[-1]
+            # Each kind's own width, so the channel marks the same spot its kind's channel does.
+            sigma = (BOUNDARY_SIGMA if last.kind == "boundary" else REGION_SIGMA) * size
+            maps[NEWEST_CLICK_CHANNEL] = _splat_gaussians(np.array([[last.x, last.y]], dtype=np.float32), size, sigma)
     return maps
+
+
+def guidance_channels(newest_click: bool) -> int:
+    """How many guidance maps a network reads: `GUIDANCE_CHANNELS`, plus one with the newest click's."""
+    return GUIDANCE_CHANNELS + int(newest_click)

@@ -227,7 +227,8 @@ def run(args: argparse.Namespace) -> int:
         sync()
         t_stem = time.perf_counter() - t
         # Late fusion: only the decoder would run per click (the deep stages cached too); one view.
-        g = torch.from_numpy(encode_guidance(click, s, prob))[None].to(p.device, p.dtype)
+        g = torch.from_numpy(encode_guidance(click, s, prob, newest_click=model.newest_click))[None]
+        g = g.to(p.device, p.dtype)
         g = g.contiguous(memory_format=p.memory_format)
         one_view = feats.view(0)
         pyramid = model.deep_stages(one_view, g)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .encoding import GUIDANCE_CHANNELS
+from .encoding import guidance_channels
 
 ENCODER_VARIANTS = ("efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2")
 DEFAULT_ENCODER = ENCODER_VARIANTS[0]
@@ -98,9 +98,18 @@ class ImageFeatures:
 
 
 class FewClickNet(nn.Module):
-    def __init__(self, encoder: str = DEFAULT_ENCODER, pretrained: bool = True, decoder_channels: int = 64) -> None:
+    def __init__(
+        self,
+        encoder: str = DEFAULT_ENCODER,
+        pretrained: bool = True,
+        decoder_channels: int = 64,
+        newest_click: bool = False,
+    ) -> None:
         super().__init__()
         self.encoder_name = encoder
+        self.decoder_channels = decoder_channels
+        # Reads `encoding`'s optional fifth map, the newest corrective click alone.
+        self.newest_click = newest_click
         backbone = build_encoder(encoder, pretrained)
         self.stem = nn.Sequential(backbone._conv_stem, backbone._bn0, nn.ReLU6(inplace=True))
         blocks = list(backbone._blocks)
@@ -114,7 +123,7 @@ class FewClickNet(nn.Module):
         c8, c16, c32 = channels[strides.index(16) - 1], channels[strides.index(32) - 1], channels[-1]
         self.stride2_cut = first_s4  # blocks before this index run at stride 2
 
-        g = GUIDANCE_CHANNELS
+        g = guidance_channels(newest_click)
         self.guidance_encoder = nn.Sequential(
             nn.Conv2d(g, 16, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(16),
@@ -163,7 +172,7 @@ class FewClickNet(nn.Module):
         return ImageFeatures(stride2=stride2, stride4=x)
 
     def decode(self, features: ImageFeatures, guidance: torch.Tensor) -> torch.Tensor:
-        """Features + guidance (B, 4, S, S) -> mask logits (B, 1, S, S)."""
+        """Features + guidance (B, G, S, S) (`encoding.encode_guidance`) -> mask logits (B, 1, S, S)."""
         return self.decode_pyramid(features.stride2, self.deep_stages(features, guidance), guidance)
 
     def decode_with_features(
@@ -212,3 +221,32 @@ class FewClickNet(nn.Module):
 
     def forward(self, rgb: torch.Tensor, guidance: torch.Tensor) -> torch.Tensor:
         return self.decode(self.encode_image(rgb), guidance)
+
+
+def with_newest_click_channel(model: FewClickNet) -> FewClickNet:
+    """A copy of ``model`` (trained without the newest-click map) that reads it as well, and
+    answers exactly as ``model`` until training gives the new map a say.
+
+    Every weight that reads the guidance gets a zero for the new input (the guidance encoder's
+    first convolution, each decoder level's pointwise convolution); the new channel's own
+    depthwise filter and batch norm keep their fresh initialisation, so gradients reach them
+    once the zeros move. The fresh weights are drawn on a forked random state, so a run that
+    widens its network draws the same crops and drop-connect masks as one that does not.
+    """
+    if model.newest_click:
+        raise ValueError("the network already reads the newest-click map")
+    with torch.random.fork_rng(devices=[]):
+        wider = FewClickNet(
+            model.encoder_name, pretrained=False, decoder_channels=model.decoder_channels, newest_click=True
+        )
+    state = wider.state_dict()
+    for key, old in model.state_dict().items():
+        new = state[key]
+        if new.shape == old.shape:
+            new.copy_(old)
+            continue
+        new[tuple(slice(0, n) for n in old.shape)] = old
+        if new.dim() > 1 and new.shape[1] != old.shape[1]:
+            new[:, old.shape[1] :] = 0.0  # an input the network has not learnt to read yet
+    wider.load_state_dict(state)
+    return wider.to(next(model.parameters()).device).train(model.training)

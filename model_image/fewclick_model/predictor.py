@@ -298,7 +298,8 @@ class CropPredictor:
         with_features: bool,
     ) -> tuple[np.ndarray, torch.Tensor | None]:
         """``views`` (at most ``features.views``) decoder passes, their probabilities averaged."""
-        guidance = torch.from_numpy(encode_guidance(clicks, self.input_size, previous, self.repeat_cap))[None]
+        guidance = encode_guidance(clicks, self.input_size, previous, self.repeat_cap, self.model.newest_click)
+        guidance = torch.from_numpy(guidance)[None]
         guidance = guidance.to(self.device, self.dtype)
         if views == 2:
             # The guidance maps put pixel x at index x, so the mirror's maps are the flipped maps.

@@ -66,7 +66,7 @@ from .data import (
 )
 from .encoding import EXTREME_POINTS, REPEAT_CAP, CropClick, encode_guidance
 from .losses import segmentation_loss
-from .network import DEFAULT_ENCODER, ENCODER_VARIANTS, FewClickNet
+from .network import DEFAULT_ENCODER, ENCODER_VARIANTS, FewClickNet, with_newest_click_channel
 from .preflight import check_names_a_file, prepare_out_dir, prepare_out_file
 from .simulator import region_click, sample_training_click
 
@@ -175,6 +175,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         help="share of simulated clicks that repeat the sample's last boundary click at the same spot "
         "(a labeler insisting), drawn stronger in the guidance; the weights are then served so (0: off)",
+    )
+    parser.add_argument(
+        "--newest-click",
+        action="store_true",
+        help="the network also reads a map of the newest corrective click alone (--init's weights without "
+        "it are widened, answering as before until trained); weights trained so are served so",
     )
     parser.add_argument(
         "--max-passes",
@@ -316,9 +322,14 @@ def batch_guidance(
     size: int,
     pool: ThreadPoolExecutor | None = None,
     repeat_cap: int = 1,
+    newest_click: bool = False,
 ) -> torch.Tensor:
     prevs = [None if previous is None else previous[i] for i in range(len(clicks))]
-    return torch.from_numpy(np.stack(_map(pool, lambda c, p: encode_guidance(c, size, p, repeat_cap), clicks, prevs)))
+
+    def encode(c: list[CropClick], p: np.ndarray | None) -> np.ndarray:
+        return encode_guidance(c, size, p, repeat_cap, newest_click)
+
+    return torch.from_numpy(np.stack(_map(pool, encode, clicks, prevs)))
 
 
 def repeat_cap_for(repeat_share: float) -> int:
@@ -444,10 +455,12 @@ def train_step(
         with torch.no_grad():
             for _ in range(passes):
                 with autocast:
-                    logits = model.decode(frozen, batch_guidance(clicks, previous, size, pool, repeat_cap).to(device))
+                    guidance = batch_guidance(clicks, previous, size, pool, repeat_cap, model.newest_click)
+                    logits = model.decode(frozen, guidance.to(device))
                 previous = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
                 _map(pool, add_click, range(batch_size), list(previous))
-    guidance = batch_guidance(clicks, previous, size, pool, repeat_cap).to(device, non_blocking=True)
+    guidance = batch_guidance(clicks, previous, size, pool, repeat_cap, model.newest_click)
+    guidance = guidance.to(device, non_blocking=True)
     with autocast:
         logits = model.decode(features, guidance)
     extra = click_weight_map(clicks, size)
@@ -480,7 +493,8 @@ def validate(
         cl = [CropClick(float(x), float(y), "boundary") for x, y in s.points]
         prev = None
         for k in range(clicks + 1):
-            prob = torch.sigmoid(model.decode(feats, batch_guidance([cl], prev, size).to(device)))[0, 0].cpu().numpy()
+            guidance = batch_guidance([cl], prev, size, newest_click=model.newest_click).to(device)
+            prob = torch.sigmoid(model.decode(feats, guidance))[0, 0].cpu().numpy()
             ious[k] += iou(prob > 0.5, s.mask)
             c = region_click(s.mask, prob > 0.5)
             if c is None:
@@ -553,7 +567,13 @@ def check_out_and_export(out: Path, last: Path, export_to: Path, resume: bool) -
 
 
 def read_resume_checkpoint(
-    path: Path, share: float, encoder: str, decoder_channels: int, size: int | None = None, repeat_cap: int = 1
+    path: Path,
+    share: float,
+    encoder: str,
+    decoder_channels: int,
+    size: int | None = None,
+    repeat_cap: int = 1,
+    newest_click: bool = False,
 ) -> dict[str, Any] | None:
     """The checkpoint ``--resume`` continues from, or None (said so) where ``path`` holds none.
 
@@ -579,6 +599,9 @@ def read_resume_checkpoint(
     cap_was = int(ckpt.get("repeat_cap", 1))
     if cap_was != repeat_cap:
         said = "with --repeat-share" if cap_was > 1 else "without --repeat-share"
+        raise ValueError(f"{path} was trained {said}: resume it the same way")
+    if bool(ckpt.get("newest_click", False)) != newest_click:
+        said = "with --newest-click" if ckpt.get("newest_click") else "without --newest-click"
         raise ValueError(f"{path} was trained {said}: resume it the same way")
     return ckpt
 
@@ -616,8 +639,11 @@ def run(args: argparse.Namespace) -> int:
     last = args.out / "last.ckpt"
     check_out_and_export(args.out, last, export_to, args.resume)
     repeat_cap = repeat_cap_for(args.repeat_share)
+    # Weights that read the newest-click map keep it: a fine-tune cannot drop a trained input.
+    init_has_newest = bool(weights_meta(args.init).get("newest_click", False)) if args.init else False
+    newest_click = args.newest_click or init_has_newest
     ckpt = (
-        read_resume_checkpoint(last, share, args.encoder, args.decoder_channels, args.size, repeat_cap)
+        read_resume_checkpoint(last, share, args.encoder, args.decoder_channels, args.size, repeat_cap, newest_click)
         if args.resume
         else None
     )
@@ -636,7 +662,12 @@ def run(args: argparse.Namespace) -> int:
     check_trainable(train_set, args.size, len(instances), share)
 
     # Fine-tuning replaces every weight, so the ImageNet package is not needed then.
-    model = FewClickNet(encoder=args.encoder, pretrained=args.init is None, decoder_channels=args.decoder_channels)
+    model = FewClickNet(
+        encoder=args.encoder,
+        pretrained=args.init is None,
+        decoder_channels=args.decoder_channels,
+        newest_click=init_has_newest,
+    )
     prepare_out_dir(args.out)
     prepare_out_file(export_to, "--export")  # before hours of training, not after
     model = model.to(device).to(memory_format=torch.channels_last).train()
@@ -645,6 +676,9 @@ def run(args: argparse.Namespace) -> int:
 
         model.load_state_dict(load_weights(args.init)[0].state_dict())
         print(f"initialised from {args.init}")
+    if newest_click and not model.newest_click:
+        model = with_newest_click_channel(model).to(memory_format=torch.channels_last)
+        print("the network now reads the newest-click map too (its new weights start at zero)")
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=1e-4)
     start = 0
     if ckpt is not None:
@@ -669,11 +703,14 @@ def run(args: argparse.Namespace) -> int:
         "decoder_channels": args.decoder_channels,
         "size": args.size,
         "repeat_cap": repeat_cap,
+        "newest_click": newest_click,
     }
 
     def export(steps: int) -> str:
         # Export a float32 CPU copy so training continues undisturbed on its device.
-        snapshot = FewClickNet(encoder=args.encoder, pretrained=False, decoder_channels=args.decoder_channels)
+        snapshot = FewClickNet(
+            encoder=args.encoder, pretrained=False, decoder_channels=args.decoder_channels, newest_click=newest_click
+        )
         snapshot.load_state_dict({k: v.float().cpu() for k, v in model.state_dict().items()})
         info = {
             "trained_steps": steps,

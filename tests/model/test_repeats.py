@@ -62,12 +62,18 @@ def test_a_repeat_cap_below_one_is_refused() -> None:
 
 def guidance_spy(
     seen: list[tuple[list[CropClick], int]],
-) -> Callable[[list[CropClick], int, np.ndarray | None, int], np.ndarray]:
+) -> Callable[..., np.ndarray]:
     """`encode_guidance` that also records each call's (clicks, repeat_cap) in ``seen``."""
 
-    def spy(clicks: list[CropClick], size: int, previous: np.ndarray | None = None, repeat_cap: int = 1) -> np.ndarray:
+    def spy(
+        clicks: list[CropClick],
+        size: int,
+        previous: np.ndarray | None = None,
+        repeat_cap: int = 1,
+        newest_click: bool = False,
+    ) -> np.ndarray:
         seen.append((list(clicks), repeat_cap))
-        return encode_guidance(clicks, size, previous, repeat_cap)
+        return encode_guidance(clicks, size, previous, repeat_cap, newest_click)
 
     return spy
 
