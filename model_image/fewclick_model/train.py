@@ -595,14 +595,14 @@ def read_resume_checkpoint(
         raise ValueError(
             f"{path} was trained with --size {trained_at}, this run asks for {size}: pass --size {trained_at}"
         )
-    # The exported weights record the cap and are served with it, so a resume may not switch it.
-    cap_was = int(ckpt.get("repeat_cap", 1))
-    if cap_was != repeat_cap:
-        said = "with --repeat-share" if cap_was > 1 else "without --repeat-share"
-        raise ValueError(f"{path} was trained {said}: resume it the same way")
-    if bool(ckpt.get("newest_click", False)) != newest_click:
-        said = "with --newest-click" if ckpt.get("newest_click") else "without --newest-click"
-        raise ValueError(f"{path} was trained {said}: resume it the same way")
+    # The exported weights record these and are served with them, so a resume may not switch one.
+    for option, off, was, ours in (
+        ("--repeat-share", 1, int(ckpt.get("repeat_cap", 1)), repeat_cap),
+        ("--newest-click", False, bool(ckpt.get("newest_click", False)), newest_click),
+    ):
+        if was != ours:
+            said = "without" if was == off else "with"
+            raise ValueError(f"{path} was trained {said} {option}: resume it the same way")
     return ckpt
 
 
@@ -632,15 +632,16 @@ def run(args: argparse.Namespace) -> int:
     # Everything that can refuse the run does so before the data loads, and OUT is made only once
     # the data and the network are known good (a refused run leaves no empty folder behind).
     share = check_holdout_share(args.holdout_share, args.init)
+    init_meta = weights_meta(args.init) if args.init else {}
     if args.encoder is None:
-        args.encoder = str(weights_meta(args.init)["encoder"]) if args.init else DEFAULT_ENCODER
+        args.encoder = str(init_meta["encoder"]) if args.init else DEFAULT_ENCODER
     if args.init:
         check_init_network(args.init, args.encoder, args.decoder_channels)
     last = args.out / "last.ckpt"
     check_out_and_export(args.out, last, export_to, args.resume)
     repeat_cap = repeat_cap_for(args.repeat_share)
     # Weights that read the newest-click map keep it: a fine-tune cannot drop a trained input.
-    init_has_newest = bool(weights_meta(args.init).get("newest_click", False)) if args.init else False
+    init_has_newest = bool(init_meta.get("newest_click", False))
     newest_click = args.newest_click or init_has_newest
     ckpt = (
         read_resume_checkpoint(last, share, args.encoder, args.decoder_channels, args.size, repeat_cap, newest_click)

@@ -384,6 +384,8 @@ def test_a_resume_keeps_the_size_and_logs_each_step_once(
     # Its weights are served with the repeat cap they were trained with, so a resume keeps that too.
     err = _refusal(_train_cli(tiny_root, tmp_path, "--resume", "--repeat-share", "0.5"), capsys)
     assert "was trained without --repeat-share: resume it the same way" in err
+    err = _refusal(_train_cli(tiny_root, tmp_path, "--resume", "--newest-click"), capsys)
+    assert "was trained without --newest-click: resume it the same way" in err
     # A run stopped between checkpoints had logged steps its resume takes again.
     log = tmp_path / "log.jsonl"
     with open(log, "a") as f:
