@@ -2,8 +2,10 @@
 trained to read it drawn stronger (`fewclick train --repeat-share`), and then served the same way."""
 
 import argparse
+import inspect
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -60,20 +62,20 @@ def test_a_repeat_cap_below_one_is_refused() -> None:
         encode_guidance(EXTREMES, 64, repeat_cap=0)
 
 
+GUIDANCE_SIGNATURE = inspect.signature(encode_guidance)
+
+
 def guidance_spy(
     seen: list[tuple[list[CropClick], int]],
 ) -> Callable[..., np.ndarray]:
     """`encode_guidance` that also records each call's (clicks, repeat_cap) in ``seen``."""
 
-    def spy(
-        clicks: list[CropClick],
-        size: int,
-        previous: np.ndarray | None = None,
-        repeat_cap: int = 1,
-        newest_click: bool = False,
-    ) -> np.ndarray:
-        seen.append((list(clicks), repeat_cap))
-        return encode_guidance(clicks, size, previous, repeat_cap, newest_click)
+    def spy(*args: Any, **kwargs: Any) -> np.ndarray:
+        # Bound against the real signature, so the spy needs no copy of it to keep in step.
+        call = GUIDANCE_SIGNATURE.bind(*args, **kwargs)
+        call.apply_defaults()
+        seen.append((list(call.arguments["clicks"]), call.arguments["repeat_cap"]))
+        return encode_guidance(*args, **kwargs)
 
     return spy
 
