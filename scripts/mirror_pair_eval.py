@@ -79,7 +79,9 @@ def with_mirror_network(crop: CropPredictor, mirror_weights: str | Path) -> Crop
         mirror_net = mirror_net.to(crop.device, dtype=crop.dtype, memory_format=crop.memory_format).eval()
     crop.model = MirrorPair(crop.model, mirror_net).eval()  # type: ignore[assignment]
     # One batch of 2 keeps row 1 the mirror: the side-by-side pool would hand each network a batch of 1.
-    crop._view_pool = None
+    if crop._view_pool is not None:
+        crop._view_pool.shutdown()
+        crop._view_pool = None
     crop.model_version += f"+mirror:{Path(mirror_weights).stem}"
     return crop
 

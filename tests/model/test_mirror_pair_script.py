@@ -12,6 +12,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 import torch
+from fewclick_model import predictor
 from fewclick_model.encoding import CropClick
 from fewclick_model.predictor import CropPredictor, load_crop_predictor
 
@@ -100,9 +101,6 @@ def test_the_cli_evaluates_the_pair_and_names_it(
     assert "+mirror:other" in json.dumps(summary)
     assert len((tmp_path / "pair" / "per_instance.csv").read_text().splitlines()) == 1 + 2
     # The served loader is put back: later evaluations in this process are not pairs.
-    assert load_crop_predictor.__module__ == "fewclick_model.predictor"
-    from fewclick_model import predictor
-
     assert predictor.load_crop_predictor is load_crop_predictor
 
 
