@@ -12,7 +12,17 @@ import torch
 from fewclick_model import train
 from fewclick_model.checkpoints import export_weights
 from fewclick_model.data import Instance, SampleGenerator, list_instances, load_instance
+from fewclick_model.encoding import CropClick
 from fewclick_model.network import FewClickNet
+
+# Top, left, bottom and right extreme points of an object filling most of a 64 px crop (the tiny
+# network's side): the start of every crop-level click sequence in the predictor's tests.
+TINY_CROP_EXTREMES = (
+    CropClick(32, 5, "boundary"),
+    CropClick(5, 32, "boundary"),
+    CropClick(32, 58, "boundary"),
+    CropClick(58, 32, "boundary"),
+)
 
 
 def make_instance(rng: np.random.Generator, h: int = 120, w: int = 160) -> tuple[np.ndarray, np.ndarray]:

@@ -20,14 +20,9 @@ from fewclick_model.boundary_refiner import (
 from fewclick_model.encoding import CropClick
 from fewclick_model.predictor import load_crop_predictor
 
-from .synthetic import export_tiny_weights
+from .synthetic import TINY_CROP_EXTREMES, export_tiny_weights
 
-EXTREMES = [
-    CropClick(32, 5, "boundary"),
-    CropClick(5, 32, "boundary"),
-    CropClick(32, 58, "boundary"),
-    CropClick(58, 32, "boundary"),
-]
+EXTREMES = list(TINY_CROP_EXTREMES)
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,10 @@ from fewclick_model import predictor
 from fewclick_model.encoding import CropClick
 from fewclick_model.predictor import CropPredictor, load_crop_predictor
 
-from .synthetic import export_tiny_weights, write_folder
+from .synthetic import TINY_CROP_EXTREMES, export_tiny_weights, write_folder
 
 REPO = Path(__file__).resolve().parents[2]
-EXTREMES = [
-    CropClick(32, 5, "boundary"),
-    CropClick(5, 32, "boundary"),
-    CropClick(32, 58, "boundary"),
-    CropClick(58, 32, "boundary"),
-]
+EXTREMES = list(TINY_CROP_EXTREMES)
 CLICKS = [CropClick(30, 30, "positive"), CropClick(45, 20, "boundary")]
 
 

@@ -11,7 +11,7 @@ from fewclick_model.encoding import CropClick
 from fewclick_model.predictor import FewClickPredictor, PrefixCache, load_crop_predictor
 from fewclick_model.simulator import Click, extreme_points
 
-from .synthetic import make_instance, write_folder
+from .synthetic import TINY_CROP_EXTREMES, make_instance, write_folder
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -24,12 +24,7 @@ def test_a_warm_click_costs_one_pass_and_equals_a_cold_replay(tiny_weights: Path
     crop = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     feats = p.encode(crop)
     assert feats.nbytes > 0
-    extremes = [
-        CropClick(32, 5, "boundary"),
-        CropClick(5, 32, "boundary"),
-        CropClick(32, 58, "boundary"),
-        CropClick(58, 32, "boundary"),
-    ]
+    extremes = list(TINY_CROP_EXTREMES)
     clicks = [CropClick(30, 30, "positive"), CropClick(2, 2, "negative"), CropClick(45, 20, "boundary")]
     cache = PrefixCache()
     for k in range(len(clicks) + 1):
