@@ -530,11 +530,6 @@ def check_holdout_share(share: float | None, init: Path | None) -> float:
     return share
 
 
-def check_init_network(init: Path, encoder: str, decoder_channels: int) -> None:
-    """A ValueError before any data loads when --init's weights are not this run's network."""
-    require_same_network(weights_meta(init), init, encoder, decoder_channels)
-
-
 CHECKPOINT_EXPECTED = "a training checkpoint of `fewclick train` (OUT/last.ckpt)"
 
 
@@ -636,7 +631,8 @@ def run(args: argparse.Namespace) -> int:
     if args.encoder is None:
         args.encoder = str(init_meta["encoder"]) if args.init else DEFAULT_ENCODER
     if args.init:
-        check_init_network(args.init, args.encoder, args.decoder_channels)
+        # --init's weights must be this run's network (the metadata read once, above).
+        require_same_network(init_meta, args.init, args.encoder, args.decoder_channels)
     last = args.out / "last.ckpt"
     check_out_and_export(args.out, last, export_to, args.resume)
     repeat_cap = repeat_cap_for(args.repeat_share)
