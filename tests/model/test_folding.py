@@ -7,6 +7,8 @@ from fewclick_model.folding import fold_batch_norms
 from fewclick_model.network import FewClickNet
 from torch import nn
 
+from .synthetic import TINY_CROP_EXTREMES
+
 
 def randomise_batch_norms(model: nn.Module, generator: torch.Generator) -> None:
     # Fresh batch norms are the identity; folding those would prove nothing.
@@ -66,8 +68,7 @@ def test_the_served_predictor_folds_and_goes_channels_last_without_changing_answ
     assert served.memory_format == torch.channels_last
     assert not any(isinstance(m, nn.BatchNorm2d) for m in served.model.modules())
     crop = (torch.rand(64, 64, 3, generator=generator) * 255).to(torch.uint8).numpy()
-    clicks = [CropClick(32, 4, "boundary"), CropClick(4, 32, "boundary"), CropClick(32, 60, "boundary")]
-    clicks += [CropClick(60, 32, "boundary"), CropClick(30, 30, "positive")]
+    clicks = [*TINY_CROP_EXTREMES, CropClick(30, 30, "positive")]
     got = served.predict(served.encode(crop), clicks)
     rgb = torch.from_numpy(crop).permute(2, 0, 1)[None].float()
     guidance = torch.from_numpy(encode_guidance(clicks, 64, None))[None]

@@ -21,11 +21,10 @@ from fewclick_model.encoding import (
 from fewclick_model.network import FewClickNet, with_newest_click_channel
 from fewclick_model.predictor import load_crop_predictor
 
-from .synthetic import export_tiny_weights
+from .synthetic import TINY_CROP_EXTREMES, export_tiny_weights
 
 SIZE = 64
-EXTREMES = [CropClick(32, 4, "boundary"), CropClick(4, 32, "boundary"), CropClick(32, 60, "boundary")]
-EXTREMES.append(CropClick(60, 32, "boundary"))
+EXTREMES = list(TINY_CROP_EXTREMES)
 
 
 def test_without_corrective_clicks_the_newest_click_map_is_empty_and_the_others_are_unchanged() -> None:

@@ -5,6 +5,8 @@ from fewclick_model.encoding import CropClick
 from fewclick_model.predictor import load_crop_predictor
 from fewclick_model.progressive_merge import FIRST_MERGED_CLICK, merge_near_click
 
+from .synthetic import TINY_CROP_EXTREMES
+
 
 def square(side: int, x0: int, y0: int, x1: int, y1: int, value: float = 0.9) -> np.ndarray:
     out = np.full((side, side), 0.1, np.float32)
@@ -52,8 +54,7 @@ def test_the_predictor_merges_from_the_sixth_corrective_boundary_click_on(tiny_w
     assert "progressive merge" in served.describe() and "progressive merge" not in plain.describe()
     crop = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
     feats = plain.encode(crop)
-    extremes = [CropClick(32, 5, "boundary"), CropClick(5, 32, "boundary"), CropClick(32, 58, "boundary")]
-    extremes.append(CropClick(58, 32, "boundary"))
+    extremes = list(TINY_CROP_EXTREMES)
     # An untrained network's answers flip in many places: a useful test of what survives.
     previous = np.where(np.arange(64)[None, :] < 32, 0.9, 0.1).repeat(64, 0).astype(np.float32)
     earlier = [CropClick(10 + 8 * k, 20, "boundary") for k in range(FIRST_MERGED_CLICK - 1)]

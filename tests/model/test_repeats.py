@@ -14,10 +14,9 @@ from fewclick_model.checkpoints import DEFAULT_WEIGHTS, weights_meta
 from fewclick_model.encoding import REPEAT_CAP, CropClick, encode_guidance
 from fewclick_model.predictor import load_crop_predictor
 
-from .synthetic import export_tiny_weights, steps_on_one_batch
+from .synthetic import TINY_CROP_EXTREMES, export_tiny_weights, steps_on_one_batch
 
-EXTREMES = [CropClick(32, 4, "boundary"), CropClick(4, 32, "boundary"), CropClick(32, 60, "boundary")]
-EXTREMES.append(CropClick(60, 32, "boundary"))
+EXTREMES = list(TINY_CROP_EXTREMES)
 
 
 def boundary_peak(clicks: list[CropClick], x: int, y: int, repeat_cap: int) -> float:
@@ -51,8 +50,9 @@ def test_a_repeated_boundary_click_is_drawn_n_fold_up_to_the_cap_and_only_there(
 
 def test_extreme_points_and_region_clicks_are_never_drawn_stronger() -> None:
     # A corrective click on an extreme point is its first click there, not a repeat.
-    on_extreme = encode_guidance([*EXTREMES, CropClick(32, 4, "boundary")], 64, repeat_cap=REPEAT_CAP)
-    assert on_extreme[0, 4, 32] == pytest.approx(1.0)
+    top = EXTREMES[0]
+    on_extreme = encode_guidance([*EXTREMES, CropClick(top.x, top.y, "boundary")], 64, repeat_cap=REPEAT_CAP)
+    assert on_extreme[0, int(top.y), int(top.x)] == pytest.approx(1.0)
     positives = encode_guidance([*EXTREMES, *[CropClick(30, 30, "positive")] * 3], 64, repeat_cap=REPEAT_CAP)
     assert positives[1, 30, 30] == pytest.approx(1.0)
 
