@@ -3,6 +3,7 @@ network at its smallest, for the model library's tests."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,13 @@ TINY_CROP_EXTREMES = (
     CropClick(32, 58, "boundary"),
     CropClick(58, 32, "boundary"),
 )
+
+
+def train_parser() -> argparse.ArgumentParser:
+    """`fewclick train`'s own argument parser, for tests that run or refuse its CLI."""
+    parser = argparse.ArgumentParser()
+    train.add_arguments(parser)
+    return parser
 
 
 def make_instance(rng: np.random.Generator, h: int = 120, w: int = 160) -> tuple[np.ndarray, np.ndarray]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from fewclick_model.data import Augmentations, SampleGenerator
 from fewclick_model.holes import MIN_DEPTH_PX, RIM_SHARE, punch_hole
 from fewclick_model.train import TrainingBatch
 
-from .synthetic import make_instances
+from .synthetic import make_instances, train_parser
 
 OBJECT_GREY = 40
 BACKGROUND_GREY = 200
@@ -109,8 +108,7 @@ def test_the_cli_option_reaches_the_batches_a_run_trains_on(
         return record
 
     monkeypatch.setattr(train, "batch_source", recording_source)
-    parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    parser = train_parser()
     for share in ("0", "1"):
         out = tmp_path / f"holes-{share}"
         argv = ["--data", str(tiny_root), "--out", str(out), "--export", str(out / "w.pt"), "--size", "96"]

@@ -3,7 +3,6 @@ right and wrong pixels are known."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +12,7 @@ from fewclick_model import train
 from fewclick_model.checkpoints import weights_meta
 from fewclick_model.losses import edge_band, normalized_focal_factor, segmentation_loss
 
-from .synthetic import steps_on_one_batch
+from .synthetic import steps_on_one_batch, train_parser
 
 
 def square_with_a_wrong_patch() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -73,8 +72,7 @@ def test_the_focal_loss_has_its_own_gradient_and_learns(tiny_root: Path) -> None
 
 
 def test_the_cli_takes_a_focal_gamma_and_refuses_a_negative_one(tiny_root: Path, tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    parser = train_parser()
     common = ["--data", str(tiny_root), "--out", str(tmp_path), "--export", str(tmp_path / "w.pt")]
     tiny = ["--size", "64", "--decoder-channels", "16", "--steps", "1", "--batch", "2", "--validate-every", "5"]
     args = parser.parse_args([*common, *tiny, "--focal-gamma", "2"])

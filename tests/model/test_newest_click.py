@@ -2,7 +2,6 @@
 drawn where the click is, read by a widened network that answers as before until trained, and
 recorded in the weights so they are served the way they were trained."""
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +20,7 @@ from fewclick_model.encoding import (
 from fewclick_model.network import FewClickNet, with_newest_click_channel
 from fewclick_model.predictor import load_crop_predictor
 
-from .synthetic import TINY_CROP_EXTREMES, export_tiny_weights
+from .synthetic import TINY_CROP_EXTREMES, export_tiny_weights, train_parser
 
 SIZE = 64
 EXTREMES = list(TINY_CROP_EXTREMES)
@@ -113,26 +112,19 @@ def test_weights_from_before_the_option_read_four_maps(tmp_path: Path) -> None:
     assert not load_weights(tmp_path / "old.pt")[0].newest_click
 
 
-def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
-    return parser.parse_args(argv)
-
-
 def test_train_newest_click_widens_init_weights_and_a_fine_tune_keeps_the_map(tiny_root: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
     export_tiny_weights(tmp_path / "narrow.pt")
     common = ["--data", str(tiny_root), "--size", "64", "--decoder-channels", "16", "--steps", "1", "--batch", "2"]
-    widened = tmp_path / "widened"
-    assert (
-        train.run(parse([*common, "--init", str(tmp_path / "narrow.pt"), "--newest-click", "--out", str(widened)])) == 0
-    )
+    parser, widened = train_parser(), tmp_path / "widened"
+    argv = [*common, "--init", str(tmp_path / "narrow.pt"), "--newest-click", "--out", str(widened)]
+    assert train.run(parser.parse_args(argv)) == 0
     exported = widened / train.EXPORT_NAME
     assert weights_meta(exported)["newest_click"] is True
     # A fine-tune of such weights reads the map without being told again.
     again = tmp_path / "again"
-    assert train.run(parse([*common, "--init", str(exported), "--out", str(again)])) == 0
+    assert train.run(parser.parse_args([*common, "--init", str(exported), "--out", str(again)])) == 0
     assert weights_meta(again / train.EXPORT_NAME)["newest_click"] is True
     # A resume must keep the setting its checkpoint was trained with.
     with pytest.raises(ValueError, match="trained with --newest-click: resume it the same way"):
-        train.run(parse([*common, "--out", str(widened), "--resume", "--steps", "2"]))
+        train.run(parser.parse_args([*common, "--out", str(widened), "--resume", "--steps", "2"]))

@@ -11,7 +11,7 @@ from fewclick_model.checkpoints import DEFAULT_WEIGHTS, weights_holdout_share, w
 from fewclick_model.data import is_holdout, list_instances, load_instance
 from fewclick_model.predictor import load_crop_predictor
 
-from .synthetic import steps_on_one_batch, write_folder
+from .synthetic import steps_on_one_batch, train_parser, write_folder
 
 
 def test_a_few_steps_on_one_batch_reduce_the_loss(tiny_root: Path) -> None:
@@ -20,8 +20,7 @@ def test_a_few_steps_on_one_batch_reduce_the_loss(tiny_root: Path) -> None:
 
 
 def run_train(tiny_root: Path, out: Path, steps: int, resume: bool, *extra: str) -> None:
-    parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    parser = train_parser()
     argv = [
         "--data",
         str(tiny_root),
@@ -97,8 +96,7 @@ def test_the_holdout_share_is_recorded_and_kept_by_resumes_evaluation_and_fine_t
 
 
 def test_worker_processes_and_click_threads_train_like_the_in_process_path(tiny_root: Path, tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    parser = train_parser()
     argv = ["--data", str(tiny_root), "--out", str(tmp_path), "--export", str(tmp_path / "w.pt"), "--size", "64"]
     argv += ["--decoder-channels", "16", "--steps", "3", "--batch", "3", "--workers", "2", "--sim-threads", "3"]
     argv += ["--export-every", "2", "--validate-every", "100"]
@@ -182,12 +180,6 @@ def test_pass_distribution_keeps_the_released_recipe_and_spreads_deeper_runs_eve
     assert train.extra_pass_distribution(0) == ((0,), (1.0,))
     with pytest.raises(ValueError, match="max_passes"):
         train.extra_pass_distribution(-1)
-
-
-def train_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
-    return parser
 
 
 @pytest.mark.parametrize(
