@@ -4,6 +4,7 @@ network at its smallest, for the model library's tests."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,11 @@ TINY_CROP_EXTREMES = (
     CropClick(32, 58, "boundary"),
     CropClick(58, 32, "boundary"),
 )
+
+
+def mirrored_clicks(clicks: Sequence[CropClick], side: int = 64) -> list[CropClick]:
+    """``clicks`` on the mirror image of a ``side`` px crop (the tiny network's side by default)."""
+    return [CropClick(side - 1 - c.x, c.y, c.kind) for c in clicks]
 
 
 def train_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from fewclick_model import predictor
 from fewclick_model.encoding import CropClick
 from fewclick_model.predictor import CropPredictor, load_crop_predictor
 
-from .synthetic import TINY_CROP_EXTREMES, export_tiny_weights, write_folder
+from .synthetic import TINY_CROP_EXTREMES, export_tiny_weights, mirrored_clicks, write_folder
 
 REPO = Path(__file__).resolve().parents[2]
 EXTREMES = list(TINY_CROP_EXTREMES)
@@ -51,10 +51,6 @@ def _crop() -> np.ndarray:
     return np.random.default_rng(3).integers(0, 255, (64, 64, 3), dtype=np.uint8)
 
 
-def _mirrored(clicks: list[CropClick], side: int) -> list[CropClick]:
-    return [CropClick(side - 1 - c.x, c.y, c.kind) for c in clicks]
-
-
 def test_the_control_answers_as_the_served_predictor(script: ModuleType, tiny_weights: Path) -> None:
     served = _eager(tiny_weights, "every")
     control = script.with_mirror_network(_eager(tiny_weights, "every"), "same")
@@ -74,7 +70,7 @@ def test_the_pair_averages_the_crop_networks_answer_and_the_mirror_networks(
     mirror = np.ascontiguousarray(crop[:, ::-1])
     got = pair.predict_first(pair.encode(crop), EXTREMES)
     a = alone_a.predict_first(alone_a.encode(crop), EXTREMES)
-    b = alone_b.predict_first(alone_b.encode(mirror), _mirrored(EXTREMES, side))[:, ::-1]
+    b = alone_b.predict_first(alone_b.encode(mirror), mirrored_clicks(EXTREMES, side))[:, ::-1]
     np.testing.assert_allclose(got, (a + b) / 2, atol=1e-5)
     assert np.abs(a - b).max() > 1e-2  # the two networks do disagree, so the average tells them apart
     # A corrective click: both read the same previous mask (the mirror its flipped copy).
@@ -82,7 +78,7 @@ def test_the_pair_averages_the_crop_networks_answer_and_the_mirror_networks(
     clicks = [*EXTREMES, CLICKS[0]]
     got = pair.predict(pair.encode(crop), clicks, previous)
     a = alone_a.predict(alone_a.encode(crop), clicks, previous)
-    b = alone_b.predict(alone_b.encode(mirror), _mirrored(clicks, side), np.ascontiguousarray(previous[:, ::-1]))
+    b = alone_b.predict(alone_b.encode(mirror), mirrored_clicks(clicks, side), np.ascontiguousarray(previous[:, ::-1]))
     np.testing.assert_allclose(got, (a + b[:, ::-1]) / 2, atol=1e-5)
 
 

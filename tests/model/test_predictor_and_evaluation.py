@@ -11,7 +11,7 @@ from fewclick_model.encoding import CropClick
 from fewclick_model.predictor import FewClickPredictor, PrefixCache, load_crop_predictor
 from fewclick_model.simulator import Click, extreme_points
 
-from .synthetic import TINY_CROP_EXTREMES, make_instance, write_folder
+from .synthetic import TINY_CROP_EXTREMES, make_instance, mirrored_clicks, write_folder
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -269,10 +269,6 @@ EXTREMES_64 = [
 ]
 
 
-def _mirrored(clicks: list[CropClick], side: int = 64) -> list[CropClick]:
-    return [CropClick(side - 1 - c.x, c.y, c.kind) for c in clicks]
-
-
 def test_every_answer_averages_the_mirror_so_a_mirrored_image_gets_the_mirrored_mask(tiny_weights: Path) -> None:
     p = load_crop_predictor(tiny_weights, device="cpu", mirror="every", precision="fp32")
     plain = load_crop_predictor(tiny_weights, device="cpu", mirror="none", precision="fp32")
@@ -284,12 +280,12 @@ def test_every_answer_averages_the_mirror_so_a_mirrored_image_gets_the_mirrored_
     clicks = [*EXTREMES_64, CropClick(20, 30, "positive"), CropClick(50, 10, "negative")]
     click = p.predict(feats, clicks, first)
     # Mirror-equivariant by construction, which one view alone is not.
-    first_of_mirror = p.predict_first(feats_of_mirror, _mirrored(EXTREMES_64))
+    first_of_mirror = p.predict_first(feats_of_mirror, mirrored_clicks(EXTREMES_64))
     assert np.abs(first - first_of_mirror[:, ::-1]).max() < 1e-4
-    click_of_mirror = p.predict(feats_of_mirror, _mirrored(clicks), np.ascontiguousarray(first_of_mirror))
+    click_of_mirror = p.predict(feats_of_mirror, mirrored_clicks(clicks), np.ascontiguousarray(first_of_mirror))
     assert np.abs(click - click_of_mirror[:, ::-1]).max() < 1e-4
     one_view = plain.predict(plain.encode(crop), EXTREMES_64)
-    one_view_of_mirror = plain.predict(plain.encode(flipped), _mirrored(EXTREMES_64))
+    one_view_of_mirror = plain.predict(plain.encode(flipped), mirrored_clicks(EXTREMES_64))
     assert np.abs(one_view - one_view_of_mirror[:, ::-1]).max() > 1e-3
     # The mean of the two views, and what a session's first request returns.
     assert np.abs(first - (one_view + one_view_of_mirror[:, ::-1]) / 2).max() < 1e-4
