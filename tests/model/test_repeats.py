@@ -1,7 +1,6 @@
 """A boundary click the labeler repeats: invisible in max-combined guidance unless the network was
 trained to read it drawn stronger (`fewclick train --repeat-share`), and then served the same way."""
 
-import argparse
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -14,7 +13,7 @@ from fewclick_model.checkpoints import DEFAULT_WEIGHTS, weights_meta
 from fewclick_model.encoding import REPEAT_CAP, CropClick, encode_guidance
 from fewclick_model.predictor import load_crop_predictor
 
-from .synthetic import TINY_CROP_EXTREMES, export_tiny_weights, steps_on_one_batch
+from .synthetic import TINY_CROP_EXTREMES, export_tiny_weights, steps_on_one_batch, train_parser
 
 EXTREMES = list(TINY_CROP_EXTREMES)
 
@@ -118,8 +117,7 @@ def test_training_without_repeats_samples_each_click_and_draws_every_click_alike
 def test_weights_record_the_cap_they_were_trained_with_and_are_served_with_it(
     tiny_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    parser = train_parser()
     common = ["--data", str(tiny_root), "--size", "64", "--decoder-channels", "16", "--steps", "1", "--batch", "2"]
     for share, cap in (("0.5", REPEAT_CAP), ("0", 1)):
         out = tmp_path / f"share{share}"
@@ -144,8 +142,7 @@ def test_weights_from_before_repeats_and_the_committed_ones_draw_every_click_ali
 
 
 def test_a_repeat_share_outside_0_to_1_is_refused_by_argparse(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    train.add_arguments(parser)
+    parser = train_parser()
     with pytest.raises(SystemExit):
         parser.parse_args(["--repeat-share", "1.5"])
     assert "argument --repeat-share" in capsys.readouterr().err
