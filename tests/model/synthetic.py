@@ -11,7 +11,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-from fewclick_model import train
+from fewclick_model import evaluate, train
 from fewclick_model.checkpoints import export_weights
 from fewclick_model.data import Instance, SampleGenerator, list_instances, load_instance
 from fewclick_model.encoding import CropClick
@@ -36,6 +36,13 @@ def train_parser() -> argparse.ArgumentParser:
     """`fewclick train`'s own argument parser, for tests that run or refuse its CLI."""
     parser = argparse.ArgumentParser()
     train.add_arguments(parser)
+    return parser
+
+
+def evaluate_parser() -> argparse.ArgumentParser:
+    """`fewclick evaluate`'s own argument parser, for tests that run its CLI."""
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
     return parser
 
 

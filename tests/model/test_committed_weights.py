@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -13,7 +12,7 @@ from fewclick_model.checkpoints import DEFAULT_WEIGHTS
 from fewclick_model.predictor import FewClickPredictor, load_crop_predictor
 from fewclick_model.simulator import Click, extreme_points
 
-from .synthetic import make_instance
+from .synthetic import evaluate_parser, make_instance
 
 SHARED_GRABCUT = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "grabcut"
 
@@ -64,8 +63,7 @@ def test_positive_and_negative_clicks_are_respected(honor: str) -> None:
 @pytest.mark.skipif(not SHARED_GRABCUT.is_dir(), reason="needs ../shared/datasets/grabcut")
 def test_grabcut_sample_reaches_a_sane_accuracy(tmp_path: Path) -> None:
     # A regression guard on 6 instances, not the benchmark (README: `fewclick evaluate`).
-    parser = argparse.ArgumentParser()
-    evaluate.add_arguments(parser)
+    parser = evaluate_parser()
     args = parser.parse_args(
         [
             "--dataset",

@@ -11,7 +11,7 @@ from fewclick_model.encoding import CropClick
 from fewclick_model.predictor import FewClickPredictor, PrefixCache, load_crop_predictor
 from fewclick_model.simulator import Click, extreme_points
 
-from .synthetic import TINY_CROP_EXTREMES, make_instance, mirrored_clicks, write_folder
+from .synthetic import TINY_CROP_EXTREMES, evaluate_parser, make_instance, mirrored_clicks, write_folder
 
 
 def read_rows(path: Path) -> list[dict[str, str]]:
@@ -106,8 +106,7 @@ def test_evaluate_cli_writes_table_csv_and_plot_with_the_baseline(
     tiny_weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     data = write_folder(tmp_path / "bench", 3, seed=5, ignore_band=True)
-    parser = argparse.ArgumentParser()
-    evaluate.add_arguments(parser)
+    parser = evaluate_parser()
     args = parser.parse_args(
         [
             "--dataset",
@@ -142,8 +141,7 @@ def test_evaluate_fold_measures_one_half_of_the_training_instances(
     names = [m.stem for _, m in list_instances(data)]
     expected = sorted(n for n in names if fold_of(n) == "A" and not is_holdout(n, 0.05))
     assert 0 < len(expected) < 6
-    parser = argparse.ArgumentParser()
-    evaluate.add_arguments(parser)
+    parser = evaluate_parser()
     argv = ["--dataset", str(data), "--weights", str(tiny_weights), "--max-clicks", "1", "--clicks", "boundary"]
     argv += ["--out", str(tmp_path / "out")]
     assert evaluate.run(parser.parse_args([*argv, "--fold", "A"])) == 0

@@ -11,7 +11,7 @@ from fewclick_model.checkpoints import DEFAULT_WEIGHTS, weights_holdout_share, w
 from fewclick_model.data import is_holdout, list_instances, load_instance
 from fewclick_model.predictor import load_crop_predictor
 
-from .synthetic import steps_on_one_batch, train_parser, write_folder
+from .synthetic import evaluate_parser, steps_on_one_batch, train_parser, write_folder
 
 
 def test_a_few_steps_on_one_batch_reduce_the_loss(tiny_root: Path) -> None:
@@ -86,8 +86,7 @@ def test_the_holdout_share_is_recorded_and_kept_by_resumes_evaluation_and_fine_t
     assert "holdout_share" not in legacy and weights_holdout_share(DEFAULT_WEIGHTS) == 0.05
     assert all(is_holdout(n, 0.3) for n in names if is_holdout(n, 0.05))
     # `evaluate --holdout-only` measures on what these weights held out.
-    parser = argparse.ArgumentParser()
-    evaluate.add_arguments(parser)
+    parser = evaluate_parser()
     argv = ["--dataset", str(tiny_root / "coco_mval"), "--weights", str(tmp_path / "w.pt"), "--holdout-only"]
     argv += ["--max-clicks", "1", "--clicks", "region", "--out", str(tmp_path / "eval")]
     assert evaluate.run(parser.parse_args(argv)) == 0
